@@ -1,0 +1,1 @@
+"""The bundled sample data and starter project file (installed as ``engine.bundled``)."""

@@ -1,0 +1,296 @@
+"""The DuckDB store: the system of record, its versioned schema, migrations and transactions.
+
+One DuckDB file holds everything: accepted events, the ingest log, the quarantine, the identity
+tables, trait values and predictions. The schema is versioned in ``meta``; opening an older store
+migrates it in one transaction, opening a newer one says which version of profiles to use.
+
+Hot-path property columns
+-------------------------
+Events keep their raw ``properties`` / ``traits`` / ``context`` as JSON. Trait definitions read a
+handful of properties millions of times, so the store exposes each property a definition reads as
+a *derived column* of ``events``: a SQL expression over the row, registered once in
+``derived_columns``, added with ``ALTER TABLE``, back-filled once, and computed by every later
+ingest for its new rows. Trait computation then scans plain typed columns and never parses JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from engine.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+#: Base DDL of every table, in creation order. Later issues add their tables here.
+TABLES: dict[str, str] = {
+    "meta": """
+        CREATE TABLE IF NOT EXISTS meta (
+            key VARCHAR PRIMARY KEY,
+            value VARCHAR NOT NULL
+        )""",
+    # One row per accepted message. message_id is unique by construction: ingest anti-joins.
+    "events": """
+        CREATE TABLE IF NOT EXISTS events (
+            message_id VARCHAR NOT NULL,
+            type VARCHAR NOT NULL,              -- track | identify | alias | page | screen | group
+            event VARCHAR,                      -- track: event name; page: 'Page Viewed'; screen: 'Screen Viewed'
+            name VARCHAR,                       -- page / screen name
+            timestamp TIMESTAMPTZ NOT NULL,     -- the event time (events.md), UTC microseconds
+            user_id VARCHAR,
+            anonymous_id VARCHAR,
+            previous_id VARCHAR,
+            group_id VARCHAR,
+            original_timestamp TIMESTAMPTZ,
+            sent_at TIMESTAMPTZ,
+            received_at TIMESTAMPTZ,
+            properties JSON,
+            traits JSON,
+            context JSON,
+            raw JSON NOT NULL,                  -- the whole message, lossless
+            payload_hash VARCHAR NOT NULL,      -- sha256 of raw: tells conflicting duplicates apart
+            ingest_id BIGINT NOT NULL,
+            source_line BIGINT
+        )""",
+    "ingest_log": """
+        CREATE TABLE IF NOT EXISTS ingest_log (
+            ingest_id BIGINT PRIMARY KEY,
+            path VARCHAR NOT NULL,
+            format VARCHAR,
+            size_bytes BIGINT,
+            content_hash VARCHAR NOT NULL,
+            records BIGINT,
+            ingested BIGINT,
+            duplicates BIGINT,
+            conflicts BIGINT,
+            quarantined BIGINT,
+            status VARCHAR NOT NULL,            -- ok | partial (file-level problem, readable part kept)
+            message VARCHAR,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ
+        )""",
+    "quarantine": """
+        CREATE TABLE IF NOT EXISTS quarantine (
+            ingest_id BIGINT NOT NULL,
+            source_file VARCHAR NOT NULL,
+            line BIGINT,                        -- line (NDJSON), record index (JSON/Avro) or row (CSV/Parquet)
+            raw VARCHAR,                        -- at most 32 KiB of the record as read
+            reason VARCHAR NOT NULL,
+            quarantined_at TIMESTAMPTZ NOT NULL
+        )""",
+    "duplicate_conflicts": """
+        CREATE TABLE IF NOT EXISTS duplicate_conflicts (
+            message_id VARCHAR NOT NULL,
+            ingest_id BIGINT NOT NULL,
+            source_file VARCHAR NOT NULL,
+            line BIGINT,
+            payload_hash VARCHAR NOT NULL
+        )""",
+    "derived_columns": """
+        CREATE TABLE IF NOT EXISTS derived_columns (
+            column_name VARCHAR PRIMARY KEY,
+            sql_type VARCHAR NOT NULL,
+            expression VARCHAR NOT NULL
+        )""",
+}
+
+#: Migrations: ``MIGRATIONS[v]`` upgrades a store at version ``v`` to ``v + 1``.
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.\-]*$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DerivedColumn:
+    """A typed column of ``events`` computed from the row by a SQL expression."""
+
+    name: str
+    sql_type: str
+    expression: str
+
+
+def quote(identifier: str) -> str:
+    """Quote a DuckDB identifier (column or table name)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class Store:
+    """An open DuckDB store. Use :meth:`open`; close it (or use it as a context manager)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
+        self.con = con
+        self.path = path
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path | None, *, read_only: bool = False, create: bool = True) -> Store:
+        """Open (and create or migrate) the store at ``path``; ``None`` opens an in-memory store.
+
+        Raises
+        ------
+        StoreError
+            When another process holds the store (DuckDB allows one writer process), when the
+            file does not exist and ``create`` is false, or when it was written by a newer version.
+        """
+        p = None if path is None else Path(path)
+        if p is not None and not p.exists() and (read_only or not create):
+            raise StoreError(f"no store at {p}: run 'profiles ingest' (or 'profiles demo') first")
+        try:
+            con = duckdb.connect(":memory:" if p is None else str(p), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise StoreError(
+                    f"the store {p} is in use by another profiles process (one writer at a time); "
+                    "wait for it to finish or stop it, then retry"
+                ) from None
+            raise StoreError(f"cannot open the store {p}: {text}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open the store {p}: {exc}") from None
+        con.execute("SET TimeZone = 'UTC'")
+        store = cls(con, p)
+        if not read_only:
+            store._create_or_migrate()
+        else:
+            store._check_version()
+        return store
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _version(self) -> int | None:
+        has_meta = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+        ).fetchone()[0]
+        if not has_meta:
+            return None
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else int(row[0])
+
+    def _check_version(self) -> None:
+        version = self._version()
+        if version is None:
+            raise StoreError(f"{self.path} is not a profiles store (no schema version)")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this profiles "
+                f"(version {SCHEMA_VERSION}); upgrade profiles to open it"
+            )
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}; open it once without read-only "
+                "access (any 'profiles' command that writes, e.g. 'profiles resolve') to migrate it"
+            )
+
+    def _create_or_migrate(self) -> None:
+        version = self._version()
+        with self.transaction():
+            if version is None:
+                for ddl in TABLES.values():
+                    self.con.execute(ddl)
+                self.con.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+                )
+                return
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this profiles "
+                    f"(version {SCHEMA_VERSION}); upgrade profiles to open it"
+                )
+            while version < SCHEMA_VERSION:
+                MIGRATIONS[version](self.con)
+                version += 1
+            for ddl in TABLES.values():
+                self.con.execute(ddl)
+            self.con.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)]
+            )
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: commit on success, roll back on any exception (including Ctrl-C)."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    # -- metadata ----------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+
+    def has_table(self, name: str) -> bool:
+        return bool(
+            self.con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+            ).fetchone()[0]
+        )
+
+    # -- derived event columns (the hot-path property columns) --------------------------------
+    def derived_columns(self) -> list[DerivedColumn]:
+        """The registered derived columns of ``events``, in registration order."""
+        rows = self.con.execute(
+            "SELECT column_name, sql_type, expression FROM derived_columns ORDER BY rowid"
+        ).fetchall()
+        return [DerivedColumn(name=n, sql_type=t, expression=e) for n, t, e in rows]
+
+    def ensure_derived_columns(self, columns: Mapping[str, DerivedColumn] | list[DerivedColumn]) -> list[str]:
+        """Add and back-fill the derived columns that do not exist yet; returns the added names.
+
+        A column is identified by its name; callers derive the name from the expression (e.g.
+        ``num:channelType``) so the same need always maps to the same column.
+        """
+        wanted = list(columns.values()) if isinstance(columns, Mapping) else list(columns)
+        existing = {c.name: c for c in self.derived_columns()}
+        added: list[str] = []
+        for col in wanted:
+            if not _IDENTIFIER.match(col.name):
+                raise StoreError(f"invalid derived column name {col.name!r}")
+            if col.name in existing:
+                if existing[col.name] != col:
+                    raise StoreError(
+                        f"derived column {col.name!r} is registered with another definition"
+                    )
+                continue
+            with self.transaction() as con:
+                con.execute(f"ALTER TABLE events ADD COLUMN {quote(col.name)} {col.sql_type}")
+                con.execute(f"UPDATE events SET {quote(col.name)} = {col.expression}")
+                con.execute(
+                    "INSERT INTO derived_columns VALUES (?, ?, ?)",
+                    [col.name, col.sql_type, col.expression],
+                )
+            added.append(col.name)
+        return added
+
+    def fill_derived_columns(self, where: str, params: list[object] | None = None) -> None:
+        """Compute every derived column for the event rows matching ``where`` (new rows of an ingest).
+
+        Call it inside the ingest's transaction so new rows never exist without their columns.
+        """
+        cols = self.derived_columns()
+        if not cols:
+            return
+        sets = ", ".join(f"{quote(c.name)} = {c.expression}" for c in cols)
+        self.con.execute(f"UPDATE events SET {sets} WHERE {where}", params or [])
