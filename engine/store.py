@@ -97,6 +97,29 @@ TABLES: dict[str, str] = {
             sql_type VARCHAR NOT NULL,
             expression VARCHAR NOT NULL
         )""",
+    # predictions: one row per (prediction, profile); score/percentile NULL for ineligible profiles.
+    "prediction_scores": """
+        CREATE TABLE IF NOT EXISTS prediction_scores (
+            prediction VARCHAR NOT NULL,
+            profile_id VARCHAR NOT NULL,
+            score DOUBLE,
+            percentile DOUBLE,
+            model VARCHAR,
+            as_of TIMESTAMPTZ NOT NULL
+        )""",
+    # predictions: one row per prediction per run (the last run replaces the previous one).
+    "prediction_runs": """
+        CREATE TABLE IF NOT EXISTS prediction_runs (
+            prediction VARCHAR NOT NULL,
+            as_of TIMESTAMPTZ NOT NULL,
+            status VARCHAR NOT NULL,            -- scored | skipped
+            model VARCHAR,
+            reason VARCHAR,                     -- why this model, or what is missing when skipped
+            definition_hash VARCHAR NOT NULL,
+            metrics JSON,
+            report_html VARCHAR,
+            report_json VARCHAR
+        )""",
 }
 
 #: Migrations: ``MIGRATIONS[v]`` upgrades a store at version ``v`` to ``v + 1``.
