@@ -1,0 +1,135 @@
+"""What ``profiles show`` prints: one profile, read from the identity, trait and prediction tables."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from engine.config import ProjectConfig
+from engine.export import traits_as_of
+from engine.store import Store, quote
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileView:
+    """One profile: identifiers, profile traits, computed traits, predictions, recent events."""
+
+    profile_id: str
+    identifiers: pl.DataFrame
+    profile_traits: dict[str, Any]
+    traits: dict[str, Any]
+    traits_as_of: datetime | None
+    predictions: pl.DataFrame
+    recent_events: pl.DataFrame
+    event_count: int
+
+    def __rich__(self) -> Group:
+        parts: list[Any] = [Text(f"Profile {self.profile_id}  ({self.event_count} events)", style="bold")]
+        ids = Table(title="Identifiers", title_justify="left")
+        for col in ("type", "value", "first seen", "by message"):
+            ids.add_column(col)
+        for row in self.identifiers.iter_rows():
+            ids.add_row(*(str(v) for v in row))
+        parts.append(ids)
+        if self.profile_traits:
+            pt = Table(title="Profile traits (from identify)", title_justify="left")
+            pt.add_column("key")
+            pt.add_column("value")
+            for k, v in self.profile_traits.items():
+                pt.add_row(k, json.dumps(v, ensure_ascii=False))
+            parts.append(pt)
+        when = "never computed" if self.traits_as_of is None else f"as of {self.traits_as_of.isoformat()}"
+        ct = Table(title=f"Computed traits ({when})", title_justify="left")
+        ct.add_column("trait")
+        ct.add_column("value")
+        for k, v in self.traits.items():
+            ct.add_row(k, _show(v))
+        parts.append(ct)
+        if self.predictions.height:
+            pr = Table(title="Predictions", title_justify="left")
+            for col in ("prediction", "score", "percentile", "model"):
+                pr.add_column(col)
+            for name, score, pct, model in self.predictions.iter_rows():
+                pr.add_row(name, _show(score), _show(pct), str(model))
+            parts.append(pr)
+        ev = Table(title=f"Recent events (latest {self.recent_events.height})", title_justify="left")
+        for col in ("timestamp", "type", "event", "message id"):
+            ev.add_column(col)
+        for row in self.recent_events.iter_rows():
+            ev.add_row(*(_show(v) for v in row))
+        parts.append(ev)
+        return Group(*parts)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | pl.Series):
+        return json.dumps(list(value), ensure_ascii=False, default=str)
+    return str(value)
+
+
+def profile_view(store: Store, config: ProjectConfig, profile_id: str, *, recent: int = 10) -> ProfileView:
+    """Gather everything ``profiles show`` prints for ``profile_id``."""
+    con = store.con
+    identifiers = con.execute(
+        "SELECT type, value, first_seen_at, message_id FROM profile_identifiers "
+        "WHERE profile_id = ? ORDER BY type, value",
+        [profile_id],
+    ).pl()
+    profile_traits: dict[str, Any] = {}
+    if store.has_table("profile_traits"):
+        for key, value in con.execute(
+            "SELECT key, value FROM profile_traits WHERE profile_id = ? ORDER BY key", [profile_id]
+        ).fetchall():
+            profile_traits[key] = json.loads(value) if isinstance(value, str) else value
+    traits: dict[str, Any] = {}
+    if config.traits and store.has_table("trait_values"):
+        have = {r[0] for r in con.execute("DESCRIBE trait_values").fetchall()}
+        names = [t.name for t in config.traits if t.name in have]
+        if names:
+            cols = ", ".join(quote(n) for n in names)
+            row = con.execute(
+                f"SELECT {cols} FROM trait_values WHERE profile_id = ?", [profile_id]
+            ).fetchone()
+            if row is not None:
+                traits = dict(zip(names, row, strict=True))
+    predictions = pl.DataFrame(
+        schema={"prediction": pl.String, "score": pl.Float64, "percentile": pl.Float64, "model": pl.String}
+    )
+    if store.has_table("prediction_scores"):
+        predictions = con.execute(
+            "SELECT prediction, score, percentile, model FROM prediction_scores "
+            "WHERE profile_id = ? ORDER BY prediction",
+            [profile_id],
+        ).pl()
+    recent_events = con.execute(
+        "SELECT e.timestamp, e.type, coalesce(e.event, e.name, '') AS event, e.message_id "
+        "FROM event_profiles ep JOIN events e USING (message_id) WHERE ep.profile_id = ? "
+        "ORDER BY e.timestamp DESC, e.message_id DESC LIMIT ?",
+        [profile_id, recent],
+    ).pl()
+    event_count = con.execute(
+        "SELECT count(*) FROM event_profiles WHERE profile_id = ?", [profile_id]
+    ).fetchone()[0]
+    return ProfileView(
+        profile_id=profile_id,
+        identifiers=identifiers,
+        profile_traits=profile_traits,
+        traits=traits,
+        traits_as_of=traits_as_of(store),
+        predictions=predictions,
+        recent_events=recent_events,
+        event_count=event_count,
+    )

@@ -1,0 +1,99 @@
+"""The store: schema versions, migrations, one writer, transactions, derived columns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import pytest
+
+from engine.errors import StoreError
+from engine.store import SCHEMA_VERSION, DerivedColumn, Store
+
+EVENT = (
+    "INSERT INTO events (message_id, type, event, timestamp, properties, raw, payload_hash, ingest_id) "
+    "VALUES (?, 'track', 'E', TIMESTAMPTZ '2025-01-01 00:00:00+00', ?, '{}', 'h', 1)"
+)
+
+
+def test_a_new_store_has_every_table_and_the_current_version(tmp_path):
+    with Store.open(tmp_path / "s.duckdb") as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        for table in ("events", "ingest_log", "quarantine", "duplicate_conflicts", "derived_columns"):
+            assert store.has_table(table)
+
+
+def test_a_store_from_a_newer_version_is_refused_with_advice(tmp_path):
+    path = tmp_path / "s.duckdb"
+    Store.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+    con.close()
+    with pytest.raises(StoreError, match="upgrade profiles"):
+        Store.open(path)
+
+
+def test_a_missing_store_is_not_created_when_reading(tmp_path):
+    with pytest.raises(StoreError, match="no store at"):
+        Store.open(tmp_path / "absent.duckdb", read_only=True)
+    assert not (tmp_path / "absent.duckdb").exists()
+
+
+def test_a_second_writer_gets_a_clear_error_not_a_lock_traceback(tmp_path):
+    path = tmp_path / "s.duckdb"
+    Store.open(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time, duckdb
+                con = duckdb.connect({str(path)!r})
+                print("locked", flush=True)
+                sys.stdin.read()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match="in use by another profiles process"):
+            Store.open(path)
+    finally:
+        holder.communicate("", timeout=30)
+
+
+def test_a_failed_transaction_leaves_nothing_behind():
+    store = Store.open(None)
+    with pytest.raises(RuntimeError):
+        with store.transaction() as con:
+            con.execute(EVENT, ["m1", "{}"])
+            raise RuntimeError("boom")
+    assert store.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+def test_derived_columns_are_back_filled_and_computed_for_new_rows():
+    store = Store.open(None)
+    store.con.execute(EVENT, ["m1", '{"duration": 12}'])
+    col = DerivedColumn(
+        name="num:duration", sql_type="DOUBLE", expression="TRY_CAST(properties->>'$.duration' AS DOUBLE)"
+    )
+    assert store.ensure_derived_columns([col]) == ["num:duration"]
+    assert store.ensure_derived_columns([col]) == []
+    store.con.execute(EVENT.replace("1)", "2)"), ["m2", '{"duration": "7.5"}'])
+    store.fill_derived_columns("ingest_id = ?", [2])
+    rows = store.con.execute('SELECT message_id, "num:duration" FROM events ORDER BY 1').fetchall()
+    assert rows == [("m1", 12.0), ("m2", 7.5)]
+
+
+def test_a_derived_column_name_cannot_be_reused_for_another_expression():
+    store = Store.open(None)
+    store.ensure_derived_columns([DerivedColumn(name="c", sql_type="DOUBLE", expression="1.0")])
+    with pytest.raises(StoreError, match="another definition"):
+        store.ensure_derived_columns([DerivedColumn(name="c", sql_type="DOUBLE", expression="2.0")])
