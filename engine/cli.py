@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -274,23 +273,18 @@ def traits_command(
 # -- entry point ------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 user error, 2 usage error)."""
-    _OPTIONS.debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = sys.argv[1:] if argv is None else list(argv)
+    _OPTIONS.debug = "--debug" in args
     try:
-        result = app(args=argv, prog_name="profiles", standalone_mode=False)
+        app(args=args, prog_name="profiles")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ProfilesError as exc:
         if _OPTIONS.debug:
             raise
-        Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        Console(stderr=True, soft_wrap=True).print(f"error: {exc}", markup=False, highlight=False)
         return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        Console(stderr=True).print("interrupted: the store keeps what was committed; re-run to finish")
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 if __name__ == "__main__":

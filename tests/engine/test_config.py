@@ -1,0 +1,60 @@
+"""profiles.toml: the [project] table and the errors a user sees for a bad file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_config
+from engine.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "profiles.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_store_and_reports_are_relative_to_the_project_file(tmp_path):
+    config = load_config(_write(tmp_path, '[project]\nname = "x"\nstore = "sub/s.duckdb"\n'))
+    assert config.name == "x"
+    assert config.store == (tmp_path / "sub" / "s.duckdb").resolve()
+    assert config.reports == (tmp_path / "sub" / "reports").resolve()
+    assert config.traits == () and config.predictions == ()
+
+
+def test_a_missing_file_says_how_to_create_one(tmp_path):
+    with pytest.raises(ConfigError, match="profiles init"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = _write(tmp_path, "[project\n")
+    with pytest.raises(ConfigError, match="not valid TOML") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_an_unknown_section_is_named_with_the_valid_ones(tmp_path):
+    with pytest.raises(ConfigError, match="unknown section 'trait'.*identity, predictions, project, traits"):
+        load_config(_write(tmp_path, "[[trait]]\nname = 'x'\n"))
+
+
+def test_an_unknown_project_key_is_named(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, "[project]\nstor = 'x.duckdb'\n"))
+    assert info.value.key == "stor" and info.value.section == "project"
+
+
+def test_a_config_error_is_also_a_value_error(tmp_path):
+    with pytest.raises(ValueError):
+        load_config(_write(tmp_path, "[project]\nname = 3\n"))
+
+
+def test_the_bundled_starter_file_is_valid():
+    from engine.resources import STARTER_CONFIG, bundled_file
+
+    config = load_config(bundled_file(STARTER_CONFIG))
+    assert len(config.traits) >= 6
+    assert {p.type for p in config.predictions} >= {"churn", "ltv"}
