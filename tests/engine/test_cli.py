@@ -1,0 +1,141 @@
+"""The CLI end to end on a tiny project: exit codes, summaries, show / explain / export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from engine.cli import main
+
+CASES = Path(__file__).resolve().parents[1] / "cases" / "cli"
+AS_OF = "2025-03-01T00:00:00Z"
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    for name in ("profiles.toml", "events.ndjson"):
+        shutil.copy(CASES / name, tmp_path / name)
+    return tmp_path
+
+
+def cli(project: Path, *args: str) -> int:
+    return main(["--config", str(project / "profiles.toml"), "--quiet", *args])
+
+
+@pytest.fixture()
+def computed(project: Path, capsys) -> Path:
+    assert cli(project, "run", str(project / "events.ndjson"), "--as-of", AS_OF) == 0
+    capsys.readouterr()
+    return project
+
+
+def test_run_summarises_every_stage_and_keeps_quarantined_records(project, capsys):
+    assert cli(project, "run", str(project / "events.ndjson"), "--as-of", AS_OF) == 0
+    out = capsys.readouterr().out
+    assert "events.ndjson" in out
+    assert "run finished" in out
+    assert cli(project, "quarantine") == 0
+    out = capsys.readouterr().out
+    assert "Quarantined records: 2" in out
+
+
+def test_strict_turns_quarantined_records_into_exit_1(project, capsys):
+    assert cli(project, "ingest", "--strict", str(project / "events.ndjson")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 record(s) were quarantined")
+    assert "Traceback" not in err
+
+
+def test_reingesting_says_already_ingested(project, capsys):
+    assert cli(project, "ingest", str(project / "events.ndjson")) == 0
+    capsys.readouterr()
+    assert cli(project, "ingest", str(project / "events.ndjson")) == 0
+    assert "already ingested" in capsys.readouterr().out
+
+
+def test_a_missing_input_is_one_error_line_and_exit_1(project, capsys):
+    assert cli(project, "ingest", str(project / "nope.ndjson")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope.ndjson" in err and "Traceback" not in err
+
+
+def test_usage_errors_exit_2(project, capsys):
+    assert cli(project, "compute", "--no-such-option") == 2
+    assert main(["no-such-command"]) == 2
+
+
+def test_debug_shows_the_traceback(project):
+    from engine.errors import ProfilesError
+
+    with pytest.raises(ProfilesError):
+        main(["--config", str(project / "profiles.toml"), "--debug", "ingest", str(project / "nope.ndjson")])
+
+
+def test_show_finds_a_profile_by_any_identifier(computed, capsys):
+    assert cli(computed, "show", "email:ANA@example.com") == 0
+    out = capsys.readouterr().out
+    assert "user_id" in out and "u1" in out and "ana@example.com" in out
+    assert "total_inbounds" in out
+    assert cli(computed, "show", "user_id:nobody") == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_explain_agrees_with_the_spec_example(computed, capsys):
+    assert cli(computed, "explain", "user_id:u1", "last_duration", "--as-of", AS_OF) == 0
+    out = capsys.readouterr().out
+    assert "95.5" in out and "m2" in out and "rejected" in out
+    assert cli(computed, "explain", "user_id:u1", "no_such_trait") == 1
+    assert "total_inbounds" in capsys.readouterr().err
+
+
+def test_export_follows_the_contract_in_every_format(computed, capsys):
+    for fmt in ("parquet", "csv", "ndjson"):
+        out = computed / f"export.{fmt}"
+        assert cli(computed, "export", "--out", str(out)) == 0
+    frame = pl.read_parquet(computed / "export.parquet")
+    assert frame.columns == [
+        "profile_id", "identifiers", "total_inbounds", "frequent_inbound_channel", "last_duration", "channels",
+    ]
+    assert frame["profile_id"].to_list() == sorted(frame["profile_id"].to_list())
+    u1 = frame.filter(pl.col("identifiers").list.contains("user_id:u1")).row(0, named=True)
+    assert u1["identifiers"] == ["email:ana@example.com", "user_id:u1"]
+    assert u1["total_inbounds"] == 4
+    assert u1["frequent_inbound_channel"] == "chat"
+    assert u1["last_duration"] == 95.5
+    assert u1["channels"] == ["chat", "voice"]
+    assert pq.read_schema(computed / "export.parquet").metadata[b"as_of"].startswith(b"2025-03-01T00:00:00")
+
+    lines = (computed / "export.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# as_of: 2025-03-01T00:00:00")
+    rows = list(csv.DictReader(lines[1:]))
+    anon = next(r for r in rows if "anonymous_id:anon-7" in r["identifiers"])
+    assert json.loads(anon["channels"]) == ["chat"]
+    assert anon["last_duration"] == ""
+
+    records = [json.loads(line) for line in (computed / "export.ndjson").read_text().splitlines()]
+    assert len(records) == frame.height
+    meta = json.loads((computed / "export.ndjson.meta.json").read_text())
+    assert meta["as_of"].startswith("2025-03-01T00:00:00")
+
+
+def test_traits_lists_definitions_and_stats(computed, capsys):
+    assert cli(computed, "traits") == 0
+    assert "frequent_inbound_channel" in capsys.readouterr().out
+    assert cli(computed, "traits", "--stats") == 0
+    assert "last_duration" in capsys.readouterr().out
+
+
+def test_init_writes_a_valid_starter_and_refuses_to_overwrite(tmp_path, capsys):
+    from engine.config import load_config
+
+    assert main(["init", str(tmp_path / "new")]) == 0
+    config = load_config(tmp_path / "new" / "profiles.toml")
+    assert len(config.traits) >= 6
+    assert main(["init", str(tmp_path / "new")]) == 1
+    assert "--force" in capsys.readouterr().err
