@@ -120,6 +120,60 @@ TABLES: dict[str, str] = {
             report_html VARCHAR,
             report_json VARCHAR
         )""",
+    # identity (engine/identity/resolve.py rewrites these; see docs/identity.md) ------------------
+    # Surviving profiles only; a merged profile lives on in identity_merges.
+    "profiles": """
+        CREATE TABLE IF NOT EXISTS profiles (
+            profile_id VARCHAR NOT NULL,        -- 'prf_' + sha256(created_by)[:16]
+            created_by VARCHAR NOT NULL,        -- message_id of the event that created it
+            created_at TIMESTAMPTZ NOT NULL
+        )""",
+    "profile_identifiers": """
+        CREATE TABLE IF NOT EXISTS profile_identifiers (
+            profile_id VARCHAR NOT NULL,
+            type VARCHAR NOT NULL,
+            value VARCHAR NOT NULL,
+            first_seen_at TIMESTAMPTZ NOT NULL, -- gain time: when an event first attached it
+            message_id VARCHAR NOT NULL         -- that event
+        )""",
+    # Resolved events only; an unresolved event (no usable identifier) has no row.
+    "event_profiles": """
+        CREATE TABLE IF NOT EXISTS event_profiles (
+            message_id VARCHAR NOT NULL,
+            profile_id VARCHAR NOT NULL
+        )""",
+    "identity_merges": """
+        CREATE TABLE IF NOT EXISTS identity_merges (
+            merged_profile_id VARCHAR NOT NULL,
+            into_profile_id VARCHAR NOT NULL,   -- the surviving profile at that moment
+            message_id VARCHAR NOT NULL,
+            timestamp TIMESTAMPTZ NOT NULL
+        )""",
+    "identity_violations": """
+        CREATE TABLE IF NOT EXISTS identity_violations (
+            message_id VARCHAR NOT NULL,
+            timestamp TIMESTAMPTZ NOT NULL,
+            rule_type VARCHAR NOT NULL,         -- the identifier type whose limit would break
+            limit_value INTEGER NOT NULL,
+            dropped_type VARCHAR NOT NULL,
+            dropped_value VARCHAR NOT NULL
+        )""",
+    "profile_traits": """
+        CREATE TABLE IF NOT EXISTS profile_traits (
+            profile_id VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            value JSON,
+            message_id VARCHAR NOT NULL,        -- the identify that set it
+            timestamp TIMESTAMPTZ NOT NULL
+        )""",
+    # Blocked identifier values seen on events: (type, value) and how many events carried them.
+    "identity_blocked": """
+        CREATE TABLE IF NOT EXISTS identity_blocked (
+            type VARCHAR NOT NULL,
+            value VARCHAR NOT NULL,
+            events BIGINT NOT NULL
+        )""",
+    # end identity -----------------------------------------------------------------------------
 }
 
 #: Migrations: ``MIGRATIONS[v]`` upgrades a store at version ``v`` to ``v + 1``.
