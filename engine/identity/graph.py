@@ -1,0 +1,355 @@
+"""The identity graph on integer arrays: exactly the spec's per-event algorithm, mostly in bulk.
+
+Pure (numpy / scipy / Python): :mod:`engine.identity.resolve` turns events into integer arrays
+and writes the result. Events are numbered by canonical rank ``(timestamp, message_id)``;
+identifiers by an arbitrary index; a profile is named by the rank of the event that created it,
+so "the oldest profile" is simply the smallest number.
+
+Why bulk resolution is exact
+----------------------------
+Profiles never span connected components of the identifier graph (an event only ever touches
+profiles owning its own identifiers), so each component resolves on its own. In a component where
+every type has at most ``limit`` distinct values, no limit check can ever fail (every set the
+algorithm checks is a subset of the component), so no identifier is ever dropped and the algorithm
+reduces to union-find in canonical order:
+
+* an identifier is gained by the first event that carries it (its gain time);
+* an event creates a profile iff all its identifiers are new; the component ends as one profile,
+  created by its first event (the oldest profile survives every merge);
+* merges: each identifier is attached, at its first event, to a profile that already holds another
+  identifier of that event (or is the creating profile); following these attachments (pointer
+  jumping, vectorised) labels each identifier with the profile that first held it. A merge can only
+  happen at an event whose already-known identifiers carry two or more labels; those few
+  ``(event, label, label)`` edges, de-duplicated per label pair, are replayed by a small union-find.
+
+Only components that could break a limit are replayed event by event (:func:`_replay`), and even
+there an event whose identifiers all belong to one profile already is settled without a check (a
+profile alone always satisfies its limits: periodic counts only shrink as time advances).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+NO = -1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphInput:
+    """Identifier occurrences as integer arrays.
+
+    Parameters
+    ----------
+    row_event
+        Canonical rank of the event of each occurrence; sorted ascending, every rank in
+        ``0 .. len(event_ts) - 1`` present; within an event, rows in priority order (type
+        priority, then value) and without repeats.
+    row_ident
+        Identifier index of each occurrence.
+    ident_type
+        Type index of each identifier (0 = highest priority).
+    event_ts
+        Event time in microseconds, by rank.
+    limits
+        Limit per type index.
+    periods
+        Period per type index in microseconds, ``-1`` for ``ever``.
+    """
+
+    row_event: np.ndarray
+    row_ident: np.ndarray
+    ident_type: np.ndarray
+    event_ts: np.ndarray
+    limits: np.ndarray
+    periods: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphResult:
+    """Resolution on integer arrays; profiles are named by their creating event's rank."""
+
+    event_profile: np.ndarray  # final profile per event rank, NO when unresolved
+    ident_profile: np.ndarray  # final owner per identifier, NO when never attached
+    ident_gain: np.ndarray  # rank of the event that attached it, NO when never attached
+    merge_from: np.ndarray
+    merge_into: np.ndarray
+    merge_event: np.ndarray
+    violation_event: np.ndarray
+    violation_type: np.ndarray  # the type whose limit would break (highest priority one)
+    violation_ident: np.ndarray  # the dropped identifier
+    components: int
+    replayed_events: int
+
+
+def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
+    """Resolve every event; ``bulk=False`` replays every component (a cross-check for tests)."""
+    row_ev = np.asarray(data.row_event, dtype=np.int64)
+    row_id = np.asarray(data.row_ident, dtype=np.int64)
+    n_ev = len(data.event_ts)
+    n_id = len(data.ident_type)
+    empty = np.zeros(0, dtype=np.int64)
+    if n_ev == 0:
+        return GraphResult(
+            event_profile=empty, ident_profile=np.full(n_id, NO), ident_gain=np.full(n_id, NO),
+            merge_from=empty, merge_into=empty, merge_event=empty, violation_event=empty,
+            violation_type=empty, violation_ident=empty, components=0, replayed_events=0,
+        )
+    starts = np.flatnonzero(np.r_[True, row_ev[1:] != row_ev[:-1]])
+    if len(starts) != n_ev:
+        raise ValueError("every event rank needs at least one identifier row")
+    ev_hub = row_id[starts]
+    hub = ev_hub[row_ev]
+    graph = coo_matrix((np.ones(len(row_id), dtype=np.int8), (hub, row_id)), shape=(n_id, n_id))
+    n_comp, comp = connected_components(graph.tocsr(), directed=False)
+    comp = comp.astype(np.int64)
+
+    unsafe_comp = np.zeros(n_comp, dtype=bool)
+    if bulk:
+        types = np.asarray(data.ident_type, dtype=np.int64)
+        for t, limit in enumerate(np.asarray(data.limits).tolist()):
+            per_comp = np.bincount(comp[types == t], minlength=n_comp)
+            unsafe_comp |= per_comp > limit
+    else:
+        unsafe_comp[:] = True
+    ev_comp = comp[ev_hub]
+    ev_unsafe = unsafe_comp[ev_comp]
+
+    event_profile = np.full(n_ev, NO, dtype=np.int64)
+    ident_profile = np.full(n_id, NO, dtype=np.int64)
+    ident_gain = np.full(n_id, NO, dtype=np.int64)
+
+    # -- bulk: components that cannot break a limit -------------------------------------------
+    first = np.full(n_id, n_ev, dtype=np.int64)
+    np.minimum.at(first, row_id, row_ev)
+    comp_first = np.full(n_comp, n_ev, dtype=np.int64)
+    np.minimum.at(comp_first, ev_comp, np.arange(n_ev, dtype=np.int64))
+    safe_ev = ~ev_unsafe
+    event_profile[safe_ev] = comp_first[ev_comp[safe_ev]]
+    safe_id = ~unsafe_comp[comp]
+    ident_profile[safe_id] = comp_first[comp[safe_id]]
+    ident_gain[safe_id] = first[safe_id]
+    merge_from, merge_into, merge_event = _bulk_merges(row_ev, row_id, first, safe_ev, n_ev, n_id)
+
+    # -- replay: components where a limit could break ------------------------------------------
+    replay = _replay(data, row_ev, row_id, starts, ev_unsafe)
+    if replay.events:
+        event_profile[replay.events] = replay.profiles
+        ident_profile[replay.idents] = replay.ident_profiles
+        ident_gain[replay.idents] = replay.ident_gains
+    order = np.argsort(np.r_[merge_event, replay.merge_event], kind="stable")
+    return GraphResult(
+        event_profile=event_profile,
+        ident_profile=ident_profile,
+        ident_gain=ident_gain,
+        merge_from=np.r_[merge_from, replay.merge_from].astype(np.int64)[order],
+        merge_into=np.r_[merge_into, replay.merge_into].astype(np.int64)[order],
+        merge_event=np.r_[merge_event, replay.merge_event].astype(np.int64)[order],
+        violation_event=np.asarray(replay.violation_event, dtype=np.int64),
+        violation_type=np.asarray(replay.violation_type, dtype=np.int64),
+        violation_ident=np.asarray(replay.violation_ident, dtype=np.int64),
+        components=int(n_comp),
+        replayed_events=len(replay.events),
+    )
+
+
+def _bulk_merges(
+    row_ev: np.ndarray, row_id: np.ndarray, first: np.ndarray, safe_ev: np.ndarray, n_ev: int, n_id: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merges of the limit-safe components (see the module docstring)."""
+    row_old = first[row_id] < row_ev
+    has_old = np.zeros(n_ev, dtype=bool)
+    has_old[row_ev[row_old]] = True
+    # any already-known identifier of the event anchors the event's new identifiers
+    anchor = np.full(n_ev, NO, dtype=np.int64)
+    anchor[row_ev[row_old]] = row_id[row_old]
+    ptr = np.where(has_old[first], anchor[first], np.arange(n_id, dtype=np.int64))
+    while True:
+        nxt = ptr[ptr]
+        if np.array_equal(nxt, ptr):
+            break
+        ptr = nxt
+    label = first[ptr]  # the creating event of the profile that first held the identifier
+
+    keep = row_old & safe_ev[row_ev]
+    ev = row_ev[keep]
+    lab = label[row_id[keep]]
+    empty = np.zeros(0, dtype=np.int64)
+    if len(ev) == 0:
+        return empty, empty, empty
+    seg = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]])
+    lo = np.minimum.reduceat(lab, seg)
+    hi = np.maximum.reduceat(lab, seg)
+    multi = np.repeat(lo != hi, np.diff(np.r_[seg, len(ev)]))
+    if not multi.any():
+        return empty, empty, empty
+    edges = (
+        pl.DataFrame({"event": ev[multi], "label": lab[multi]})
+        .with_columns(hub=pl.col("label").min().over("event"))
+        .filter(pl.col("label") != pl.col("hub"))
+        .group_by("hub", "label")
+        .agg(pl.col("event").min())
+        .sort("event", "hub", "label")
+    )
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        root = x
+        while (up := parent.get(root, root)) != root:
+            root = up
+        while x != root:
+            parent[x], x = root, parent.get(x, x)
+        return root
+
+    out_from: list[int] = []
+    out_into: list[int] = []
+    out_event: list[int] = []
+    events = edges["event"].to_list()
+    hubs = edges["hub"].to_list()
+    labels = edges["label"].to_list()
+    i, n = 0, len(events)
+    while i < n:
+        e = events[i]
+        roots = {find(hubs[i])}
+        while i < n and events[i] == e:
+            roots.add(find(labels[i]))
+            i += 1
+        if len(roots) > 1:
+            into = min(roots)
+            for r in sorted(roots):
+                if r != into:
+                    parent[r] = into
+                    out_from.append(r)
+                    out_into.append(into)
+                    out_event.append(e)
+    return (
+        np.asarray(out_from, dtype=np.int64),
+        np.asarray(out_into, dtype=np.int64),
+        np.asarray(out_event, dtype=np.int64),
+    )
+
+
+@dataclass(slots=True)
+class _Replayed:
+    events: list[int]
+    profiles: list[int]
+    idents: list[int]
+    ident_profiles: list[int]
+    ident_gains: list[int]
+    merge_from: list[int]
+    merge_into: list[int]
+    merge_event: list[int]
+    violation_event: list[int]
+    violation_type: list[int]
+    violation_ident: list[int]
+
+
+def _replay(
+    data: GraphInput, row_ev: np.ndarray, row_id: np.ndarray, starts: np.ndarray, ev_unsafe: np.ndarray
+) -> _Replayed:
+    """The spec's per-event algorithm, literally, for the events of the given components."""
+    evs = np.flatnonzero(ev_unsafe)
+    out = _Replayed([], [], [], [], [], [], [], [], [], [], [])
+    if len(evs) == 0:
+        return out
+    sizes = np.diff(np.r_[starts, len(row_ev)])[evs]
+    ids_flat = row_id[ev_unsafe[row_ev]].tolist()
+    bounds = np.r_[0, np.cumsum(sizes)].tolist()
+    ts_list = np.asarray(data.event_ts, dtype=np.int64)[evs].tolist()
+    type_of = np.asarray(data.ident_type, dtype=np.int64).tolist()
+    limits = np.asarray(data.limits, dtype=np.int64).tolist()
+    periods = np.asarray(data.periods, dtype=np.int64).tolist()
+
+    owner: dict[int, int] = {}  # identifier -> profile (maybe merged since: use find)
+    parent: dict[int, int] = {}  # profile -> the profile it was merged into (roots: itself)
+    gains: dict[int, dict[int, list[int]]] = {}  # live profile -> type -> sorted gain times
+    gain_event: dict[int, int] = {}
+    ev_prof: list[int] = []
+
+    def find(x: int) -> int:
+        root = x
+        while (up := parent[root]) != root:
+            root = up
+        while x != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def breaks(profs: set[int], new: list[int], t: int) -> int | None:
+        """The highest-priority type whose limit the merge would break, ``None`` if none."""
+        counts: dict[int, int] = {}
+        for i in new:
+            ty = type_of[i]
+            counts[ty] = counts.get(ty, 0) + 1
+        check = set(counts)
+        if len(profs) > 1:
+            for q in profs:
+                check.update(gains[q])
+        for ty in sorted(check):
+            n = counts.get(ty, 0)
+            period = periods[ty]
+            for q in profs:
+                lst = gains[q].get(ty)
+                if lst:
+                    n += len(lst) if period < 0 else len(lst) - bisect.bisect_right(lst, t - period)
+            if n > limits[ty]:
+                return ty
+        return None
+
+    for k, e in enumerate(evs.tolist()):
+        ids = ids_flat[bounds[k] : bounds[k + 1]]
+        t = ts_list[k]
+        p0 = owner.get(ids[0])
+        if p0 is not None:
+            r0 = find(p0)
+            if all(i in owner and find(owner[i]) == r0 for i in ids[1:]):
+                ev_prof.append(r0)
+                continue
+        ids = list(ids)
+        resolved = NO
+        while ids:
+            profs = {find(owner[i]) for i in ids if i in owner}
+            new = [i for i in ids if i not in owner]
+            broken = breaks(profs, new, t)
+            if broken is not None:
+                dropped = ids.pop()
+                out.violation_event.append(e)
+                out.violation_type.append(broken)
+                out.violation_ident.append(dropped)
+                continue
+            if profs:
+                into = min(profs)
+                target = gains[into]
+                for q in sorted(profs):
+                    if q == into:
+                        continue
+                    parent[q] = into
+                    for ty, lst in gains.pop(q).items():
+                        have = target.setdefault(ty, [])
+                        have.extend(lst)
+                        have.sort()
+                    out.merge_from.append(q)
+                    out.merge_into.append(into)
+                    out.merge_event.append(e)
+            else:
+                into = e
+                parent[e] = e
+                target = gains[e] = {}
+            for i in new:
+                owner[i] = into
+                target.setdefault(type_of[i], []).append(t)
+                gain_event[i] = e
+            resolved = into
+            break
+        ev_prof.append(resolved)
+
+    out.events = evs.tolist()
+    out.profiles = [NO if p == NO else find(p) for p in ev_prof]
+    out.idents = list(owner)
+    out.ident_profiles = [find(owner[i]) for i in out.idents]
+    out.ident_gains = [gain_event[i] for i in out.idents]
+    return out
