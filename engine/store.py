@@ -174,6 +174,37 @@ TABLES: dict[str, str] = {
             events BIGINT NOT NULL
         )""",
     # end identity -----------------------------------------------------------------------------
+    # traits (engine/compute.py rewrites these; see docs/traits.md) ---------------------------------
+    # One row per profile, one typed column per trait: compute replaces the table with the
+    # project's columns (CREATE OR REPLACE); this placeholder only lets readers find it.
+    "trait_values": """
+        CREATE TABLE IF NOT EXISTS trait_values (
+            profile_id VARCHAR
+        )""",
+    # One row per compute run; the latest row describes trait_values.
+    "trait_runs": """
+        CREATE TABLE IF NOT EXISTS trait_runs (
+            as_of TIMESTAMPTZ NOT NULL,
+            definitions_hash VARCHAR NOT NULL,  -- hash of (name, semantic hash) of every trait
+            computed_at TIMESTAMPTZ NOT NULL,
+            profiles BIGINT NOT NULL,
+            traits VARCHAR[] NOT NULL,          -- trait names in definition order
+            seconds DOUBLE NOT NULL,
+            full_recompute BOOLEAN NOT NULL
+        )""",
+    # Diagnostics of the latest run, one row per trait in definition order.
+    "trait_stats": """
+        CREATE TABLE IF NOT EXISTS trait_stats (
+            position INTEGER NOT NULL,
+            trait VARCHAR NOT NULL,
+            type VARCHAR NOT NULL,
+            counted BIGINT NOT NULL,            -- counting events
+            missing BIGINT NOT NULL,            -- counting events whose property is absent or null
+            rejected BIGINT NOT NULL,           -- ... present but not convertible to value_type
+            rejected_examples VARCHAR[] NOT NULL, -- up to 5 message ids, earliest first
+            as_of TIMESTAMPTZ NOT NULL
+        )""",
+    # end traits -------------------------------------------------------------------------------
 }
 
 #: Migrations: ``MIGRATIONS[v]`` upgrades a store at version ``v`` to ``v + 1``.
