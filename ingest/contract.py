@@ -1,0 +1,338 @@
+"""The message contract of ``events.md`` as one vectorised DuckDB query: record text -> row + reasons.
+
+Pure: this module only builds SQL text (and the canonical-JSON helpers every reader shares); it
+never touches a connection. :mod:`ingest.load` runs the query over each chunk of ``(line, text)``
+records, so validation and normalisation cost one set-based pass per chunk, never a Python loop
+per record.
+
+Each field of the Segment Spec that becomes a typed column is declared once in :data:`FIELDS`
+(its JSON spellings and its *kind*); each kind knows its normalised SQL value and its quarantine
+reasons (:data:`KINDS`). Message-level rules (known type, required identifiers, event time range)
+live in :func:`message_reasons`. Every reason is a sentence that names the rule it breaks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+#: Segment's own limit on one serialised message, in bytes.
+MAX_MESSAGE_BYTES = 32 * 1024
+#: Event times after ``now + FUTURE_DAYS`` are refused (clock bugs, ms/s mix-ups).
+FUTURE_DAYS = 100
+#: Epoch-millisecond numbers beyond this magnitude are not read as times (year ~5138).
+_MAX_EPOCH_MS = 10**14
+#: Whitespace trimmed from identifiers and records (JSON whitespace plus form feed / vertical tab).
+_WS = " \t\n\r\f\v"
+
+MESSAGE_TYPES = ("track", "identify", "alias", "page", "screen", "group")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Field:
+    """One message field read into a typed column.
+
+    Parameters
+    ----------
+    name
+        The Segment Spec name, used in quarantine reasons.
+    column
+        The ``events`` column (and the SQL alias) it becomes.
+    spellings
+        The JSON keys accepted for it, first present (non-null) wins.
+    kind
+        A key of :data:`KINDS`: how the value is normalised and validated.
+    """
+
+    name: str
+    column: str
+    spellings: tuple[str, ...]
+    kind: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field(name="type", column="type", spellings=("type",), kind="text"),
+    Field(name="event", column="event", spellings=("event",), kind="text"),
+    Field(name="name", column="name", spellings=("name",), kind="text"),
+    Field(name="messageId", column="message_id", spellings=("messageId", "message_id"), kind="identifier"),
+    Field(name="userId", column="user_id", spellings=("userId", "user_id"), kind="identifier"),
+    Field(name="anonymousId", column="anonymous_id", spellings=("anonymousId", "anonymous_id"), kind="identifier"),
+    Field(name="previousId", column="previous_id", spellings=("previousId", "previous_id"), kind="identifier"),
+    Field(name="groupId", column="group_id", spellings=("groupId", "group_id"), kind="identifier"),
+    Field(name="timestamp", column="timestamp_sent", spellings=("timestamp",), kind="time"),
+    Field(
+        name="originalTimestamp",
+        column="original_timestamp",
+        spellings=("originalTimestamp", "original_timestamp"),
+        kind="time",
+    ),
+    Field(name="sentAt", column="sent_at", spellings=("sentAt", "sent_at"), kind="time"),
+    Field(name="receivedAt", column="received_sent", spellings=("receivedAt", "received_at"), kind="time"),
+    Field(name="properties", column="properties", spellings=("properties",), kind="object"),
+    Field(name="traits", column="traits", spellings=("traits",), kind="object"),
+    Field(name="context", column="context", spellings=("context",), kind="object"),
+)
+
+_BY_COLUMN = {f.column: f for f in FIELDS}
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _json_path(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_A_TYPE = (
+    "CASE {t} WHEN 'BOOLEAN' THEN 'a boolean' WHEN 'OBJECT' THEN 'an object' "
+    "WHEN 'ARRAY' THEN 'an array' WHEN 'VARCHAR' THEN 'a string' ELSE 'a number' END"
+)
+
+
+def _shown(f: Field) -> str:
+    """The sent value as text for a reason: strings unquoted, anything else as JSON, cut at 64."""
+    j = f"j_{f.column}"
+    return f"left(CASE t_{f.column} WHEN 'VARCHAR' THEN {j} ->> '$' ELSE {j}::VARCHAR END, 64)"
+
+
+# -- kinds: normalised value and reasons ---------------------------------------------------------
+def _text_value(f: Field) -> str:
+    j, t = f"j_{f.column}", f"t_{f.column}"
+    return f"CASE WHEN {t} = 'VARCHAR' THEN {j} ->> '$' WHEN {t} <> 'NULL' THEN {j}::VARCHAR END"
+
+
+def _text_reasons(f: Field) -> list[str]:
+    return []  # type / event rules are message rules: they depend on the message type
+
+
+def _identifier_value(f: Field) -> str:
+    j, t = f"j_{f.column}", f"t_{f.column}"
+    return (
+        f"CASE WHEN {t} = 'VARCHAR' THEN nullif(trim({j} ->> '$', {_sql_str(_WS)}), '') "
+        f"WHEN {t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') THEN {j}::VARCHAR END"
+    )
+
+
+def _identifier_reasons(f: Field) -> list[str]:
+    t = f"t_{f.column}"
+    a_type = _A_TYPE.format(t=t)
+    return [f"CASE WHEN {t} IN ('BOOLEAN', 'OBJECT', 'ARRAY') THEN '{f.name} is ' || {a_type} END"]
+
+
+def _epoch_ms(expr: str) -> str:
+    return (
+        f"CASE WHEN abs({expr}) < {_MAX_EPOCH_MS} "
+        f"THEN make_timestamp(CAST(round(({expr}) * 1000) AS BIGINT))::TIMESTAMPTZ END"
+    )
+
+
+def _time_value(f: Field) -> str:
+    """ISO-8601 strings (no offset = UTC, the session zone), epoch-ms numbers or digit strings."""
+    j, t = f"j_{f.column}", f"t_{f.column}"
+    s = f"({j} ->> '$')"
+    return (
+        f"CASE WHEN {t} = 'VARCHAR' THEN CASE "
+        f"WHEN regexp_full_match({s}, '-?[0-9]+') THEN {_epoch_ms(f'TRY_CAST({s} AS DOUBLE)')} "
+        f"WHEN regexp_matches({s}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') THEN TRY_CAST({s} AS TIMESTAMPTZ) END "
+        f"WHEN {t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') THEN {_epoch_ms(f'TRY_CAST({j} AS DOUBLE)')} END"
+    )
+
+
+def _time_reasons(f: Field) -> list[str]:
+    t = f"t_{f.column}"
+    return [
+        f"CASE WHEN {t} IS NOT NULL AND {t} <> 'NULL' AND v_{f.column} IS NULL THEN "
+        f"'{f.name} ''' || {_shown(f)} || ''' is not ISO-8601 or epoch milliseconds' END"
+    ]
+
+
+def _object_value(f: Field) -> str:
+    return f"CASE WHEN t_{f.column} = 'OBJECT' THEN j_{f.column} END"
+
+
+def _object_reasons(f: Field) -> list[str]:
+    t = f"t_{f.column}"
+    return [
+        f"CASE WHEN {t} IS NOT NULL AND {t} NOT IN ('NULL', 'OBJECT') THEN "
+        f"'{f.name} is not an object (it is ' || {_A_TYPE.format(t=t)} || ')' END"
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Kind:
+    """How one kind of field becomes a typed value (SQL) and which reasons it can raise."""
+
+    value: Callable[[Field], str]
+    reasons: Callable[[Field], list[str]]
+
+
+KINDS: dict[str, Kind] = {
+    "text": Kind(value=_text_value, reasons=_text_reasons),
+    "identifier": Kind(value=_identifier_value, reasons=_identifier_reasons),
+    "time": Kind(value=_time_value, reasons=_time_reasons),
+    "object": Kind(value=_object_value, reasons=_object_reasons),
+}
+
+
+# -- message-level rules -------------------------------------------------------------------------
+def _iso(expr: str) -> str:
+    return f"strftime({expr}, '%Y-%m-%dT%H:%M:%S.%fZ')"
+
+
+def message_reasons() -> list[str]:
+    """Rules over the whole message (after each field is normalised), in report order."""
+    known = ", ".join(_sql_str(t) for t in MESSAGE_TYPES)
+    return [
+        "CASE WHEN t_type IS NULL OR t_type = 'NULL' THEN CASE WHEN v_event IS NULL "
+        "THEN 'missing type (and no event to make it a track)' END "
+        "WHEN t_type <> 'VARCHAR' THEN 'type is ' || " + _A_TYPE.format(t="t_type") + " || ', not a string' "
+        f"WHEN msg_type NOT IN ({known}) THEN 'unknown type ''' || left(v_type, 64) || '''' END",
+        "CASE WHEN v_user_id IS NULL AND v_anonymous_id IS NULL THEN 'missing userId and anonymousId' END",
+        "CASE WHEN msg_type = 'track' AND t_event IS NOT NULL AND t_event NOT IN ('NULL', 'VARCHAR') "
+        "THEN 'track event is ' || " + _A_TYPE.format(t="t_event") + " || ', not a string' "
+        f"WHEN msg_type = 'track' AND trim(coalesce(v_event, ''), {_sql_str(_WS)}) = '' "
+        "THEN 'track without event' END",
+        "CASE WHEN msg_type = 'alias' AND v_user_id IS NULL THEN 'alias without userId' END",
+        "CASE WHEN msg_type = 'alias' AND v_previous_id IS NULL THEN 'alias without previousId' END",
+        "CASE WHEN msg_type = 'group' AND v_group_id IS NULL THEN 'group without groupId' END",
+        "CASE WHEN event_time < TIMESTAMPTZ '1970-01-01 00:00:00+00' THEN "
+        f"time_source || ' ' || {_iso('event_time')} || ' is before 1970-01-01' "
+        f"WHEN event_time > now_ + INTERVAL {FUTURE_DAYS} DAY THEN "
+        f"time_source || ' ' || {_iso('event_time')} || ' is more than {FUTURE_DAYS} days after the ingest time ' "
+        f"|| {_iso('now_')} END",
+    ]
+
+
+def chunk_sql(source: str, now: datetime) -> str:
+    """The query that turns ``source(line BIGINT, text VARCHAR)`` into validated event rows.
+
+    Output columns: ``line``, ``raw`` (the record text, trimmed), ``reasons`` (``NULL`` when the
+    record is accepted, else the broken rules joined by ``"; "``), then every typed column of
+    ``events`` except the bookkeeping ones; ``message_id`` is ``NULL`` when the message has none
+    (the caller derives it, see :func:`derived_message_id`). Blank records are dropped.
+
+    Parameters
+    ----------
+    source
+        A table or view name holding the chunk.
+    now
+        The ingest wall-clock time (timezone-aware): the default ``receivedAt`` and the end of
+        the accepted time range.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    now_lit = f"TIMESTAMPTZ {_sql_str(now.astimezone(timezone.utc).isoformat())}"
+    paths: list[str] = []
+    picks: list[str] = []
+    for f in FIELDS:
+        slots = []
+        for key in f.spellings:
+            paths.append(_sql_str(_json_path(key)))
+            slots.append(f"x[{len(paths)}]")
+        non_null = [f"CASE WHEN json_type({s}) <> 'NULL' THEN {s} END" for s in slots]
+        # a field sent only as JSON null keeps type 'NULL' (absent), so reasons can tell it apart
+        sent = " OR ".join(f"{s} IS NOT NULL" for s in slots)
+        picks.append(f"coalesce({', '.join(non_null)}, CASE WHEN {sent} THEN JSON 'null' END) AS j_{f.column}")
+    types = ", ".join(f"json_type(j_{f.column}) AS t_{f.column}" for f in FIELDS)
+    values = ", ".join(f"{KINDS[f.kind].value(f)} AS v_{f.column}" for f in FIELDS)
+    field_reasons = [r for f in FIELDS for r in KINDS[f.kind].reasons(f)]
+    all_reasons = ",\n            ".join(field_reasons + message_reasons())
+    big = MAX_MESSAGE_BYTES
+    return f"""
+WITH r AS (
+    SELECT line, trim(text, {_sql_str(_WS)}) AS raw FROM {source}
+), k AS (
+    SELECT line, raw, strlen(raw) AS nbytes,
+        CASE WHEN strlen(raw) > {big} THEN 'big'
+             WHEN NOT json_valid(raw) THEN 'invalid'
+             WHEN json_type(raw) <> 'OBJECT' THEN 'notobj'
+             ELSE 'ok' END AS status
+    FROM r WHERE raw <> ''
+), x AS (
+    SELECT line, raw, nbytes, status,
+        CASE WHEN status = 'ok' THEN json_extract(raw, [{", ".join(paths)}]) END AS x,
+        CASE WHEN status = 'notobj' THEN json_type(raw) END AS top_type
+    FROM k
+), j AS (
+    SELECT line, raw, nbytes, status, top_type, {", ".join(picks)} FROM x
+), t AS (
+    SELECT *, {types} FROM j
+), v AS (
+    SELECT *, {values}, {now_lit} AS now_ FROM t
+), m AS (
+    SELECT *,
+        CASE WHEN t_type = 'VARCHAR' THEN lower(trim(v_type, {_sql_str(_WS)}))
+             WHEN (t_type IS NULL OR t_type = 'NULL') AND v_event IS NOT NULL THEN 'track' END AS msg_type,
+        CASE WHEN t_timestamp_sent IS NOT NULL AND t_timestamp_sent <> 'NULL' THEN v_timestamp_sent
+             WHEN v_original_timestamp IS NOT NULL AND v_sent_at IS NOT NULL AND v_received_sent IS NOT NULL
+                THEN make_timestamp(epoch_us(v_received_sent)
+                     - (epoch_us(v_sent_at) - epoch_us(v_original_timestamp)))::TIMESTAMPTZ
+             WHEN v_original_timestamp IS NOT NULL THEN v_original_timestamp
+             ELSE coalesce(v_received_sent, now_) END AS event_time,
+        CASE WHEN t_timestamp_sent IS NOT NULL AND t_timestamp_sent <> 'NULL' THEN 'timestamp'
+             WHEN v_original_timestamp IS NOT NULL AND v_sent_at IS NOT NULL AND v_received_sent IS NOT NULL
+                THEN 'clock-skew-corrected time (receivedAt - (sentAt - originalTimestamp))'
+             WHEN v_original_timestamp IS NOT NULL THEN 'originalTimestamp'
+             ELSE 'receivedAt' END AS time_source
+    FROM v
+), q AS (
+    SELECT *,
+        CASE status
+            WHEN 'big' THEN 'message is ' || nbytes || ' bytes, over the 32 KiB limit'
+            WHEN 'invalid' THEN 'invalid JSON'
+            WHEN 'notobj' THEN 'message is ' || {_A_TYPE.format(t="top_type")} || ', not a JSON object'
+            ELSE nullif(array_to_string(list_filter([
+            {all_reasons}
+            ], lambda s: s IS NOT NULL), '; '), '')
+        END AS reasons
+    FROM m
+)
+SELECT
+    line, raw, reasons,
+    v_message_id AS message_id,
+    msg_type AS type,
+    CASE msg_type WHEN 'track' THEN v_event WHEN 'page' THEN 'Page Viewed'
+                  WHEN 'screen' THEN 'Screen Viewed' END AS event,
+    CASE WHEN msg_type IN ('page', 'screen') THEN v_name END AS name,
+    event_time AS timestamp,
+    v_user_id AS user_id,
+    v_anonymous_id AS anonymous_id,
+    v_previous_id AS previous_id,
+    v_group_id AS group_id,
+    v_original_timestamp AS original_timestamp,
+    v_sent_at AS sent_at,
+    coalesce(v_received_sent, now_) AS received_at,
+    v_properties AS properties,
+    v_traits AS traits,
+    v_context AS context,
+    CASE WHEN reasons IS NULL THEN sha256(json(raw)) END AS payload_hash
+FROM q
+"""
+
+
+# -- canonical JSON (derived messageIds, conflict checks) ----------------------------------------
+def canonical_json(message: Any) -> str:
+    """Keys sorted, compact separators, UTF-8 kept: the same message always gives the same text."""
+    return json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def derived_message_id(raw: str) -> str:
+    """``"derived-" + sha256(canonical JSON)[:32]`` of a message without ``messageId`` (events.md).
+
+    Examples
+    --------
+    >>> derived_message_id('{"b": 1, "a": "x"}') == derived_message_id('{"a":"x","b":1}')
+    True
+    """
+    digest = hashlib.sha256(canonical_json(json.loads(raw)).encode("utf-8")).hexdigest()
+    return "derived-" + digest[:32]
+
+
+def same_payload(raw_a: str, raw_b: str) -> bool:
+    """Whether two message texts are the same message up to key order and whitespace."""
+    return canonical_json(json.loads(raw_a)) == canonical_json(json.loads(raw_b))

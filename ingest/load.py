@@ -1,0 +1,477 @@
+"""Ingest files into the store: resolve paths, read, validate, dedupe, commit one file at a time.
+
+Why this shape
+--------------
+* **Atomic per file.** Each file is one transaction covering its events, its quarantined records,
+  its duplicate conflicts and its ``ingest_log`` row; a crash leaves the store as before that
+  file, and re-running the same command finishes the job (files already logged are skipped by
+  content hash).
+* **Streaming.** Readers yield chunks; each chunk is validated by one DuckDB query
+  (:func:`ingest.contract.chunk_sql`) and appended to ``events`` straight away, so memory is
+  bounded by the chunk, not the file (DuckDB writes large uncommitted appends to the database file).
+* **Dedupe once per file.** After the last chunk, one set-based pass finds this file's rows whose
+  ``message_id`` is already stored or repeats an earlier line of the file, records conflicting
+  payloads, and deletes those rows before commit: the first stored occurrence always wins.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from engine.errors import InputError
+from engine.progress import Progress
+from engine.store import Store
+from ingest.contract import chunk_sql, derived_message_id, same_payload
+from ingest.readers import READERS, Chunk, FileProblem, Source, cut_text, detect_format
+
+#: Records per chunk: large enough to amortise a query, small enough to bound memory.
+CHUNK_RECORDS = 100_000
+
+#: The columns of ``events`` written by ingest, in the order of the contract query's output.
+EVENT_COLUMNS = (
+    "message_id", "type", "event", "name", "timestamp", "user_id", "anonymous_id", "previous_id",
+    "group_id", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context",
+    "payload_hash",
+)
+
+STATUSES = ("ingested", "already ingested", "partial", "unreadable", "empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileReport:
+    """What happened to one file.
+
+    ``status`` is ``ingested`` (read to the end; some records may be quarantined),
+    ``already ingested`` (same content hash as a logged file: nothing changed), ``partial``
+    (a file-level problem stopped reading; the readable records before it were kept),
+    ``unreadable`` (nothing could be read) or ``empty``.
+    """
+
+    path: str
+    format: str
+    status: str
+    records: int = 0
+    ingested: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+    message: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in ("partial", "unreadable")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestReport:
+    """The result of one :func:`ingest_paths` call: one :class:`FileReport` per file, in order."""
+
+    files: tuple[FileReport, ...]
+    seconds: float
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for f in self.files)
+
+    @property
+    def ingested(self) -> int:
+        return sum(f.ingested for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def conflicts(self) -> int:
+        return sum(f.conflicts for f in self.files)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(f.quarantined for f in self.files)
+
+    @property
+    def unreadable(self) -> tuple[FileReport, ...]:
+        """Files with a file-level problem (status ``partial`` or ``unreadable``)."""
+        return tuple(f for f in self.files if not f.ok)
+
+    def __rich__(self) -> Group:
+        table = Table(title=f"Ingested {len(self.files)} file(s) in {self.seconds:.1f} s", title_justify="left")
+        table.add_column("file", overflow="fold")
+        table.add_column("format")
+        for name in ("records", "ingested", "duplicates", "conflicts", "quarantined"):
+            table.add_column(name, justify="right")
+        table.add_column("status")
+        styles = {"partial": "bold red", "unreadable": "bold red", "already ingested": "dim", "empty": "dim"}
+        for f in self.files:
+            table.add_row(
+                f.path, f.format, f"{f.records:,}", f"{f.ingested:,}", f"{f.duplicates:,}",
+                f"{f.conflicts:,}", f"{f.quarantined:,}", Text(f.status, style=styles.get(f.status, "green")),
+            )
+        if len(self.files) > 1:
+            table.add_section()
+            table.add_row(
+                "total", "", f"{self.records:,}", f"{self.ingested:,}", f"{self.duplicates:,}",
+                f"{self.conflicts:,}", f"{self.quarantined:,}", "",
+            )
+        notes: list[Text] = []
+        for f in self.files:
+            if f.message and f.status != "ingested":
+                style = "red" if not f.ok else "dim"
+                notes.append(Text(f"{f.path}: {f.message}", style=style))
+        if self.quarantined:
+            notes.append(Text("see the quarantined records with 'profiles quarantine'", style="dim"))
+        return Group(table, *notes)
+
+
+# -- paths -------------------------------------------------------------------------------------------
+_GLOB_CHARS = set("*?[")
+
+
+def _walk(directory: Path) -> list[Path]:
+    """Files under ``directory``, recursively, sorted by path; hidden files and folders skipped."""
+    found = []
+    for p in directory.rglob("*"):
+        rel = p.relative_to(directory).parts
+        if any(part.startswith(".") for part in rel):
+            continue
+        if p.is_file():
+            found.append(p)
+    return sorted(found)
+
+
+def resolve_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str, bool]]:
+    """Expand files, directories and globs into ``(file, format, compressed)``, checking all first.
+
+    Raises
+    ------
+    InputError
+        A path that does not exist, a glob that matches nothing, or a file with an unknown
+        suffix, before anything is ingested.
+    """
+    files: list[Path] = []
+    for item in paths:
+        text = str(item)
+        if _GLOB_CHARS & set(text) and not Path(text).exists():
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+            if not matches:
+                raise InputError("no file matches this pattern", path=text)
+        else:
+            p = Path(text)
+            if not p.exists():
+                raise InputError("no such file or directory", path=text)
+            matches = [p]
+        for m in matches:
+            files.extend(_walk(m) if m.is_dir() else [m])
+    seen: set[Path] = set()
+    out = []
+    for f in files:
+        key = f.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        fmt, compressed = detect_format(f)
+        out.append((f, fmt, compressed))
+    return out
+
+
+def _content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- one file ----------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Counts:
+    records: int = 0
+    quarantined: int = 0
+
+
+def _quarantine_chunk(store: Store, chunk: Chunk, *, ingest_id: int, source: str, now: datetime, counts: _Counts) -> None:
+    """Read failures and contract failures of one chunk into ``quarantine`` (raw cut at 32 KiB)."""
+    con = store.con
+    if chunk.failures:
+        failures = pa.table(
+            {
+                "line": pa.array([f.line for f in chunk.failures], pa.int64()),
+                "raw": pa.array([f.raw for f in chunk.failures], pa.string()),
+                "reason": pa.array([f.reason for f in chunk.failures], pa.string()),
+            }
+        )
+        con.register("_ingest_failures", failures)
+        con.execute(
+            "INSERT INTO quarantine (ingest_id, source_file, line, raw, reason, quarantined_at) "
+            "SELECT ?, ?, line, raw, reason, ? FROM _ingest_failures",
+            [ingest_id, source, now],
+        )
+        con.unregister("_ingest_failures")
+        counts.quarantined += len(chunk.failures)
+        counts.records += len(chunk.failures)
+    con.execute(
+        "INSERT INTO quarantine (ingest_id, source_file, line, raw, reason, quarantined_at) "
+        "SELECT ?, ?, line, raw, reasons, ? FROM _ingest_chunk WHERE reasons IS NOT NULL AND strlen(raw) <= 32768",
+        [ingest_id, source, now],
+    )
+    big = con.execute(
+        "SELECT line, raw, reasons FROM _ingest_chunk WHERE reasons IS NOT NULL AND strlen(raw) > 32768"
+    ).fetchall()
+    if big:
+        con.executemany(
+            "INSERT INTO quarantine (ingest_id, source_file, line, raw, reason, quarantined_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [[ingest_id, source, line, cut_text(raw), reason, now] for line, raw, reason in big],
+        )
+
+
+def _derive_ids(store: Store) -> None:
+    """Give messages without ``messageId`` their derived id (Python only for those rows)."""
+    con = store.con
+    missing = con.sql(
+        "SELECT line, raw FROM _ingest_chunk WHERE reasons IS NULL AND message_id IS NULL"
+    ).to_arrow_table()
+    if missing.num_rows == 0:
+        return
+    ids = pa.table(
+        {
+            "line": missing.column("line"),
+            "message_id": pa.array([derived_message_id(r) for r in missing.column("raw").to_pylist()], pa.string()),
+        }
+    )
+    con.register("_ingest_ids", ids)
+    con.execute(
+        "UPDATE _ingest_chunk SET message_id = d.message_id FROM _ingest_ids d WHERE _ingest_chunk.line = d.line"
+    )
+    con.unregister("_ingest_ids")
+
+
+def _process_chunk(store: Store, chunk: Chunk, *, ingest_id: int, source: str, now: datetime, counts: _Counts) -> None:
+    con = store.con
+    con.register("_ingest_in", chunk.table())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _ingest_chunk AS {chunk_sql('_ingest_in', now)}")
+    con.unregister("_ingest_in")
+    counts.records += con.execute("SELECT count(*) FROM _ingest_chunk").fetchall()[0][0]
+    counts.quarantined += con.execute("SELECT count(*) FROM _ingest_chunk WHERE reasons IS NOT NULL").fetchall()[0][0]
+    _quarantine_chunk(store, chunk, ingest_id=ingest_id, source=source, now=now, counts=counts)
+    _derive_ids(store)
+    cols = ", ".join(EVENT_COLUMNS)
+    con.execute(
+        f"INSERT INTO events ({cols}, raw, ingest_id, source_line) "
+        f"SELECT {cols}, raw, ?, line FROM _ingest_chunk WHERE reasons IS NULL",
+        [ingest_id],
+    )
+
+
+def _dedupe(store: Store, *, ingest_id: int, source: str) -> tuple[int, int]:
+    """Drop this file's rows whose message_id is stored already or repeats an earlier line.
+
+    Returns ``(duplicates, conflicts)``. A duplicate is a conflict when its payload differs from
+    the occurrence that wins (the stored one, else the file's first); hashes are of the minified
+    text, so a candidate is confirmed on canonical JSON (key order ignored) before it is reported.
+    """
+    con = store.con
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _ingest_dups AS
+        WITH mine AS (
+            SELECT rowid AS rid, message_id, payload_hash, source_line FROM events WHERE ingest_id = $id
+        ), repeated AS (
+            SELECT message_id FROM mine GROUP BY message_id HAVING count(*) > 1
+        ), ranked AS (
+            SELECT m.*,
+                row_number() OVER (PARTITION BY m.message_id ORDER BY m.source_line) AS rn,
+                first_value(m.rid) OVER (PARTITION BY m.message_id ORDER BY m.source_line) AS first_rid,
+                first_value(m.payload_hash) OVER (PARTITION BY m.message_id ORDER BY m.source_line) AS first_hash
+            FROM mine m SEMI JOIN repeated r ON m.message_id = r.message_id
+        ), stored AS (
+            SELECT e.rowid AS stored_rid, e.message_id, e.payload_hash AS stored_hash
+            FROM events e SEMI JOIN mine m ON e.message_id = m.message_id
+            WHERE e.ingest_id <> $id
+        )
+        SELECT m.rid, m.message_id, m.payload_hash, m.source_line,
+            coalesce(s.stored_rid, r.first_rid) AS ref_rid,
+            coalesce(s.stored_hash, r.first_hash) AS ref_hash
+        FROM mine m
+        LEFT JOIN ranked r ON m.rid = r.rid
+        LEFT JOIN stored s ON m.message_id = s.message_id
+        WHERE s.stored_rid IS NOT NULL OR r.rn > 1
+        """,
+        {"id": ingest_id},
+    )
+    duplicates = con.execute("SELECT count(*) FROM _ingest_dups").fetchall()[0][0]
+    conflicts = 0
+    if duplicates:
+        candidates = con.execute(
+            """
+            SELECT d.message_id, d.source_line, d.payload_hash, mine.raw, ref.raw
+            FROM _ingest_dups d
+            JOIN events mine ON mine.rowid = d.rid
+            JOIN events ref ON ref.rowid = d.ref_rid
+            WHERE d.payload_hash <> d.ref_hash
+            ORDER BY d.source_line
+            """
+        ).fetchall()
+        rows = [
+            [message_id, ingest_id, source, line, payload_hash]
+            for message_id, line, payload_hash, raw, ref_raw in candidates
+            if not same_payload(raw, ref_raw)
+        ]
+        if rows:
+            con.executemany(
+                "INSERT INTO duplicate_conflicts (message_id, ingest_id, source_file, line, payload_hash) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        conflicts = len(rows)
+        con.execute("DELETE FROM events WHERE rowid IN (SELECT rid FROM _ingest_dups)")
+    con.execute("DROP TABLE _ingest_dups")
+    return duplicates, conflicts
+
+
+def _already(store: Store, content_hash: str) -> str | None:
+    rows = store.con.execute(
+        "SELECT path, status, message, finished_at FROM ingest_log WHERE content_hash = ? ORDER BY ingest_id LIMIT 1",
+        [content_hash],
+    ).fetchall()
+    if not rows:
+        return None
+    path, status, message, finished = rows[0]
+    when = finished.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if finished else "earlier"
+    text = f"same content as {path}, ingested {when} (status {status})"
+    if status in ("partial", "unreadable") and message:
+        text += f": {message}"
+    return text
+
+
+def ingest_file(
+    store: Store,
+    path: Path,
+    *,
+    fmt: str,
+    compressed: bool,
+    progress: Progress,
+    now: datetime,
+    chunk_records: int = CHUNK_RECORDS,
+) -> FileReport:
+    """Ingest one file in one transaction (see the module docstring); returns its report."""
+    started = time.perf_counter()
+    shown = str(path)
+    size = path.stat().st_size
+    if size == 0:
+        return FileReport(path=shown, format=fmt, status="empty", message="the file is empty")
+    content_hash = _content_hash(path)
+    previous = _already(store, content_hash)
+    if previous is not None:
+        return FileReport(
+            path=shown, format=fmt, status="already ingested", message=previous,
+            seconds=time.perf_counter() - started,
+        )
+    counts = _Counts()
+    problem: FileProblem | None = None
+    with progress.step(f"Ingesting {path.name}", total=size) as step, store.transaction() as con:
+        ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchall()[0][0]
+        source = Source(path=path, format=fmt, compressed=compressed, on_bytes=step.advance)
+        try:
+            for chunk in READERS[fmt](source, chunk_records):
+                _process_chunk(store, chunk, ingest_id=ingest_id, source=shown, now=now, counts=counts)
+        except FileProblem as exc:
+            problem = exc
+            con.execute(
+                "INSERT INTO quarantine (ingest_id, source_file, line, raw, reason, quarantined_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [ingest_id, shown, exc.line, cut_text(exc.raw), f"file: {exc.reason}", now],
+            )
+        con.execute("DROP TABLE IF EXISTS _ingest_chunk")
+        duplicates, conflicts = _dedupe(store, ingest_id=ingest_id, source=shown)
+        ingested = counts.records - counts.quarantined - duplicates
+        quarantined = counts.quarantined + (problem is not None)
+        if problem is not None:
+            status = "partial" if counts.records else "unreadable"
+            where = f" at line {problem.line}" if problem.line else ""
+            message = f"{problem.reason}{where}"
+            if status == "partial":
+                message += f"; the {counts.records:,} record(s) before it were read"
+        elif counts.records == 0:
+            status, message = "empty", "no records in the file"
+        else:
+            status, message = "ingested", ""
+        con.execute(
+            "INSERT INTO ingest_log (ingest_id, path, format, size_bytes, content_hash, records, ingested, "
+            "duplicates, conflicts, quarantined, status, message, started_at, finished_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                ingest_id, shown, fmt + (".gz" if compressed else ""), size, content_hash, counts.records,
+                ingested, duplicates, conflicts, quarantined, status,
+                message or None, now, datetime.now(timezone.utc),
+            ],
+        )
+        store.fill_derived_columns("ingest_id = ?", [ingest_id])
+    return FileReport(
+        path=shown, format=fmt, status=status, records=counts.records, ingested=ingested,
+        duplicates=duplicates, conflicts=conflicts, quarantined=quarantined, message=message,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def ingest_paths(
+    store: Store,
+    paths: Iterable[str | Path],
+    *,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+    chunk_records: int = CHUNK_RECORDS,
+) -> IngestReport:
+    """Ingest files, directories (recursive, sorted) and globs, one transaction per file.
+
+    Parameters
+    ----------
+    store
+        The open store.
+    paths
+        Files, directories and glob patterns, ingested in the order given.
+    progress
+        Progress reporting (silent by default).
+    now
+        The ingest wall-clock time (default: now, UTC); tests pass it for determinism.
+    chunk_records
+        Records per validation chunk (memory bound).
+
+    Raises
+    ------
+    InputError
+        A missing path, a glob matching nothing or an unknown suffix, before anything is ingested.
+    """
+    started = time.perf_counter()
+    progress = progress or Progress()
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    files = resolve_paths(paths)
+    reports = [
+        ingest_file(store, path, fmt=fmt, compressed=compressed, progress=progress, now=now, chunk_records=chunk_records)
+        for path, fmt, compressed in files
+    ]
+    return IngestReport(files=tuple(reports), seconds=time.perf_counter() - started)
+
+
+def quarantine_frame(store: Store, limit: int | None = None) -> pl.DataFrame:
+    """The quarantined records, oldest ingest first: ``file``, ``line``, ``reason``, ``raw``."""
+    query = (
+        "SELECT source_file AS file, line, reason, raw FROM quarantine "
+        "ORDER BY ingest_id, line NULLS FIRST, reason"
+    )
+    params: list[object] = []
+    if limit is not None:
+        query += " LIMIT ?"
+        params.append(int(limit))
+    return store.con.sql(query, params=params).pl()

@@ -1,0 +1,604 @@
+"""One reader per input format: a file -> chunks of ``(line, text)`` records plus read failures.
+
+Every reader yields :class:`Chunk` objects: Arrow arrays of record numbers and of each record as
+JSON text, ready for the vectorised contract query (:func:`ingest.contract.chunk_sql`), plus the
+records that could not even become text (:class:`ReadFailure`, e.g. invalid UTF-8). A problem
+with the file itself (truncated gzip, not the format its name says) is raised as
+:class:`FileProblem` *after* the readable chunks were yielded, so the caller keeps them.
+
+Readers do no I/O on the database; only :mod:`ingest.load` does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+from uuid import UUID
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from engine.errors import InputError
+from ingest.contract import MAX_MESSAGE_BYTES
+
+#: Assumed mean record size, to turn a chunk size in records into an NDJSON block size in bytes.
+_BYTES_PER_RECORD = 320
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadFailure:
+    """A record that could not be read as text; it goes straight to the quarantine."""
+
+    line: int
+    raw: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chunk:
+    """A batch of records: ``lines`` (int64) and ``texts`` (one JSON message each) of equal length."""
+
+    lines: pa.Array
+    texts: pa.Array
+    failures: tuple[ReadFailure, ...] = ()
+
+    def table(self) -> pa.Table:
+        return pa.table({"line": self.lines, "text": self.texts})
+
+
+class FileProblem(Exception):
+    """The file itself is damaged or not what its name says; ``line`` is where reading stopped."""
+
+    def __init__(self, reason: str, *, line: int | None = None, raw: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+        self.raw = raw
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """A file to read, with its format and a callback told how many file bytes were consumed."""
+
+    path: Path
+    format: str
+    compressed: bool
+    on_bytes: Callable[[int], None] = field(default=lambda n: None)
+
+
+# -- formats ---------------------------------------------------------------------------------------
+_SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".avro": "avro"}
+
+
+def detect_format(path: Path) -> tuple[str, bool]:
+    """``(format, gzip-compressed)`` from the file name; an unknown suffix is an :class:`InputError`."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    if compressed:
+        suffixes = suffixes[:-1]
+    fmt = _SUFFIXES.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        known = ", ".join(sorted(set(_SUFFIXES))) + " (each optionally .gz)"
+        raise InputError(f"unknown file type (suffix '{''.join(path.suffixes) or 'none'}'); expected one of {known}", path=path)
+    return fmt, compressed
+
+
+class _Counting:
+    """A read-only binary stream that reports the bytes it hands out (for progress bars)."""
+
+    def __init__(self, raw: IO[bytes], on_bytes: Callable[[int], None]) -> None:
+        self._raw, self._on_bytes = raw, on_bytes
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._on_bytes(len(data))
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+@contextmanager
+def open_binary(src: Source) -> Iterator[IO[bytes]]:
+    """The decompressed byte stream of ``src``; a ``.gz`` file that is not gzip is a FileProblem."""
+    with open(src.path, "rb") as raw:
+        if src.compressed:
+            magic = raw.read(2)
+            raw.seek(0)
+            if magic != b"\x1f\x8b":
+                raise FileProblem(f"not gzip-compressed although its name ends in .gz", line=0)
+            counting = _Counting(raw, src.on_bytes)
+            with gzip.GzipFile(fileobj=counting, mode="rb") as gz:  # type: ignore[arg-type]
+                yield gz
+        else:
+            yield _Counting(raw, src.on_bytes)  # type: ignore[misc]
+
+
+_STREAM_ERRORS = (EOFError, OSError, zlib.error)
+
+
+def _stream_problem(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the gzip stream ends early (truncated file)"
+    return f"cannot decompress: {exc}"
+
+
+# -- NDJSON ---------------------------------------------------------------------------------------
+def _ndjson_chunk(data: bytes, first_line: int, *, strip_bom: bool) -> Chunk:
+    """Split a block of whole lines; only a block with invalid UTF-8 is decoded line by line."""
+    failures: list[ReadFailure] = []
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        lines = []
+        for i, raw in enumerate(data.split(b"\n")):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                lines.append("")
+                failures.append(
+                    ReadFailure(
+                        line=first_line + i,
+                        raw=_cut(raw.decode("utf-8", "replace")),
+                        reason=f"invalid UTF-8 (byte {exc.start + 1} of the line)",
+                    )
+                )
+    if strip_bom and lines and lines[0].startswith("\ufeff"):
+        lines[0] = lines[0][1:]
+    numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
+    return Chunk(lines=pa.array(numbers), texts=pa.array(lines, type=pa.large_string()), failures=tuple(failures))
+
+
+def read_ndjson(src: Source, chunk_records: int) -> Iterator[Chunk]:
+    """NDJSON / JSON Lines: line numbers are 1-based; blank lines are skipped (not records)."""
+    block_size = max(1, chunk_records * _BYTES_PER_RECORD)
+    with open_binary(src) as stream:
+        parts: list[bytes] = []
+        next_line = 1
+        while True:
+            try:
+                block = stream.read(block_size)
+            except _STREAM_ERRORS as exc:
+                tail = b"".join(parts).decode("utf-8", "replace")
+                raise FileProblem(_stream_problem(exc), line=next_line, raw=_cut(tail)) from None
+            if not block:
+                break
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                parts.append(block)
+                continue
+            data = b"".join([*parts, block[:cut]]) if parts else block[:cut]
+            parts = [block[cut + 1 :]] if cut + 1 < len(block) else []
+            chunk = _ndjson_chunk(data, next_line, strip_bom=next_line == 1)
+            next_line += len(chunk.lines)
+            yield chunk
+        if parts:
+            yield _ndjson_chunk(b"".join(parts), next_line, strip_bom=next_line == 1)
+
+
+# -- JSON document ---------------------------------------------------------------------------------
+def _merge_under(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: ``own`` wins; objects present in both are merged key by key."""
+    merged = dict(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_under(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+#: Batch-level fields merged under each message of a Segment batch envelope.
+BATCH_MERGED = ("context", "integrations")
+
+
+def _json_records(doc: Any) -> list[Any]:
+    if isinstance(doc, dict) and isinstance(doc.get("batch"), list):
+        shared = {}
+        for key in BATCH_MERGED:
+            if key in doc and doc[key] is not None:
+                if not isinstance(doc[key], dict):
+                    raise FileProblem(f"the batch-level '{key}' is not an object", line=0)
+                shared[key] = doc[key]
+        out = []
+        for msg in doc["batch"]:
+            if isinstance(msg, dict):
+                for key, value in shared.items():
+                    own = msg.get(key)
+                    if own is None:
+                        msg = {**msg, key: value}
+                    elif isinstance(own, dict):
+                        msg = {**msg, key: _merge_under(value, own)}
+            out.append(msg)
+        return out
+    if isinstance(doc, list):
+        return doc
+    return [doc]
+
+
+def _to_text(record: Any, line: int) -> str | ReadFailure:
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return ReadFailure(line=line, raw=_cut(shown), reason=f"invalid UTF-8 (character {exc.start + 1} of the record)")
+    return text
+
+
+def _records_to_chunks(records: Iterator[tuple[int, Any]], chunk_records: int, to_text: Callable[[Any, int], str | ReadFailure]) -> Iterator[Chunk]:
+    lines: list[int] = []
+    texts: list[str] = []
+    failures: list[ReadFailure] = []
+    for line, record in records:
+        text = to_text(record, line)
+        if isinstance(text, ReadFailure):
+            failures.append(text)
+        else:
+            lines.append(line)
+            texts.append(text)
+        if len(lines) + len(failures) >= chunk_records:
+            yield Chunk(lines=pa.array(lines, pa.int64()), texts=pa.array(texts, pa.large_string()), failures=tuple(failures))
+            lines, texts, failures = [], [], []
+    if lines or failures:
+        yield Chunk(lines=pa.array(lines, pa.int64()), texts=pa.array(texts, pa.large_string()), failures=tuple(failures))
+
+
+def read_json(src: Source, chunk_records: int) -> Iterator[Chunk]:
+    """A JSON document: one message, an array, or a Segment batch; ``line`` is the 1-based record index.
+
+    The document is parsed whole (``json.load``), so very large exports belong in NDJSON.
+    Invalid UTF-8 is kept through the parse (``surrogateescape``) so only the records holding it
+    are quarantined, not the whole file.
+    """
+    with open_binary(src) as stream:
+        try:
+            data = stream.read()
+        except _STREAM_ERRORS as exc:
+            raise FileProblem(_stream_problem(exc) + "; a JSON document cannot be read in part", line=0) from None
+    text = data.decode("utf-8", "surrogateescape").lstrip("\ufeff")
+    if not text.strip():
+        return
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileProblem(f"not a JSON document: {exc.msg} at line {exc.lineno} column {exc.colno}", line=0, raw=_cut(text)) from None
+    yield from _records_to_chunks(enumerate(_json_records(doc), start=1), chunk_records, _to_text)
+
+
+# -- tabular formats (CSV, Parquet): columns -> nested JSON, vectorised --------------------------------
+_NULL_MEMBER = re.compile(r'[,]"(?:[^"\\]|\\.)*":(?:null|\{\})')
+_NULL_FIRST = re.compile(r'\{"(?:[^"\\]|\\.)*":(?:null|\{\}),?')
+
+
+def _drop_absent(texts: pl.Expr) -> pl.Expr:
+    """Remove ``"k":null`` and ``"k":{}`` members: an empty cell or null column means absent.
+
+    Safe on JSON text: inside a string every ``"`` is escaped, so ``,"k":`` only matches members.
+    Two passes per nesting level; tabular exports nest a few levels at most.
+    """
+    for _ in range(4):
+        texts = texts.str.replace_all(_NULL_MEMBER.pattern, "").str.replace_all(_NULL_FIRST.pattern, "{")
+    return texts
+
+
+def _jsonable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Make a column JSON-friendly: times as ISO-8601 UTC text, decimals as floats, bytes as base64."""
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            expr = expr.dt.convert_time_zone("UTC")
+        return expr.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+    if isinstance(dtype, pl.Date):
+        return expr.dt.strftime("%Y-%m-%d")
+    if isinstance(dtype, pl.Time):
+        return expr.dt.strftime("%H:%M:%S%.6f")
+    if isinstance(dtype, pl.Duration):
+        return expr.dt.total_microseconds()
+    if isinstance(dtype, pl.Decimal):
+        return expr.cast(pl.Float64)
+    if isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return expr.cast(pl.String)
+    if isinstance(dtype, pl.Binary):
+        return expr.bin.encode("base64")
+    if isinstance(dtype, pl.Struct):
+        return pl.struct([_jsonable(expr.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields])
+    if isinstance(dtype, (pl.List, pl.Array)):
+        inner = dtype.inner
+        if isinstance(inner, (pl.Datetime, pl.Date, pl.Time, pl.Duration, pl.Decimal, pl.Struct, pl.Binary, pl.Categorical, pl.Enum)):
+            return expr.list.eval(_jsonable(pl.element(), inner))
+    return expr
+
+
+def _nest(columns: list[str]) -> dict[str, Any]:
+    """Dotted column names -> a tree (``{"properties": {"total": "properties.total"}}``)."""
+    tree: dict[str, Any] = {}
+    for col in columns:
+        node = tree
+        parts = col.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise FileProblem(f"column '{col}' nests under column '{'.'.join(parts[: i + 1])}'", line=0)
+            node = child
+        if parts[-1] in node:
+            raise FileProblem(f"column '{col}' clashes with dotted columns under it", line=0)
+        node[parts[-1]] = col
+    return tree
+
+
+def _tree_expr(tree: dict[str, Any], schema: pl.Schema) -> pl.Expr:
+    fields = []
+    for key, node in tree.items():
+        if isinstance(node, dict):
+            fields.append(_tree_expr(node, schema).alias(key))
+        else:
+            fields.append(_jsonable(pl.col(node), schema[node]).alias(key))
+    return pl.struct(fields)
+
+
+def frame_to_texts(frame: pl.DataFrame) -> pl.Series:
+    """One JSON object per row: dotted names nest, nulls and empty objects are absent."""
+    tree = _nest(frame.columns)
+    encoded = frame.select(_drop_absent(_tree_expr(tree, frame.schema).struct.json_encode()).alias("text"))
+    return encoded.to_series()
+
+
+def _tabular_chunk(frame: pl.DataFrame, first_row: int, failures: tuple[ReadFailure, ...] = (), skip: pl.Series | None = None) -> Chunk:
+    texts = frame_to_texts(frame)
+    numbers = pl.int_range(first_row, first_row + frame.height, dtype=pl.Int64, eager=True)
+    if skip is not None:
+        texts, numbers = texts.filter(~skip), numbers.filter(~skip)
+    return Chunk(lines=numbers.to_arrow(), texts=texts.cast(pl.String).to_arrow().cast(pa.large_string()), failures=failures)
+
+
+def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
+    """CSV with a header row; every value is text, an empty field is absent; ``line`` = data row (1-based)."""
+    import pyarrow.csv as pacsv
+
+    with open_binary(src) as stream:
+        try:
+            header = _csv_header(stream)
+        except _STREAM_ERRORS as exc:
+            raise FileProblem(_stream_problem(exc), line=0) from None
+        if header is None:
+            return
+        names, head_bytes = header
+        reader_input = _Prefixed(head_bytes, stream)
+        try:
+            reader = pacsv.open_csv(
+                reader_input,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=max(1 << 16, chunk_records * 256)),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names}, quoted_strings_can_be_null=False),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            )
+        except (pa.ArrowInvalid, *_STREAM_ERRORS) as exc:
+            raise FileProblem(f"not a readable CSV file: {exc}", line=1) from None
+        row = 1
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, *_STREAM_ERRORS) as exc:
+                reason = _stream_problem(exc) if isinstance(exc, _STREAM_ERRORS) else f"CSV error: {exc}"
+                raise FileProblem(reason, line=row) from None
+            if batch.num_rows == 0:
+                continue
+            yield _csv_batch(batch, row)
+            row += batch.num_rows
+
+
+def _csv_header(stream: IO[bytes]) -> tuple[list[str], bytes] | None:
+    """Read up to the end of the header line: pyarrow must see the column names as text."""
+    buf = b""
+    while b"\n" not in buf:
+        more = stream.read(1 << 16)
+        if not more:
+            break
+        buf += more
+    if not buf.strip():
+        return None
+    line = buf.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace").lstrip("\ufeff")
+    import csv
+
+    names = next(csv.reader([line]))
+    return [n.strip() for n in names], buf
+
+
+class _Prefixed:
+    """A stream that first replays bytes already read (the header probe), then the rest."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head, self._rest = head, rest
+        self.closed = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(-1 if n is None else n)
+        if n is None or n < 0:
+            head, self._head = self._head, b""
+            return head + self._rest.read()
+        head, self._head = self._head[:n], self._head[n:]
+        if len(head) < n:
+            head += self._rest.read(n - len(head))
+        return head
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _csv_batch(batch: pa.RecordBatch, first_row: int) -> Chunk:
+    """Binary cells -> text in one cast; only a batch holding invalid UTF-8 is checked row by row."""
+    try:
+        frame = pl.from_arrow(batch.cast(pa.schema([(n, pa.string()) for n in batch.schema.names])))
+        bad = None
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        columns = {n: batch.column(n).to_pylist() for n in batch.schema.names}
+        flags = [any(v is not None and _not_utf8(v) for v in row) for row in zip(*columns.values())]
+        bad = pl.Series(flags, dtype=pl.Boolean)
+        frame = pl.DataFrame(
+            {n: [None if v is None else v.decode("utf-8", "replace") for v in vals] for n, vals in columns.items()},
+            schema={n: pl.String for n in columns},
+        )
+    assert isinstance(frame, pl.DataFrame)
+    frame = frame.select(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in frame.columns)
+    failures: tuple[ReadFailure, ...] = ()
+    if bad is not None:
+        failures = tuple(
+            ReadFailure(
+                line=first_row + i,
+                raw=_cut(json.dumps(frame.row(i, named=True), ensure_ascii=False)),
+                reason="invalid UTF-8 in column(s) "
+                + ", ".join(n for n in batch.schema.names if batch.column(n)[i].as_py() is not None and _not_utf8(batch.column(n)[i].as_py())),
+            )
+            for i in range(batch.num_rows)
+            if flags[i]
+        )
+    return _tabular_chunk(frame, first_row, failures, skip=bad)
+
+
+def _not_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+@contextmanager
+def _seekable(src: Source) -> Iterator[IO[bytes]]:
+    """Parquet needs random access: a ``.gz`` one is decompressed to a temporary file first."""
+    if not src.compressed:
+        with open(src.path, "rb") as f:
+            yield f
+        return
+    with open_binary(src) as stream, tempfile.TemporaryFile() as tmp:
+        try:
+            shutil.copyfileobj(stream, tmp, 1 << 20)
+        except _STREAM_ERRORS as exc:
+            raise FileProblem(_stream_problem(exc) + "; a Parquet file cannot be read in part", line=0) from None
+        tmp.seek(0)
+        yield tmp
+
+
+def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
+    """Parquet: nested fields as structs or dotted column names; ``line`` = row (1-based)."""
+    import pyarrow.parquet as pq
+
+    with _seekable(src) as f:
+        try:
+            pf = pq.ParquetFile(f)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise FileProblem(f"not a Parquet file: {exc}", line=0) from None
+        size = src.path.stat().st_size
+        total = max(1, pf.metadata.num_rows)
+        row = 1
+        try:
+            for batch in pf.iter_batches(batch_size=chunk_records):
+                if batch.num_rows == 0:
+                    continue
+                chunk = _tabular_chunk(pl.from_arrow(batch), row)  # type: ignore[arg-type]
+                if not src.compressed:
+                    src.on_bytes(int(size * batch.num_rows / total))
+                row += batch.num_rows
+                yield chunk
+        except (pa.ArrowException, OSError) as exc:
+            raise FileProblem(f"damaged Parquet file: {exc}", line=row) from None
+
+
+# -- Avro ------------------------------------------------------------------------------------------
+def _avro_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.isoformat(timespec="microseconds") + "Z"
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"cannot represent {type(value).__name__} as JSON")
+
+
+def _strip_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_none(v) for v in value]
+    return value
+
+
+def _avro_text(record: Any, line: int) -> str | ReadFailure:
+    try:
+        return json.dumps(_strip_none(record), ensure_ascii=False, separators=(",", ":"), default=_avro_default)
+    except (TypeError, ValueError) as exc:
+        return ReadFailure(line=line, raw=_cut(repr(record)), reason=f"record cannot be represented as JSON: {exc}")
+
+
+def read_avro(src: Source, chunk_records: int) -> Iterator[Chunk]:
+    """Avro object container files (fastavro); null fields are absent; ``line`` = record index (1-based)."""
+    import fastavro
+
+    with open_binary(src) as stream:
+        try:
+            reader = fastavro.reader(stream)
+        except (ValueError, EOFError, OSError, zlib.error, StopIteration) as exc:
+            raise FileProblem(f"not an Avro object container file: {exc}", line=0) from None
+        index = 0
+
+        def records() -> Iterator[tuple[int, Any]]:
+            nonlocal index
+            for record in reader:
+                index += 1
+                yield index, record
+
+        try:
+            yield from _records_to_chunks(records(), chunk_records, _avro_text)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise FileProblem(_stream_problem(exc), line=index + 1) from None
+        except (ValueError, UnicodeDecodeError, IndexError, AssertionError) as exc:
+            raise FileProblem(f"damaged Avro data after record {index}: {exc}", line=index + 1) from None
+
+
+Reader = Callable[[Source, int], Iterator[Chunk]]
+
+#: The reader of each format (keys are the formats :func:`detect_format` returns).
+READERS: dict[str, Reader] = {
+    "ndjson": read_ndjson,
+    "json": read_json,
+    "csv": read_csv,
+    "parquet": read_parquet,
+    "avro": read_avro,
+}
+
+
+def _cut(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """At most ``limit`` UTF-8 bytes of ``text``, never splitting a character."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
+
+
+cut_text = _cut
