@@ -1,0 +1,58 @@
+"""Test stores built by hand: events, profiles and event_profiles, no ingest or resolve needed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.store import Store
+
+
+@dataclass
+class Ev:
+    """One stored event as the trait engine sees it."""
+
+    message_id: str
+    profile_id: str | None
+    event: str
+    timestamp: datetime
+    properties: dict[str, Any] | None = field(default_factory=dict)
+    type: str = "track"
+    name: str | None = None
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def make_store(events: list[Ev], profiles: list[str] | None = None) -> Store:
+    """An in-memory store holding ``events``; every profile id mentioned (and ``profiles``) exists."""
+    store = Store.open(None)
+    con = store.con
+    rows = []
+    for e in events:
+        props = None if e.properties is None else json.dumps(e.properties, ensure_ascii=False)
+        raw = json.dumps({"messageId": e.message_id, "type": e.type})
+        rows.append(
+            [e.message_id, e.type, e.event, e.name, e.timestamp, props, raw,
+             hashlib.sha256(raw.encode()).hexdigest(), 1]
+        )
+    if rows:
+        con.executemany(
+            "INSERT INTO events (message_id, type, event, name, timestamp, properties, raw, payload_hash, ingest_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    ids = sorted({e.profile_id for e in events if e.profile_id} | set(profiles or []))
+    if ids:
+        con.executemany(
+            "INSERT INTO profiles VALUES (?, ?, ?)", [[p, "m", datetime(2020, 1, 1, tzinfo=UTC)] for p in ids]
+        )
+    links = [[e.message_id, e.profile_id] for e in events if e.profile_id]
+    if links:
+        con.executemany("INSERT INTO event_profiles VALUES (?, ?)", links)
+    store.set_meta("identity_state", "test")
+    return store

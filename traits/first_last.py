@@ -1,0 +1,61 @@
+"""``first`` / ``last``: the value of the earliest / latest counting event that has one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import polars as pl
+
+from traits.base import ValueTrait, canonical, fmt, with_values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class First(ValueTrait):
+    """State ``(timestamp, message_id, value)``, merged by the canonical minimum."""
+
+    type: ClassVar[str] = "first"
+    summary: ClassVar[str] = "value of the earliest counting event with a value"
+    _sql_fn: ClassVar[str] = "arg_min"
+    _pick: ClassVar[str] = "first"
+
+    def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
+        return {
+            "x": f"{self._sql_fn}({value}, {{'t': timestamp, 'm': message_id}}) "
+            f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
+        }
+
+    def sql_final(self, part: Callable[[str], str]) -> str:
+        return part("x")
+
+    def _select(self, frame: pl.DataFrame) -> pl.DataFrame:
+        cols = [getattr(pl.col(c), self._pick)() for c in ("timestamp", "message_id", "value")]
+        return canonical(frame).group_by("profile_id", maintain_order=True).agg(cols)
+
+    def prepare(self, events: pl.DataFrame) -> pl.DataFrame:
+        return self._select(with_values(events).select("profile_id", "timestamp", "message_id", "value"))
+
+    def merge(self, a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
+        return self._select(pl.concat([a, b]))
+
+    def finalize(self, state: pl.DataFrame) -> pl.DataFrame:
+        return state.select("profile_id", "value")
+
+    def combine(self, counted: pl.DataFrame) -> list[str]:
+        state = self.prepare(counted)
+        if state.is_empty():
+            return ["no counting event has a value: null"]
+        ts, mid, value = state.row(0)[1:]
+        which = "earliest" if self._pick == "first" else "latest"
+        return [f"the {which} counting event with a value (by timestamp, then message id) is {mid} at {fmt(ts)}: {fmt(value)}"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Last(First):
+    """State ``(timestamp, message_id, value)``, merged by the canonical maximum."""
+
+    type: ClassVar[str] = "last"
+    summary: ClassVar[str] = "value of the latest counting event with a value"
+    _sql_fn: ClassVar[str] = "arg_max"
+    _pick: ClassVar[str] = "last"

@@ -1,0 +1,220 @@
+"""All traits of a project in one pass: the generated DuckDB SQL.
+
+The plan is pure: it turns definitions and ``as_of`` into SQL text, and :mod:`engine.compute` runs
+it. Shape of the one pass::
+
+    ev     events joined to their profiles, only the traits' event names, timestamp <= as_of,
+           only the typed derived columns the traits read (never the JSON)
+    s<i>   per session-window trait: the start of each profile's latest unexpired session
+    flags  ev + one boolean per trait: "this row is a counting event of trait i"
+    agg    GROUP BY profile_id with FILTERed aggregates: every trait's partial aggregates
+           (and its diagnostics: counted / missing / rejected / 5 rejected examples)
+
+then one final SELECT over ``profiles LEFT JOIN agg`` turns partial aggregates into typed values
+for every profile. Lists past a ``unique_list`` cap are recomputed from their profiles' events only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from engine.store import DerivedColumn, quote
+from traits.base import Trait, ValueTrait
+from traits.unique_list import UniqueList
+from traits.values import VALUE_TYPES, column_name, json_expression, sql_str, ts_literal
+from traits.windows import SessionMinutes
+
+#: Event types whose ``event`` column can name a trait's event.
+EVENT_TYPES = ("track", "page", "screen")
+
+
+def utc(as_of: datetime) -> datetime:
+    """``as_of`` as an aware UTC instant (a naive value is taken as UTC)."""
+    return as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
+
+
+def ref(kind: str, path: str) -> str:
+    """The quoted derived column of ``path`` as ``kind`` (a value type, or ``kind``)."""
+    prefix = "kind" if kind == "kind" else VALUE_TYPES[kind].prefix
+    return quote(column_name(prefix, path))
+
+
+def derived_columns(traits: tuple[Trait, ...] | list[Trait]) -> list[DerivedColumn]:
+    """Every derived column the traits read, once each, in first-use order."""
+    out: dict[str, DerivedColumn] = {}
+    for t in traits:
+        for c in t.derived_columns():
+            out.setdefault(c.name, c)
+    return list(out.values())
+
+
+def condition_sql(trait: Trait, as_of: datetime) -> str:
+    """The combined conditions of ``trait`` (``true`` when there are none)."""
+    if not trait.conditions:
+        return "true"
+    joiner = " AND " if trait.match == "all" else " OR "
+    return "(" + joiner.join(c.sql(ref, as_of) for c in trait.conditions) + ")"
+
+
+def selection_sql(trait: Trait, as_of: datetime) -> str:
+    """Event name and conditions: the rows a session window is built from."""
+    return f"(event = {sql_str(trait.event)} AND {condition_sql(trait, as_of)})"
+
+
+def session_cte(trait: Trait, name: str, source: str, as_of: datetime) -> str:
+    """``name(profile_id, start)``: the start of each profile's latest unexpired session."""
+    window = trait.window
+    assert isinstance(window, SessionMinutes)
+    expiry = ts_literal(as_of - timedelta(minutes=window.minutes))
+    return f"""{name} AS (
+        SELECT profile_id, max(timestamp) FILTER (WHERE brk) AS start FROM (
+            SELECT profile_id, timestamp, coalesce(
+                epoch_us(timestamp) - lag(epoch_us(timestamp)) OVER (
+                    PARTITION BY profile_id ORDER BY timestamp, message_id) >= {window.micros},
+                true) AS brk
+            FROM {source} WHERE {selection_sql(trait, as_of)}
+        ) GROUP BY profile_id HAVING max(timestamp) > {expiry}
+    )"""
+
+
+def window_sql(trait: Trait, index: int, as_of: datetime, prefix: str = "") -> str:
+    if trait.window.is_session:
+        return f"coalesce(timestamp >= {prefix}s{index}.start, false)"
+    return trait.window.sql("timestamp", as_of)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """The one-pass SQL of a set of traits at ``as_of``."""
+
+    traits: tuple[Trait, ...]
+    as_of: datetime
+
+    @classmethod
+    def build(cls, traits: tuple[Trait, ...] | list[Trait], *, as_of: datetime) -> Plan:
+        return cls(traits=tuple(traits), as_of=utc(as_of))
+
+    @property
+    def columns(self) -> list[DerivedColumn]:
+        return derived_columns(self.traits)
+
+    def part(self, index: int, suffix: str) -> str:
+        return quote(f"t{index}_{suffix}")
+
+    def flag(self, index: int) -> str:
+        return quote(f"f{index}")
+
+    # -- the relation of counting flags ------------------------------------------------------
+    def relation_ctes(self, *, prefix: str = "", profile_filter: str | None = None) -> list[str]:
+        """CTEs ending in ``<prefix>flags``: the events of the traits with one flag per trait."""
+        events = ", ".join(sorted({sql_str(t.event) for t in self.traits})) or "NULL"
+        cols = "".join(f", e.{quote(c.name)}" for c in self.columns)
+        where = f" AND ep.profile_id IN ({profile_filter})" if profile_filter else ""
+        ctes = [
+            f"""{prefix}ev AS (
+        SELECT ep.profile_id, e.timestamp, e.message_id, e.event{cols}
+        FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+        WHERE e.type IN ({", ".join(sql_str(t) for t in EVENT_TYPES)}) AND e.event IN ({events})
+          AND e.timestamp <= {ts_literal(self.as_of)}{where}
+    )"""
+        ]
+        joins = []
+        for i, t in enumerate(self.traits):
+            if t.window.is_session:
+                ctes.append(session_cte(t, f"{prefix}s{i}", f"{prefix}ev", self.as_of))
+                joins.append(f" LEFT JOIN {prefix}s{i} ON {prefix}s{i}.profile_id = {prefix}ev.profile_id")
+        flags = "".join(
+            f",\n            ({selection_sql(t, self.as_of)} AND {window_sql(t, i, self.as_of, prefix)}) AS {self.flag(i)}"
+            for i, t in enumerate(self.traits)
+        )
+        ctes.append(f"{prefix}flags AS (\n        SELECT {prefix}ev.*{flags}\n        FROM {prefix}ev{''.join(joins)}\n    )")
+        return ctes
+
+    # -- partial aggregates per profile ------------------------------------------------------
+    def agg_select(self, *, stats: bool, source: str = "flags") -> str:
+        """``SELECT profile_id, <partial aggregates> FROM source GROUP BY profile_id``."""
+        parts: list[str] = []
+        for i, t in enumerate(self.traits):
+            f = self.flag(i)
+            v = quote(t.value_column().name) if isinstance(t, ValueTrait) else None
+            for suffix, sql in t.sql_aggregates(f, v).items():
+                parts.append(f"{sql} AS {self.part(i, suffix)}")
+            if stats and isinstance(t, ValueTrait):
+                k = quote(t.kind_column().name)
+                rejected = f"{f} AND {k} <> 'NULL' AND {v} IS NULL"
+                parts += [
+                    f"count(*) FILTER (WHERE {f}) AS {self.part(i, 'counted')}",
+                    f"count(*) FILTER (WHERE {f} AND ({k} IS NULL OR {k} = 'NULL')) AS {self.part(i, 'missing')}",
+                    f"count(*) FILTER (WHERE {rejected}) AS {self.part(i, 'rejected')}",
+                    f"min({{'t': timestamp, 'm': message_id}}, 5) FILTER (WHERE {rejected}) AS {self.part(i, 'examples')}",
+                ]
+        body = ",\n        ".join(["profile_id", *parts])
+        return f"SELECT {body}\n    FROM {source} GROUP BY profile_id"
+
+    def agg_sql(self, *, stats: bool) -> str:
+        """The one pass: partial aggregates (and diagnostics) of every trait, per profile."""
+        return "WITH " + ",\n    ".join(self.relation_ctes()) + "\n" + self.agg_select(stats=stats)
+
+    # -- final values ------------------------------------------------------------------------
+    def values_sql(self, agg: str, *, agg_cte: str | None = None) -> str:
+        """One row per profile (sorted by id), one typed column per trait, from ``agg``."""
+        ctes = [f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else []
+        joins: list[str] = []
+        columns: list[str] = []
+        for i, t in enumerate(self.traits):
+            final = t.sql_final(lambda s, i=i: f"a.{self.part(i, s)}")
+            if isinstance(t, UniqueList):
+                over = f"len(a.{self.part(i, 'u')}) > {t.max_items}"
+                capped = f"cap{i}_"
+                relation = self.relation_ctes(
+                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}"
+                )
+                ctes += relation
+                ctes.append(
+                    f"cap{i} AS ({t.sql_capped(self.flag(i), quote(t.value_column().name), f'{capped}flags')})"
+                )
+                joins.append(f" LEFT JOIN cap{i} ON cap{i}.profile_id = p.profile_id")
+                final = f"(CASE WHEN {over} THEN cap{i}.u ELSE {final} END)"
+            columns.append(f"CAST({final} AS {t.output_sql_type}) AS {quote(t.name)}")
+        with_ = ("WITH " + ",\n    ".join(ctes) + "\n") if ctes else ""
+        select = ",\n    ".join(["p.profile_id", *columns])
+        return (
+            f"{with_}SELECT {select}\nFROM profiles p LEFT JOIN {agg} a ON a.profile_id = p.profile_id"
+            f"{''.join(joins)}\nORDER BY p.profile_id"
+        )
+
+    def frame_sql(self) -> str:
+        """Values in one statement (no temporary table, no diagnostics)."""
+        return self.values_sql("agg", agg_cte=self.agg_sql(stats=False))
+
+    # -- one profile, every event (explanations) ---------------------------------------------
+    def explain_sql(self, index: int) -> str:
+        """Every track/page/screen event of the profile ``$profile_id`` with the trait's tests."""
+        t = self.traits[index]
+        cols = "".join(f", e.{quote(c.name)}" for c in self.columns)
+        ev = f"""ev AS (
+        SELECT ep.profile_id, e.timestamp, e.message_id, e.event, e.type, e.name, e.properties{cols}
+        FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+        WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND ep.profile_id = $profile_id
+    )"""
+        ctes = [ev]
+        join = ""
+        if t.window.is_session:
+            ctes.append(f"past AS (SELECT * FROM ev WHERE timestamp <= {ts_literal(self.as_of)})")
+            ctes.append(session_cte(t, f"s{index}", "past", self.as_of))
+            join = f" LEFT JOIN s{index} ON s{index}.profile_id = ev.profile_id"
+        conds = "".join(f", {c.sql(ref, self.as_of)} AS {quote(f'c{j}')}" for j, c in enumerate(t.conditions))
+        value = ""
+        if isinstance(t, ValueTrait):
+            value = (
+                f", CAST({json_expression(t.property)} AS VARCHAR) AS raw, "
+                f"{quote(t.kind_column().name)} AS kind, {quote(t.value_column().name)} AS value"
+            )
+        return (
+            "WITH " + ",\n    ".join(ctes) + "\n"
+            f"SELECT ev.timestamp, ev.message_id, ev.event, event = {sql_str(t.event)} AS is_event, "
+            f"timestamp > {ts_literal(self.as_of)} AS after_as_of, "
+            f"{window_sql(t, index, self.as_of)} AS in_window, {condition_sql(t, self.as_of)} AS conditions_hold"
+            f"{conds}{value}\nFROM ev{join}\nORDER BY timestamp, message_id"
+        )

@@ -1,0 +1,191 @@
+"""Property paths and value conversions, compiled to typed derived columns of ``events``.
+
+Trait definitions read the same few properties millions of times. Instead of parsing JSON per
+event per trait, every (property path, conversion) a definition needs becomes one typed column of
+``events`` (see :meth:`engine.store.Store.ensure_derived_columns`), computed once at ingest. Each
+path also gets a ``kind:`` column holding the JSON kind of the raw value, which is how a counting
+event with no value is told apart as *missing* (absent or ``null``) or *rejected* (present but not
+convertible). The conversions follow ``traits.md``'s value table exactly; this module is pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from engine.store import DerivedColumn
+
+#: Characters a plain path may use inside a derived column name; other paths are hashed.
+_PLAIN_PATH = re.compile(r"^[A-Za-z0-9_.\-]+$")
+#: Whitespace trimmed around numeric strings (ASCII only, so SQL and Python agree).
+WHITESPACE = " \t\n\r\f\v"
+#: A decimal number: what a numeric string must look like after trimming.
+NUMBER_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+#: ISO-8601 accepted for datetimes (as event times): date, optional time, optional offset.
+ISO_RE = (
+    r"([0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))"
+    r"(?:[T ]((?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?)"
+    r"(Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?)?"
+)
+#: Epoch milliseconds representable as a timestamp (years 1..9999).
+EPOCH_MS_MIN = -62135596800000
+EPOCH_MS_MAX = 253402300799999
+#: Page and screen names are readable as these properties (as in Unify).
+NAME_PROPERTIES = {"page_name": "page", "screen_name": "screen"}
+#: JSON kinds (DuckDB ``json_type``) that are numbers.
+NUMERIC_KINDS = ("BIGINT", "UBIGINT", "DOUBLE")
+
+_ISO = re.compile(ISO_RE)
+
+
+def sql_str(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parse_iso(text: str) -> datetime | None:
+    """Parse an ISO-8601 string the way the datetime conversion does; ``None`` if it does not.
+
+    A bare date is its UTC midnight, no offset means UTC, fractions past microseconds are cut.
+    """
+    m = _ISO.fullmatch(text)
+    if m is None:
+        return None
+    date, time, offset = m.group(1), m.group(2) or "00:00:00", m.group(3) or "+00:00"
+    hms, _, frac = time.partition(".")
+    parts = [int(p) for p in hms.split(":")] + [0]
+    frac = (frac + "000000")[:6]
+    try:
+        naive = datetime(
+            int(date[:4]), int(date[5:7]), int(date[8:10]), parts[0], parts[1], parts[2], int(frac)
+        )
+    except ValueError:
+        return None
+    if offset == "Z":
+        delta = timedelta(0)
+    else:
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        if offset[0] == "-":
+            delta = -delta
+    try:
+        return (naive - delta).replace(tzinfo=UTC)
+    except OverflowError:
+        return None
+
+
+def ts_literal(value: datetime) -> str:
+    """A TIMESTAMPTZ literal exact to the microsecond."""
+    return f"TIMESTAMPTZ '{value.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}+00'"
+
+
+def path_segments(path: str) -> list[str]:
+    """The keys of a dotted property path."""
+    return path.split(".")
+
+
+def column_name(prefix: str, path: str) -> str:
+    """The deterministic derived column name of ``prefix`` (kind/txt/num/bool/ts) for ``path``."""
+    if _PLAIN_PATH.match(path):
+        return f"{prefix}:{path}"
+    return f"{prefix}:_h_{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+
+
+def json_expression(path: str) -> str:
+    """SQL for the raw JSON value at ``path`` of an event row (SQL NULL when absent)."""
+    pointer = "/" + "/".join(s.replace("~", "~0").replace("/", "~1") for s in path_segments(path))
+    extract = f"json_extract(properties, {sql_str(pointer)})"
+    if path in NAME_PROPERTIES:
+        return f"(CASE WHEN type = '{NAME_PROPERTIES[path]}' THEN to_json(name) ELSE {extract} END)"
+    return extract
+
+
+def kind_column(path: str) -> DerivedColumn:
+    """The JSON kind of the value at ``path`` (``NULL`` text for JSON null, SQL NULL if absent)."""
+    return DerivedColumn(
+        name=column_name("kind", path), sql_type="VARCHAR", expression=f"json_type({json_expression(path)})"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValueType:
+    """A conversion of a JSON value: its name in definitions, column prefix and SQL/Polars types."""
+
+    name: str
+    prefix: str
+    sql_type: str
+    polars: str
+
+    def column(self, path: str) -> DerivedColumn:
+        """The derived column holding ``path`` converted to this type (NULL: no value)."""
+        return DerivedColumn(
+            name=column_name(self.prefix, path),
+            sql_type=self.sql_type,
+            expression=_CONVERSIONS[self.name](json_expression(path)),
+        )
+
+
+def _text_sql(j: str) -> str:
+    kinds = ", ".join(f"'{k}'" for k in (*NUMERIC_KINDS, "BOOLEAN"))
+    return (
+        f"(CASE WHEN json_type({j}) = 'VARCHAR' THEN json_extract_string({j}, '$') "
+        f"WHEN json_type({j}) IN ({kinds}) THEN CAST({j} AS VARCHAR) END)"
+    )
+
+
+def _finite(x: str) -> str:
+    # + 0.0 turns -0.0 into 0.0 so equal numbers are one value everywhere (distinct, min, ties).
+    return f"(CASE WHEN isfinite({x}) THEN {x} + 0.0 END)"
+
+
+def _number_sql(j: str) -> str:
+    kinds = ", ".join(f"'{k}'" for k in NUMERIC_KINDS)
+    s = f"trim(json_extract_string({j}, '$'), {sql_str(WHITESPACE)})"
+    return (
+        f"(CASE WHEN json_type({j}) IN ({kinds}) THEN {_finite(f'CAST({j} AS DOUBLE)')} "
+        f"WHEN json_type({j}) = 'VARCHAR' AND regexp_full_match({s}, {sql_str(NUMBER_RE)}) "
+        f"THEN {_finite(f'CAST({s} AS DOUBLE)')} END)"
+    )
+
+
+def _boolean_sql(j: str) -> str:
+    return (
+        f"(CASE WHEN json_type({j}) = 'BOOLEAN' THEN CAST({j} AS BOOLEAN) "
+        f"WHEN json_type({j}) = 'VARCHAR' THEN (CASE lower(json_extract_string({j}, '$')) "
+        "WHEN 'true' THEN true WHEN 'false' THEN false END) END)"
+    )
+
+
+def _datetime_sql(j: str) -> str:
+    kinds = ", ".join(f"'{k}'" for k in NUMERIC_KINDS)
+    s = f"json_extract_string({j}, '$')"
+    parts = f"regexp_extract({s}, {sql_str('^' + ISO_RE + '$')}, ['d', 't', 'o'])"
+    normalised = (
+        f"({parts}.d || 'T' || (CASE WHEN {parts}.t = '' THEN '00:00:00' ELSE {parts}.t END) "
+        f"|| (CASE WHEN {parts}.o = '' THEN '+00:00' ELSE {parts}.o END))"
+    )
+    ms = f"CAST({j} AS DOUBLE)"
+    return (
+        f"(CASE WHEN json_type({j}) IN ({kinds}) AND {ms} BETWEEN {EPOCH_MS_MIN} AND {EPOCH_MS_MAX} "
+        f"THEN make_timestamptz(CAST(floor({ms} * 1000) AS BIGINT)) "
+        f"WHEN json_type({j}) = 'VARCHAR' AND regexp_full_match({s}, {sql_str(ISO_RE)}) "
+        f"AND NOT starts_with({s}, '0000') THEN try_cast({normalised} AS TIMESTAMPTZ) END)"
+    )
+
+
+_CONVERSIONS = {
+    "text": _text_sql,
+    "number": _number_sql,
+    "boolean": _boolean_sql,
+    "datetime": _datetime_sql,
+}
+
+#: The registry of value types, by the name used in definitions.
+VALUE_TYPES: dict[str, ValueType] = {
+    "text": ValueType(name="text", prefix="txt", sql_type="VARCHAR", polars="String"),
+    "number": ValueType(name="number", prefix="num", sql_type="DOUBLE", polars="Float64"),
+    "boolean": ValueType(name="boolean", prefix="bool", sql_type="BOOLEAN", polars="Boolean"),
+    "datetime": ValueType(name="datetime", prefix="ts", sql_type="TIMESTAMPTZ", polars="Datetime"),
+}
