@@ -56,3 +56,20 @@ def make_store(events: list[Ev], profiles: list[str] | None = None) -> Store:
         con.executemany("INSERT INTO event_profiles VALUES (?, ?)", links)
     store.set_meta("identity_state", "test")
     return store
+
+
+def frame_values(store: Store, traits, as_of: datetime) -> dict[str, dict[str, Any]]:
+    """``{profile_id: {trait: value}}`` from :func:`engine.compute.trait_frame`."""
+    from engine.compute import trait_frame
+
+    frame = trait_frame(store, traits, as_of=as_of)
+    return {row["profile_id"]: {k: v for k, v in row.items() if k != "profile_id"} for row in frame.iter_rows(named=True)}
+
+
+def one(traits_defs: list[dict], events: list[Ev], as_of: datetime, profile: str = "P") -> dict[str, Any]:
+    """Parse ``traits_defs``, compute them over ``events`` and return ``profile``'s values."""
+    from traits.registry import parse_traits
+
+    traits = parse_traits(traits_defs, path="test.toml")
+    with make_store(events, [profile]) as store:
+        return frame_values(store, traits, as_of)[profile]
