@@ -51,7 +51,7 @@ class GraphInput:
         ``0 .. len(event_ts) - 1`` present; within an event, rows in priority order (type
         priority, then value) and without repeats.
     row_ident
-        Identifier index of each occurrence.
+        Identifier index of each occurrence; every identifier in ``0 .. len(ident_type) - 1`` occurs.
     ident_type
         Type index of each identifier (0 = highest priority).
     event_ts
