@@ -1,0 +1,273 @@
+"""``profiles predict``: load the events once, train and score every prediction, write scores and reports.
+
+The only prediction module that reads the store. It loads a slim event frame (profile index,
+time, event-name code, and per prediction its counting flag and amount, with conditions and the
+amount property evaluated in the same DuckDB query), hands it to the pure modules of
+``predictions/`` and writes ``prediction_scores`` and ``prediction_runs``. A prediction with too
+little data is *skipped* with the reason: its old scores are removed, never left stale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from engine.config import definition_hash
+from engine.errors import DataError
+from engine.progress import Progress
+from engine.store import Store
+from predictions.conditions import _Prop, conditions_sql
+from predictions.definitions import Prediction
+from predictions.features import FeatureSpec, build_features, choose_vocabulary
+from predictions.labels import attach_labels, build_labels
+from predictions.pipeline import Outcome, run_prediction, training_cutoffs
+from predictions.report import write_report, write_skipped
+from predictions.tasks import TASKS
+
+#: Training uses at most this many profiles (a deterministic hash sample); scoring uses all.
+MAX_TRAIN_PROFILES = 150_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PredictionSummary:
+    """The headline of one prediction's run."""
+
+    name: str
+    type: str
+    status: str  # scored | skipped
+    reason: str  # why this model, or what is missing
+    model: str | None = None
+    metric: str | None = None
+    value: float | None = None
+    baseline_value: float | None = None
+    grade: str | None = None
+    eligible: int = 0
+    scored: int = 0
+    extra: dict[str, float] | None = None
+    report_html: str | None = None
+    report_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PredictReport:
+    """What ``profiles predict`` did, per prediction."""
+
+    as_of: datetime
+    predictions: tuple[PredictionSummary, ...]
+
+    @property
+    def scored(self) -> int:
+        return sum(p.status == "scored" for p in self.predictions)
+
+    @property
+    def skipped(self) -> int:
+        return sum(p.status == "skipped" for p in self.predictions)
+
+    def __rich__(self) -> Group:
+        table = Table(title=f"Predictions as of {self.as_of:%Y-%m-%d %H:%M:%S} UTC", title_justify="left")
+        for col in ("prediction", "type", "model", "holdout", "baseline", "grade", "scored"):
+            table.add_column(col, justify="right" if col in ("holdout", "baseline", "scored") else "left")
+        notes: list[Text] = []
+        for p in self.predictions:
+            if p.status == "scored":
+                metric = (p.metric or "").upper() if p.metric == "auc" else p.metric
+                table.add_row(p.name, p.type, p.model or "", f"{metric} {p.value:.3f}",
+                              "" if p.baseline_value is None else f"{p.baseline_value:.3f}",
+                              p.grade or "", f"{p.scored:,} / {p.eligible:,}")
+                notes.append(Text(f"{p.name}: {p.reason}. Report: {p.report_html}"))
+            else:
+                table.add_row(p.name, p.type, "-", "-", "-", "-", "skipped")
+                notes.append(Text(f"{p.name}: skipped: {p.reason}", style="yellow"))
+        return Group(table, *notes)
+
+
+def _profiles_sql(store: Store) -> str | None:
+    sources = [f"SELECT profile_id FROM {t}" for t in ("profiles", "event_profiles") if store.has_table(t)]
+    return " UNION ".join(sources) if sources else None
+
+
+def load_events(store: Store, predictions: tuple[Prediction, ...], *, as_of: datetime) -> tuple[pl.DataFrame, dict[int, str]]:
+    """One DuckDB query: every resolved event up to ``as_of`` with each prediction's flag and amount."""
+    con = store.con
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _pred_profiles AS SELECT profile_id, "
+        "(row_number() OVER (ORDER BY profile_id) - 1)::BIGINT AS pid "
+        f"FROM ({_profiles_sql(store)}) WHERE profile_id IS NOT NULL"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _pred_names AS SELECT event, "
+        "(row_number() OVER (ORDER BY event) - 1)::INTEGER AS code "
+        "FROM (SELECT DISTINCT event FROM events WHERE event IS NOT NULL)"
+    )
+    names = dict((int(c), str(e)) for e, c in con.execute("SELECT event, code FROM _pred_names").fetchall())
+    cols = []
+    params: list[Any] = []
+    for i, p in enumerate(predictions):
+        cond = conditions_sql(p.conditions, match=p.match, as_of=as_of, column="e.properties")
+        cols.append(f"coalesce(e.event = ? AND {cond}, false) AS c{i}")
+        params.append(p.event)
+        amount = _Prop(p.property, "e.properties").number if p.property else "NULL::DOUBLE"
+        cols.append(f"{amount} AS a{i}")
+    query = (
+        "SELECT p.pid, e.timestamp AS ts, n.code AS ev" + "".join(", " + c for c in cols) +
+        " FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id "
+        "JOIN _pred_profiles p ON p.profile_id = ep.profile_id "
+        "LEFT JOIN _pred_names n ON n.event = e.event WHERE e.timestamp <= ?"
+    )
+    frame = con.sql(query, params=[*params, as_of]).pl()
+    return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
+                              pl.col("ev").cast(pl.Int32)), names
+
+
+def _sample(events: pl.DataFrame, n_profiles: int, max_profiles: int) -> pl.DataFrame:
+    """Events of a deterministic hash sample of about ``max_profiles`` profiles."""
+    if n_profiles <= max_profiles:
+        return events
+    threshold = int(2**32 * max_profiles / n_profiles)
+    return events.filter(((pl.col("pid") * 2654435761) % 2**32) < threshold)
+
+
+def _trait_features(store: Store, config: Any, cutoffs: list[datetime]) -> pl.DataFrame | None:
+    """Numeric and boolean computed traits as of each cutoff (``trait_<name>``), when available."""
+    if not getattr(config, "traits", None):
+        return None
+    try:
+        from engine.compute import trait_frame  # written by the traits engineer
+    except ImportError:
+        return None
+    ids = store.con.sql("SELECT profile_id, pid FROM _pred_profiles").pl()
+    frames = []
+    for c in cutoffs:
+        tf = trait_frame(store, config.traits, as_of=c)
+        keep = [n for n, d in tf.schema.items() if n != "profile_id" and (d.is_numeric() or d == pl.Boolean)]
+        frames.append(
+            tf.select("profile_id", *[pl.col(n).cast(pl.Float64).alias(f"trait_{n}") for n in keep])
+            .join(ids, on="profile_id").drop("profile_id")
+            .with_columns(pl.lit(c, dtype=pl.Datetime("us", "UTC")).alias("cutoff"))
+        )
+    return pl.concat(frames, how="diagonal") if frames else None
+
+
+def _with_traits(frame: pl.DataFrame, traits: pl.DataFrame | None) -> pl.DataFrame:
+    return frame if traits is None else frame.join(traits, on=["pid", "cutoff"], how="left")
+
+
+def _semantic(p: Prediction) -> dict[str, Any]:
+    return {"type": p.type, "event": p.event, "horizon_days": p.horizon_days, "match": p.match,
+            "property": p.property, "conditions": [[c.property, c.operator, c.value] for c in p.conditions]}
+
+
+def _write_scores(store: Store, pred: Prediction, outcome: Outcome | None, *, as_of: datetime) -> None:
+    con = store.con
+    with store.transaction():
+        con.execute("DELETE FROM prediction_scores WHERE prediction = ?", [pred.name])
+        if outcome is None:
+            return
+        con.register("_pred_scores", outcome.scores.to_arrow())
+        try:
+            con.execute(
+                "INSERT INTO prediction_scores SELECT ?, p.profile_id, s.score, s.percentile, "
+                "CASE WHEN s.score IS NULL THEN NULL ELSE ? END, ? "
+                "FROM _pred_profiles p LEFT JOIN _pred_scores s ON s.pid = p.pid ORDER BY p.profile_id",
+                [pred.name, outcome.model, as_of],
+            )
+        finally:
+            con.unregister("_pred_scores")
+
+
+def _write_run(store: Store, pred: Prediction, summary: PredictionSummary, *, as_of: datetime,
+               metrics: dict[str, Any] | None) -> None:
+    with store.transaction() as con:
+        con.execute("DELETE FROM prediction_runs WHERE prediction = ?", [pred.name])
+        con.execute(
+            "INSERT INTO prediction_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [pred.name, as_of, summary.status, summary.model, summary.reason,
+             definition_hash(_semantic(pred)), None if metrics is None else json.dumps(metrics, default=str),
+             summary.report_html, summary.report_json],
+        )
+
+
+def _summarise(outcome: Outcome, paths: tuple[Path, Path]) -> PredictionSummary:
+    best = outcome.holdout[outcome.model]
+    base = outcome.holdout.get("baseline", {})
+    keys = ("log_loss", "brier", "lift_top_10", "lift_top_20") if outcome.metric_name == "auc" else (
+        "mae", "rmse", "top_decile_value_share")
+    extra = {k: best[k] for k in keys} | {f"baseline_{k}": base[k] for k in keys if k in base}
+    return PredictionSummary(
+        name=outcome.prediction.name, type=outcome.prediction.type, status="scored", reason=outcome.why,
+        model=outcome.model, metric=outcome.metric_name, value=best[outcome.metric_name],
+        baseline_value=base.get(outcome.metric_name), grade=outcome.grade,
+        eligible=outcome.counts["eligible"], scored=outcome.counts["scored"], extra=extra,
+        report_html=str(paths[0]), report_json=str(paths[1]),
+    )
+
+
+def run_predictions(store: Store, config: Any, *, as_of: datetime,
+                    progress: Progress = Progress()) -> PredictReport:
+    """Train and score every prediction of ``config``; write scores, runs and reports.
+
+    A prediction without enough data is reported as skipped with what is missing; the others run.
+    """
+    preds: tuple[Prediction, ...] = tuple(config.predictions)
+    reports = Path(config.reports)
+    summaries: list[PredictionSummary] = []
+    if not preds:
+        return PredictReport(as_of=as_of, predictions=())
+    if _profiles_sql(store) is None or not store.has_table("event_profiles"):
+        reason = "no identity resolution yet (no event_profiles table): run 'profiles resolve' first"
+        return PredictReport(as_of=as_of, predictions=tuple(
+            PredictionSummary(name=p.name, type=p.type, status="skipped", reason=reason) for p in preds))
+    with progress.step("Loading events for predictions"):
+        events, names = load_events(store, preds, as_of=as_of)
+    n_profiles = int(store.con.execute("SELECT count(*) FROM _pred_profiles").fetchone()[0])
+    first = events["ts"].min() if events.height else None
+    train_events = _sample(events, n_profiles, MAX_TRAIN_PROFILES)
+    with progress.step("Training predictions", total=len(preds)) as step:
+        for i, pred in enumerate(preds):
+            task = TASKS[pred.type]
+            ev = events.select("pid", "ts", "ev", pl.col(f"c{i}").alias("counting"), pl.col(f"a{i}").alias("amount"))
+            tev = train_events.select("pid", "ts", "ev", pl.col(f"c{i}").alias("counting"),
+                                      pl.col(f"a{i}").alias("amount"))
+            try:
+                cutoffs = training_cutoffs(as_of, pred.horizon_days, first)
+                spec = FeatureSpec(vocabulary=choose_vocabulary(ev, names, before=min(cutoffs)),
+                                   horizon_days=pred.horizon_days, with_rfm=task.with_rfm)
+                traits = _trait_features(store, config, [*cutoffs, as_of])
+                train = _with_traits(attach_labels(
+                    build_features(tev, cutoffs=cutoffs, spec=spec),
+                    build_labels(tev, cutoffs=cutoffs, horizon_days=pred.horizon_days)), traits)
+                score = _with_traits(build_features(ev, cutoffs=[as_of], spec=spec), traits)
+                outcome = run_prediction(pred, task, train=train, score=score, as_of=as_of, cutoffs=cutoffs)
+            except DataError as exc:
+                json_path = write_skipped(pred, str(exc), reports, as_of=as_of)
+                summary = PredictionSummary(name=pred.name, type=pred.type, status="skipped",
+                                            reason=str(exc), report_json=str(json_path))
+                _write_scores(store, pred, None, as_of=as_of)
+                _write_run(store, pred, summary, as_of=as_of, metrics=None)
+                summaries.append(summary)
+                step.advance()
+                continue
+            paths = write_report(outcome, reports)
+            summary = _summarise(outcome, paths)
+            _write_scores(store, pred, outcome, as_of=as_of)
+            _write_run(store, pred, summary, as_of=as_of, metrics={"counts": outcome.counts,
+                                                                  "holdout": _headline(outcome)})
+            summaries.append(summary)
+            step.advance()
+    store.con.execute("DROP TABLE IF EXISTS _pred_profiles")
+    store.con.execute("DROP TABLE IF EXISTS _pred_names")
+    return PredictReport(as_of=as_of, predictions=tuple(summaries))
+
+
+def _headline(outcome: Outcome) -> dict[str, dict[str, float]]:
+    return {name: {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for name, m in outcome.holdout.items()}
+

@@ -1,0 +1,51 @@
+"""Predicted lifetime value: the expected total of ``property`` over ``(as_of, as_of + H]``.
+
+Eligible: profiles with at least two purchases up to ``as_of`` (Unify's rule). Candidates: the
+BG/NBD + Gamma-Gamma model (fitted on every profile with a purchase, since the dropout process is
+learned from one-time buyers too) and boosted regression trees on every feature.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from predictions.btyd import BTYDRegressor
+from predictions.classify import all_features
+from predictions.models import SpendRateBaseline, gbt_regressor
+from predictions.pipeline import Candidate, Task
+
+TASK = Task(
+    type="ltv",
+    kind="regression",
+    positive="profiles with purchase value in the window",
+    negative="profiles without",
+    eligible=lambda pred: pl.col("target_count_all") >= 2,
+    label=lambda pred: pl.col("label_value").cast(pl.Float64).alias("label"),
+    candidates=(
+        Candidate(
+            name="btyd",
+            title="BG/NBD purchases x Gamma-Gamma spend (Fader, Hardie & Lee), maximum likelihood",
+            inputs=lambda columns, pred: list(BTYDRegressor.INPUTS),
+            build=lambda pred, y: BTYDRegressor(horizon_days=pred.horizon_days),
+            target="none",
+            score=lambda m, X: m.predict(X),
+            fit_rows=lambda pred: pl.col("target_count_all") >= 1,
+        ),
+        Candidate(
+            name="gbt",
+            title="gradient-boosted regression trees (HistGradientBoostingRegressor) on every feature",
+            inputs=all_features,
+            build=lambda pred, y: gbt_regressor(y),
+            score=lambda m, X: m.predict(X),
+        ),
+    ),
+    baseline=Candidate(
+        name="baseline",
+        title="naive: historical spend per day (over at least one horizon) x H",
+        inputs=lambda columns, pred: list(SpendRateBaseline.INPUTS),
+        build=lambda pred, y: SpendRateBaseline(horizon_days=pred.horizon_days),
+        target="none",
+        score=lambda m, X: m.predict(X),
+    ),
+    with_rfm=True,
+)
