@@ -43,7 +43,13 @@ class _Options:
     console: Console
 
 
-_OPTIONS = _Options(Path("profiles.toml"), None, False, False, Console())
+def _stdout_console() -> Console:
+    """Rich's console on stdout; off a terminal, wide enough that tables keep whole file names."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+_OPTIONS = _Options(Path("profiles.toml"), None, False, False, _stdout_console())
 
 AsOf = Annotated[
     str | None,

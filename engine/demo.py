@@ -114,7 +114,7 @@ def run_demo(store: Path, *, as_of: str | datetime | None = None, progress: Prog
 
 
 def _after_latest_event(project: Project) -> datetime:
-    latest = project.store.con.execute("SELECT max(timestamp) FROM events").fetchone()[0]
+    latest = project.store.con.execute("SELECT max(timestamp) FROM events").fetchall()[0][0]
     if latest is None:
         return parse_as_of(None)
     midnight = latest.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -126,7 +126,7 @@ def _glimpse(project: Project) -> pl.DataFrame:
     config = project.config
     frame = project.export_frame()
     con = project.store.con
-    active = con.execute(
+    active = con.sql(
         """
         SELECT ep.profile_id, count(*) AS events,
                arg_min(pi.type || ':' || pi.value, pi.type || ':' || pi.value) AS identifier
@@ -135,9 +135,7 @@ def _glimpse(project: Project) -> pl.DataFrame:
         GROUP BY ep.profile_id
         ORDER BY events DESC, ep.profile_id
         LIMIT ?
-        """,
-        [SHOWN_PROFILES],
-    ).pl()
+        """, params=[SHOWN_PROFILES]).pl()
     keep = ["profile_id"] + [t.name for t in config.traits[:4]]
     for p in config.predictions[:2]:
         keep += [p.name, p.name + "_percentile"]

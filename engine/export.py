@@ -31,7 +31,7 @@ def traits_as_of(store: Store) -> datetime | None:
     """The ``as_of`` of the stored trait values (``None`` if traits were never computed)."""
     if not store.has_table("trait_runs"):
         return None
-    row = store.con.execute("SELECT as_of FROM trait_runs ORDER BY computed_at DESC LIMIT 1").fetchone()
+    row = store.first_row("SELECT as_of FROM trait_runs ORDER BY computed_at DESC LIMIT 1")
     return None if row is None else row[0]
 
 

@@ -280,10 +280,10 @@ class Store:
     def _version(self) -> int | None:
         has_meta = self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if not has_meta:
             return None
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = self.first_row("SELECT value FROM meta WHERE key = 'schema_version'")
         return None if row is None else int(row[0])
 
     def _check_version(self) -> None:
@@ -338,9 +338,19 @@ class Store:
         else:
             self.con.execute("COMMIT")
 
+    # -- small reads -------------------------------------------------------------------------
+    def first_row(self, sql: str, params: list[object] | None = None) -> tuple | None:
+        """The first row of a query, or ``None``.
+
+        Fetches the whole result: DuckDB 2.0 keeps a half-read result (``fetchone``) open and then
+        refuses ``con.sql`` on the connection.
+        """
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
+
     # -- metadata ----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        row = self.first_row("SELECT value FROM meta WHERE key = ?", [key])
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
@@ -353,7 +363,7 @@ class Store:
         return bool(
             self.con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         )
 
     # -- derived event columns (the hot-path property columns) --------------------------------

@@ -83,10 +83,10 @@ def _show(value: Any) -> str:
 def profile_view(store: Store, config: ProjectConfig, profile_id: str, *, recent: int = 10) -> ProfileView:
     """Gather everything ``profiles show`` prints for ``profile_id``."""
     con = store.con
-    identifiers = con.execute(
+    identifiers = con.sql(
         "SELECT type, value, first_seen_at, message_id FROM profile_identifiers "
         "WHERE profile_id = ? ORDER BY type, value",
-        [profile_id],
+        params=[profile_id],
     ).pl()
     profile_traits: dict[str, Any] = {}
     if store.has_table("profile_traits"):
@@ -100,29 +100,27 @@ def profile_view(store: Store, config: ProjectConfig, profile_id: str, *, recent
         names = [t.name for t in config.traits if t.name in have]
         if names:
             cols = ", ".join(quote(n) for n in names)
-            row = con.execute(
-                f"SELECT {cols} FROM trait_values WHERE profile_id = ?", [profile_id]
-            ).fetchone()
+            row = store.first_row(f"SELECT {cols} FROM trait_values WHERE profile_id = ?", [profile_id])
             if row is not None:
                 traits = dict(zip(names, row, strict=True))
     predictions = pl.DataFrame(
         schema={"prediction": pl.String, "score": pl.Float64, "percentile": pl.Float64, "model": pl.String}
     )
     if store.has_table("prediction_scores"):
-        predictions = con.execute(
+        predictions = con.sql(
             "SELECT prediction, score, percentile, model FROM prediction_scores "
             "WHERE profile_id = ? ORDER BY prediction",
-            [profile_id],
+            params=[profile_id],
         ).pl()
-    recent_events = con.execute(
+    recent_events = con.sql(
         "SELECT e.timestamp, e.type, coalesce(e.event, e.name, '') AS event, e.message_id "
         "FROM event_profiles ep JOIN events e USING (message_id) WHERE ep.profile_id = ? "
         "ORDER BY e.timestamp DESC, e.message_id DESC LIMIT ?",
-        [profile_id, recent],
+        params=[profile_id, recent],
     ).pl()
     event_count = con.execute(
         "SELECT count(*) FROM event_profiles WHERE profile_id = ?", [profile_id]
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return ProfileView(
         profile_id=profile_id,
         identifiers=identifiers,
