@@ -111,7 +111,7 @@ def _features_at(events: pl.LazyFrame, cutoff: datetime, spec: FeatureSpec) -> p
     target = pl.col("counting")
 
     def in_window(w: int | None) -> pl.Expr:
-        return pl.lit(True) if w is None else d < w
+        return d.is_not_null() if w is None else d < w
 
     aggs: list[pl.Expr] = [
         d.max().alias("tenure_days"),
