@@ -84,8 +84,8 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _json_path(key: str) -> str:
-    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _quote(key: str) -> str:
+    return '"' + key.replace('"', '""') + '"'
 
 
 _A_TYPE = (
@@ -94,27 +94,46 @@ _A_TYPE = (
 )
 
 
+def _json_kind(expr: str) -> str:
+    """The JSON type of a *minified* JSON value from its first character (no second parse)."""
+    return (
+        f"CASE left({expr}, 1) WHEN '\"' THEN 'VARCHAR' WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' "
+        f"WHEN 't' THEN 'BOOLEAN' WHEN 'f' THEN 'BOOLEAN' WHEN 'n' THEN 'NULL' "
+        f"ELSE CASE WHEN {expr} IS NOT NULL THEN 'NUMBER' END END"
+    )
+
+
+def _string_of(expr: str) -> str:
+    """The value of a JSON string literal: slice the quotes off unless it holds escapes."""
+    return f"CASE WHEN contains({expr}, chr(92)) THEN CAST({expr} AS JSON) ->> '$' ELSE {expr}[2:-2] END"
+
+
 def _shown(f: Field) -> str:
     """The sent value as text for a reason: strings unquoted, anything else as JSON, cut at 64."""
-    j = f"j_{f.column}"
-    return f"left(CASE t_{f.column} WHEN 'VARCHAR' THEN {j} ->> '$' ELSE {j}::VARCHAR END, 64)"
+    return f"left(coalesce(s_{f.column}, j_{f.column}), 64)"
 
 
 # -- kinds: normalised value and reasons ---------------------------------------------------------
 def _text_value(f: Field) -> str:
     j, t = f"j_{f.column}", f"t_{f.column}"
-    return f"CASE WHEN {t} = 'VARCHAR' THEN {j} ->> '$' WHEN {t} <> 'NULL' THEN {j}::VARCHAR END"
+    return f"CASE WHEN {t} = 'VARCHAR' THEN s_{f.column} WHEN {t} <> 'NULL' THEN {j} END"
 
 
 def _text_reasons(f: Field) -> list[str]:
     return []  # type / event rules are message rules: they depend on the message type
 
 
+def _trimmed(expr: str) -> str:
+    """``trim`` only values that need it: DuckDB's ``trim`` with a character set is slow."""
+    ws = "[" + _WS.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\f", "\\f").replace("\v", "\\v") + "]"
+    return f"CASE WHEN regexp_matches({expr}, '^{ws}|{ws}$') THEN trim({expr}, {_sql_str(_WS)}) ELSE {expr} END"
+
+
 def _identifier_value(f: Field) -> str:
     j, t = f"j_{f.column}", f"t_{f.column}"
     return (
-        f"CASE WHEN {t} = 'VARCHAR' THEN nullif(trim({j} ->> '$', {_sql_str(_WS)}), '') "
-        f"WHEN {t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') THEN {j}::VARCHAR END"
+        f"CASE WHEN {t} = 'VARCHAR' THEN nullif({_trimmed(f's_{f.column}')}, '') "
+        f"WHEN {t} = 'NUMBER' THEN {j} END"
     )
 
 
@@ -134,12 +153,12 @@ def _epoch_ms(expr: str) -> str:
 def _time_value(f: Field) -> str:
     """ISO-8601 strings (no offset = UTC, the session zone), epoch-ms numbers or digit strings."""
     j, t = f"j_{f.column}", f"t_{f.column}"
-    s = f"({j} ->> '$')"
+    s = f"s_{f.column}"
     return (
         f"CASE WHEN {t} = 'VARCHAR' THEN CASE "
-        f"WHEN regexp_full_match({s}, '-?[0-9]+') THEN {_epoch_ms(f'TRY_CAST({s} AS DOUBLE)')} "
-        f"WHEN regexp_matches({s}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') THEN TRY_CAST({s} AS TIMESTAMPTZ) END "
-        f"WHEN {t} IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT') THEN {_epoch_ms(f'TRY_CAST({j} AS DOUBLE)')} END"
+        f"WHEN regexp_matches({s}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') THEN TRY_CAST({s} AS TIMESTAMPTZ) "
+        f"WHEN regexp_full_match({s}, '-?[0-9]+') THEN {_epoch_ms(f'TRY_CAST({s} AS DOUBLE)')} END "
+        f"WHEN {t} = 'NUMBER' THEN {_epoch_ms(f'TRY_CAST({j} AS DOUBLE)')} END"
     )
 
 
@@ -227,43 +246,45 @@ def chunk_sql(source: str, now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     now_lit = f"TIMESTAMPTZ {_sql_str(now.astimezone(timezone.utc).isoformat())}"
-    paths: list[str] = []
-    picks: list[str] = []
+    keys = [key for f in FIELDS for key in f.spellings]
+    shape = _sql_str(json.dumps({key: "JSON" for key in keys}))
+    # json_transform parses once into a struct; a JSON null and a missing key are both NULL (absent)
+    picks = []
     for f in FIELDS:
-        slots = []
-        for key in f.spellings:
-            paths.append(_sql_str(_json_path(key)))
-            slots.append(f"x[{len(paths)}]")
-        non_null = [f"CASE WHEN json_type({s}) <> 'NULL' THEN {s} END" for s in slots]
-        # a field sent only as JSON null keeps type 'NULL' (absent), so reasons can tell it apart
-        sent = " OR ".join(f"{s} IS NOT NULL" for s in slots)
-        picks.append(f"coalesce({', '.join(non_null)}, CASE WHEN {sent} THEN JSON 'null' END) AS j_{f.column}")
-    types = ", ".join(f"json_type(j_{f.column}) AS t_{f.column}" for f in FIELDS)
+        slots = [f"x.{_quote(key)}" for key in f.spellings]
+        first = slots[0] if len(slots) == 1 else f"coalesce({', '.join(slots)})"
+        picks.append(f"CAST({first} AS VARCHAR) AS j_{f.column}")
+    types = ", ".join(f"{_json_kind(f'j_{f.column}')} AS t_{f.column}" for f in FIELDS)
+    strings = ", ".join(
+        f"CASE WHEN left(j_{f.column}, 1) = '\"' THEN {_string_of(f'j_{f.column}')} END AS s_{f.column}"
+        for f in FIELDS
+        if f.kind != "object"
+    )
     values = ", ".join(f"{KINDS[f.kind].value(f)} AS v_{f.column}" for f in FIELDS)
     field_reasons = [r for f in FIELDS for r in KINDS[f.kind].reasons(f)]
     all_reasons = ",\n            ".join(field_reasons + message_reasons())
     big = MAX_MESSAGE_BYTES
     return f"""
-WITH r AS (
-    SELECT line, trim(text, {_sql_str(_WS)}) AS raw FROM {source}
-), k AS (
+WITH k AS (
     SELECT line, raw, strlen(raw) AS nbytes,
         CASE WHEN strlen(raw) > {big} THEN 'big'
              WHEN NOT json_valid(raw) THEN 'invalid'
-             WHEN json_type(raw) <> 'OBJECT' THEN 'notobj'
+             WHEN NOT regexp_matches(raw, '^[ \t\n\r]*[{{]') THEN 'notobj'
              ELSE 'ok' END AS status
-    FROM r WHERE raw <> ''
+    FROM (SELECT line, CASE WHEN ends_with(text, chr(13)) THEN rtrim(text, chr(13)) ELSE text END AS raw
+          FROM {source})
+    WHERE CASE WHEN strlen(raw) > 16 THEN true ELSE trim(raw, {_sql_str(_WS)}) <> '' END
 ), x AS (
     SELECT line, raw, nbytes, status,
-        CASE WHEN status = 'ok' THEN json_extract(raw, [{", ".join(paths)}]) END AS x,
+        CASE WHEN status = 'ok' THEN json_transform(raw, {shape}) END AS x,
         CASE WHEN status = 'notobj' THEN json_type(raw) END AS top_type
     FROM k
-), j AS (
-    SELECT line, raw, nbytes, status, top_type, {", ".join(picks)} FROM x
 ), t AS (
-    SELECT *, {types} FROM j
+    SELECT line, raw, nbytes, status, top_type, {", ".join(picks)} FROM x
 ), v AS (
-    SELECT *, {values}, {now_lit} AS now_ FROM t
+    SELECT *, {types}, {strings} FROM t
+), w AS (
+    SELECT *, {values}, {now_lit} AS now_ FROM v
 ), m AS (
     SELECT *,
         CASE WHEN t_type = 'VARCHAR' THEN lower(trim(v_type, {_sql_str(_WS)}))
@@ -279,16 +300,16 @@ WITH r AS (
                 THEN 'clock-skew-corrected time (receivedAt - (sentAt - originalTimestamp))'
              WHEN v_original_timestamp IS NOT NULL THEN 'originalTimestamp'
              ELSE 'receivedAt' END AS time_source
-    FROM v
+    FROM w
 ), q AS (
     SELECT *,
         CASE status
             WHEN 'big' THEN 'message is ' || nbytes || ' bytes, over the 32 KiB limit'
             WHEN 'invalid' THEN 'invalid JSON'
-            WHEN 'notobj' THEN 'message is ' || {_A_TYPE.format(t="top_type")} || ', not a JSON object'
-            ELSE nullif(array_to_string(list_filter([
+            WHEN 'notobj' THEN 'message is ' || {_A_TYPE.format(t="upper(top_type)")} || ', not a JSON object'
+            ELSE nullif(concat_ws('; ',
             {all_reasons}
-            ], lambda s: s IS NOT NULL), '; '), '')
+            ), '')
         END AS reasons
     FROM m
 )
@@ -310,7 +331,7 @@ SELECT
     v_properties AS properties,
     v_traits AS traits,
     v_context AS context,
-    CASE WHEN reasons IS NULL THEN sha256(json(raw)) END AS payload_hash
+    CASE WHEN reasons IS NULL THEN sha256(raw) END AS payload_hash
 FROM q
 """
 

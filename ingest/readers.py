@@ -35,6 +35,8 @@ from ingest.contract import MAX_MESSAGE_BYTES
 
 #: Assumed mean record size, to turn a chunk size in records into an NDJSON block size in bytes.
 _BYTES_PER_RECORD = 320
+#: Rows per Arrow record batch handed to DuckDB (its unit of parallel scanning).
+_SCAN_BATCH = 8192
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,7 +57,9 @@ class Chunk:
     failures: tuple[ReadFailure, ...] = ()
 
     def table(self) -> pa.Table:
-        return pa.table({"line": self.lines, "text": self.texts})
+        """As an Arrow table in small record batches, so DuckDB scans it on every core."""
+        table = pa.table({"line": self.lines, "text": self.texts})
+        return pa.Table.from_batches(table.to_batches(max_chunksize=_SCAN_BATCH), schema=table.schema)
 
 
 class FileProblem(Exception):

@@ -1,0 +1,164 @@
+"""Ingest throughput and memory: ``ingest_paths`` vs DuckDB's bare ``read_json`` of the same NDJSON.
+
+Each contender runs in a fresh subprocess (so peak RSS is its own) into a fresh store file:
+
+* ``profiles``: :func:`ingest.load.ingest_paths` (validate, normalise, derive ids, dedupe, log);
+* ``bare``: ``CREATE TABLE t AS SELECT * FROM read_json(file, format='newline_delimited',
+  ignore_errors=true)``, the floor: parse and store, no contract.
+
+Goal: ``profiles`` within 2.5x of ``bare`` at 1M events; at 10M events peak RSS under 2 GiB.
+
+    python -m benchmarks.bench_ingest --events 1000000 --json benchmarks/results/ingest-1m.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(__file__).parent / "cache"
+
+
+def _write_simple(path: Path, n_events: int) -> None:
+    """Fallback writer when benchmarks.generate is unavailable: plain track/identify lines."""
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n_events):
+            user = f"u{i % (n_events // 10 + 1)}"
+            if i % 10 == 0:
+                msg = {"type": "identify", "messageId": f"m{i}", "userId": user, "timestamp": "2025-01-01T00:00:00Z",
+                       "traits": {"email": f"{user}@example.com"}}
+            else:
+                msg = {"type": "track", "event": "Order Completed", "messageId": f"m{i}", "userId": user,
+                       "timestamp": "2025-01-02T00:00:00Z", "properties": {"total": i % 97, "currency": "USD"},
+                       "context": {"library": {"name": "bench"}}}
+            f.write(json.dumps(msg) + "\n")
+
+
+def dataset(n_events: int) -> Path:
+    """The NDJSON file of ``n_events`` (generated once into benchmarks/cache/)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"ingest-{n_events}.ndjson"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        try:
+            from benchmarks.generate import write_ndjson
+        except ImportError:
+            _write_simple(tmp, n_events)
+        else:
+            write_ndjson(tmp, n_events, seed=0)
+        tmp.rename(path)
+    return path
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(mode: str, source: str, store: str) -> dict[str, Any]:
+    """Runs inside the subprocess: one contender, timed, with its own peak RSS."""
+    started = time.perf_counter()
+    if mode == "profiles":
+        from datetime import datetime, timezone
+
+        from engine.store import Store
+        from ingest.load import ingest_paths
+
+        with Store.open(store) as st:
+            report = ingest_paths(st, [source], now=datetime(2026, 6, 1, tzinfo=timezone.utc))
+            rows = report.ingested
+            extra = {"records": report.records, "quarantined": report.quarantined, "duplicates": report.duplicates}
+    else:
+        import duckdb
+
+        con = duckdb.connect(store)
+        con.execute(
+            f"CREATE TABLE t AS SELECT * FROM read_json('{source}', format='newline_delimited', ignore_errors=true)"
+        )
+        rows = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
+        con.close()
+        extra = {}
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 3), "peak_rss_mib": round(_peak_rss_mib(), 1), "rows": rows, **extra}
+
+
+def _run(mode: str, source: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        store = str(Path(tmp) / "store.duckdb")
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_ingest", "--child", mode, str(source), store],
+            check=True, capture_output=True, text=True, cwd=Path(__file__).parent.parent,
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict[str, Any]:
+    import duckdb
+    import polars
+    import pyarrow
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        ram = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        ram = None
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram, "python": platform.python_version(),
+        "duckdb": duckdb.__version__, "polars": polars.__version__, "pyarrow": pyarrow.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def run(n_events: int, *, json_out: Path | None = None) -> dict[str, Any]:
+    """Benchmark ``n_events``: both contenders, ratio and machine facts; optionally write JSON."""
+    source = dataset(n_events)
+    bare = _run("bare", source)
+    ours = _run("profiles", source)
+    result = {
+        "benchmark": "ingest",
+        "events": n_events,
+        "file_mib": round(source.stat().st_size / 2**20, 1),
+        "profiles": {**ours, "rows_per_s": round(ours["records"] / ours["seconds"])},
+        "bare_duckdb_read_json": {**bare, "rows_per_s": round(bare["rows"] / bare["seconds"])},
+        "ratio_to_bare": round(ours["seconds"] / bare["seconds"], 2),
+        "goal": "ratio_to_bare <= 2.5; peak_rss_mib < 2048 at 10M events",
+        "machine": machine(),
+    }
+    print(json.dumps(result, indent=2))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--json", type=Path, default=None, help="write the result JSON here")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "SOURCE", "STORE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(*args.child)))
+        return None
+    return run(args.events, json_out=args.json)
+
+
+if __name__ == "__main__":
+    main()
