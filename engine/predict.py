@@ -227,7 +227,7 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
             PredictionSummary(name=p.name, type=p.type, status="skipped", reason=reason) for p in preds))
     with progress.step("Loading events for predictions"):
         events, names = load_events(store, preds, as_of=as_of)
-    n_profiles = int(store.con.execute("SELECT count(*) FROM _pred_profiles").fetchone()[0])
+    n_profiles = int(store.con.execute("SELECT count(*) FROM _pred_profiles").fetchall()[0][0])
     first = events["ts"].min() if events.height else None
     train_events = _sample(events, n_profiles, MAX_TRAIN_PROFILES)
     with progress.step("Training predictions", total=len(preds)) as step:
