@@ -5,6 +5,8 @@ from typing import Any
 
 import pytest
 
+pytest.register_assert_rewrite("tests.identity.helpers")
+
 from engine.identity.resolve import resolve
 from engine.identity.rules import IdentityRules, parse_identity
 from engine.store import Store

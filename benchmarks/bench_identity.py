@@ -1,0 +1,238 @@
+"""Identity resolution speed and memory: ``resolve`` vs bare connected components vs the oracle.
+
+The events come from :mod:`benchmarks.generate` (anonymous visitors who identify later, one to
+three devices per person, shared devices / emails / phones that hit the limits), ingested once
+into ``benchmarks/cache/identity-<N>.duckdb``. Each contender then runs in a fresh subprocess, so
+its peak RSS is its own:
+
+* ``profiles``: :func:`engine.identity.resolve.resolve` with the default rules, from scratch
+  (extract, graph, replay of limit-risky components, write all identity tables and traits);
+* ``bare``: the floor, no limits: the same identifier extraction, integer coding, scipy
+  connected components, and the event -> component table written back;
+* ``oracle``: the naive per-event oracle (``tests/identity/oracle.py``) on the first
+  ``--oracle-sample`` events in canonical order; the engine resolves the same sample in a
+  scratch store and must give the identical result (``oracle_agrees``).
+
+Goals: ``profiles`` within 3x of ``bare``; >= 50x the oracle's events per second.
+
+    python -m benchmarks.bench_identity --events 1000000 --json benchmarks/results/identity-1m.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(__file__).parent / "cache"
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prepare(n_events: int) -> Path:
+    """The store holding ``n_events`` generated events (built once, then reused)."""
+    from benchmarks.bench_ingest import dataset
+    from engine.store import Store
+    from ingest.load import ingest_paths
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"identity-{n_events}.duckdb"
+    if not path.exists():
+        ndjson = dataset(n_events)
+        tmp = path.with_suffix(".tmp.duckdb")
+        tmp.unlink(missing_ok=True)
+        with Store.open(tmp) as store:
+            ingest_paths(store, [ndjson], now=datetime(2030, 1, 1, tzinfo=timezone.utc))
+        tmp.rename(path)
+    return path
+
+
+# -- workers (each in its own process) ------------------------------------------------------------
+def work_profiles(store_path: Path) -> dict[str, Any]:
+    from engine.identity.resolve import resolve
+    from engine.identity.rules import parse_identity
+    from engine.store import Store
+
+    with Store.open(store_path) as store:
+        store.con.execute("DELETE FROM meta WHERE key = 'identity_state'")
+        events = store.con.execute("SELECT count(*) FROM events").fetchone()[0]
+        started = time.perf_counter()
+        report = resolve(store, parse_identity(None))
+        seconds = time.perf_counter() - started
+    return {
+        "events": events,
+        "seconds": seconds,
+        "peak_rss_mib": _peak_rss_mib(),
+        "profiles": report.profiles,
+        "resolved_events": report.resolved_events,
+        "merges": report.merges,
+        "violations": report.violations,
+        "blocked": report.blocked,
+        "components": report.components,
+        "replayed_events": report.replayed_events,
+        "largest_profile_identifiers": report.largest_profiles[0][1] if report.largest_profiles else 0,
+    }
+
+
+def work_bare(store_path: Path) -> dict[str, Any]:
+    import numpy as np
+    import pyarrow as pa
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from engine.identity.resolve import _extract
+    from engine.identity.rules import parse_identity
+    from engine.store import Store
+
+    with Store.open(store_path) as store:
+        con = store.con
+        events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        started = time.perf_counter()
+        _extract(con, parse_identity(None))
+        rows = con.execute(
+            "SELECT e.erank, i.iid FROM _id_rows r JOIN _ev e USING (message_id) "
+            "JOIN _ids i USING (type, value) ORDER BY e.erank"
+        ).fetchnumpy()
+        ev, ident = rows["erank"].astype(np.int64), rows["iid"].astype(np.int64)
+        n_id = int(ident.max()) + 1
+        starts = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]])
+        hub = ident[starts][ev]
+        graph = coo_matrix((np.ones(len(ev), dtype=np.int8), (hub, ident)), shape=(n_id, n_id))
+        n_comp, comp = connected_components(graph.tocsr(), directed=False)
+        con.register("_cc", pa.table({"erank": np.arange(len(starts)), "comp": comp[ident[starts]]}))
+        with store.transaction():
+            con.execute(
+                "CREATE OR REPLACE TABLE _bench_cc AS SELECT e.message_id, c.comp "
+                "FROM _cc c JOIN _ev e USING (erank)"
+            )
+        seconds = time.perf_counter() - started
+        con.execute("DROP TABLE _bench_cc")
+    return {"events": events, "seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "components": int(n_comp)}
+
+
+def work_oracle(store_path: Path, sample: int) -> dict[str, Any]:
+    from engine.identity.resolve import resolve
+    from engine.identity.rules import parse_identity
+    from engine.store import Store
+    from tests.identity.helpers import assert_same, engine_result
+    from tests.identity.oracle import oracle_resolve
+
+    rules = parse_identity(None)
+    with Store.open(store_path, read_only=True) as store:
+        rows = store.con.execute(
+            f"""SELECT message_id, type, timestamp, user_id, anonymous_id,
+                   traits::VARCHAR, context::VARCHAR, properties::VARCHAR, raw::VARCHAR
+            FROM events ORDER BY timestamp, message_id LIMIT {int(sample)}"""
+        ).fetchall()
+        store.con.execute(
+            f"""COPY (SELECT * FROM events ORDER BY timestamp, message_id LIMIT {int(sample)})
+            TO '{CACHE / "identity-sample.parquet"}' (FORMAT parquet)"""
+        )
+    load = lambda v: None if v is None else json.loads(v)  # noqa: E731
+    events = [
+        {"message_id": m, "type": t, "timestamp": ts, "user_id": u, "anonymous_id": a,
+         "traits": load(tr), "context": load(cx), "properties": load(pr), "raw": load(raw)}
+        for m, t, ts, u, a, tr, cx, pr, raw in rows
+    ]
+    started = time.perf_counter()
+    expected = oracle_resolve(events, rules)
+    seconds = time.perf_counter() - started
+    with Store.open(None) as scratch:
+        scratch.con.execute(f"INSERT INTO events SELECT * FROM '{CACHE / 'identity-sample.parquet'}'")
+        engine_started = time.perf_counter()
+        resolve(scratch, rules)
+        engine_seconds = time.perf_counter() - engine_started
+        try:
+            assert_same(engine_result(scratch), expected)
+            agrees = True
+        except AssertionError:
+            agrees = False
+    return {
+        "events": len(events),
+        "seconds": seconds,
+        "peak_rss_mib": _peak_rss_mib(),
+        "engine_seconds_on_sample": engine_seconds,
+        "oracle_agrees": agrees,
+    }
+
+
+def _run_worker(name: str, store_path: Path, sample: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_identity", "--worker", name,
+         "--store", str(store_path), "--oracle-sample", str(sample)],
+        check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def run(n_events: int, *, oracle_sample: int = 100_000, json_path: Path | None = None) -> dict[str, Any]:
+    """Prepare the store, run the three contenders, print and return the results."""
+    started = time.perf_counter()
+    store_path = prepare(n_events)
+    prep = time.perf_counter() - started
+    results = {name: _run_worker(name, store_path, oracle_sample) for name in ("profiles", "bare", "oracle")}
+    prof, bare, oracle = results["profiles"], results["bare"], results["oracle"]
+    for r in results.values():
+        r["events_per_second"] = r["events"] / r["seconds"] if r["seconds"] else None
+    summary = {
+        "benchmark": "identity",
+        "events": n_events,
+        "stored_events": prof["events"],
+        "prepare_seconds": prep,
+        "results": results,
+        "ratio_to_bare": prof["seconds"] / bare["seconds"],
+        "speedup_per_event_vs_oracle": prof["events_per_second"] / oracle["events_per_second"],
+        "goals": {"within_3x_of_bare": prof["seconds"] <= 3 * bare["seconds"],
+                  "50x_faster_than_oracle_per_event":
+                      prof["events_per_second"] >= 50 * oracle["events_per_second"],
+                  "oracle_agrees_on_sample": oracle["oracle_agrees"]},
+        "machine": _machine(),
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    print(json.dumps(summary, indent=2, default=str))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--oracle-sample", type=int, default=100_000)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--worker", choices=("profiles", "bare", "oracle"), help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        work = {"profiles": work_profiles, "bare": work_bare}.get(args.worker)
+        out = work(args.store) if work else work_oracle(args.store, args.oracle_sample)
+        print(json.dumps(out, default=str))
+        return
+    run(args.events, oracle_sample=args.oracle_sample, json_path=args.json)
+
+
+if __name__ == "__main__":
+    main()
