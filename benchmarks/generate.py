@@ -273,7 +273,7 @@ class _Plan:
     slot: np.ndarray  # int8
     anonymous: np.ndarray  # bool: sent before the person identified (no userId)
     ts: np.ndarray  # int64 ms: event time
-    recv: np.ndarray  # int64 ms: receivedAt (file order follows it)
+    recv: np.ndarray  # int64 ms: receivedAt (a re-sent copy keeps the original's: byte-identical)
 
 
 def _resolve_start(start: datetime | None) -> int:
@@ -443,12 +443,14 @@ def _simulate(n_events: int, *, seed: int, start_ms: int, days: int, malformed: 
             break
         n_units = int(n_units * 1.1) + 16
 
-    # Drop whole random units (never an identify) until exactly n_core rows remain; if the last
-    # dropped unit is an engagement one row too many, drop only its completion.
+    # Drop whole random units (identifies last, only for tiny outputs) until exactly n_core rows
+    # remain; if the last dropped unit is an engagement one row too many, drop only its completion.
     surplus = total - n_core
     keep = np.ones(n_units, dtype=bool)
     if surplus:
-        candidates = rng.permutation(np.flatnonzero(kind != IDENTIFY))
+        candidates = np.concatenate(
+            [rng.permutation(np.flatnonzero(kind != IDENTIFY)), rng.permutation(np.flatnonzero(kind == IDENTIFY))]
+        )
         sizes = 1 + completed[candidates].astype(np.int64)
         cut = int(np.searchsorted(np.cumsum(sizes), surplus, side="left"))
         dropped = candidates[: cut + 1]
@@ -501,7 +503,7 @@ def _simulate(n_events: int, *, seed: int, start_ms: int, days: int, malformed: 
         n_agents=n_agents,
         key=key, unit=take(row_unit, 0), person=take(row_person, 0),
         kind=take(row_kind, MALFORMED), slot=take(row_slot, 0), anonymous=take(row_anon, False),
-        ts=take(row_ts, 0), recv=order_key[file_order],
+        ts=take(row_ts, start_ms), recv=take(row_recv, start_ms),
     )
 
 

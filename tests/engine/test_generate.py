@@ -1,0 +1,338 @@
+"""The benchmark data generator, the bundled sample and the starter project file.
+
+The checks are written against plain-Python readings of the output (json.loads, dict access),
+not against the generator's internals, so they catch rendering mistakes too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks import generate as gen
+from benchmarks.generate import generate_events, write_ndjson, write_parquet
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+SAMPLE = DATA / "sample-events.ndjson.gz"
+SAMPLE_SEED = 2025
+SAMPLE_EVENTS = 50_000
+AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
+KNOWN_TYPES = {"track", "identify", "alias", "page", "screen", "group"}
+
+
+def event_time(message: dict) -> datetime | None:
+    """The spec's event time (events.md), naively: timestamp, else the clock-skew correction."""
+
+    def parse(value: object) -> datetime | None:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value / 1000, UTC)
+        if not isinstance(value, str):
+            return None
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    if "timestamp" in message:
+        return parse(message["timestamp"])
+    received, sent, original = (parse(message.get(k)) for k in ("receivedAt", "sentAt", "originalTimestamp"))
+    if received and sent and original:
+        return received - (sent - original)
+    return original or received
+
+
+def problems(line: str) -> list[str]:
+    """Why a raw line must be quarantined (events.md), in plain Python; [] for a good message."""
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        return ["invalid JSON"]
+    if not isinstance(message, dict):
+        return ["not an object"]
+    found = []
+    if message.get("type") not in KNOWN_TYPES:
+        found.append("unknown type")
+    if message.get("type") == "track" and not (isinstance(message.get("event"), str) and message["event"]):
+        found.append("track without event")
+    ids = [message.get("userId"), message.get("anonymousId")]
+    if not any(i is not None and str(i).strip() for i in ids):
+        found.append("no ids")
+    t = event_time(message)
+    if t is None or t.year < 1970:
+        found.append("bad time")
+    for key in ("properties", "traits", "context"):
+        if key in message and not isinstance(message[key], dict):
+            found.append(f"{key} not an object")
+    return found
+
+
+@pytest.fixture(scope="module")
+def sample_lines() -> list[str]:
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+@pytest.fixture(scope="module")
+def small() -> list[dict | str]:
+    return list(generate_events(6000, seed=3))
+
+
+# ----------------------------------------------------------------------------- the generator
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
+    a = write_ndjson(tmp_path / "a.ndjson.gz", 3000, seed=7)
+    b = write_ndjson(tmp_path / "b.ndjson.gz", 3000, seed=7)
+    c = write_ndjson(tmp_path / "c.ndjson.gz", 3000, seed=8)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    plain = write_ndjson(tmp_path / "a.ndjson", 3000, seed=7)
+    assert gzip.decompress(a.read_bytes()) == plain.read_bytes()
+
+
+def test_generate_events_matches_the_written_lines(tmp_path: Path) -> None:
+    path = write_ndjson(tmp_path / "e.ndjson", 2500, seed=11)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    items = list(generate_events(2500, seed=11))
+    assert len(lines) == len(items) == 2500
+    for line, item in zip(lines, items, strict=True):
+        assert item == (line if isinstance(item, str) else json.loads(line))
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(0, 400), seed=st.integers(0, 2**31), malformed=st.booleans())
+def test_exactly_n_items_and_only_flagged_lines_are_bad(n: int, seed: int, malformed: bool) -> None:
+    items = list(generate_events(n, seed=seed, malformed=malformed))
+    assert len(items) == n
+    for item in items:
+        if isinstance(item, str):
+            assert malformed
+            assert problems(item), item
+        else:
+            assert problems(json.dumps(item)) == [], item
+
+
+def test_the_mix_of_messages(small: list[dict | str]) -> None:
+    messages = [m for m in small if isinstance(m, dict)]
+    kinds = Counter((m["type"], m.get("event")) for m in messages)
+    for kind in [
+        ("page", None), ("screen", None), ("identify", None),
+        ("track", "Flex - Engagement Initiated"), ("track", "Flex - Engagement Completed"),
+        ("track", "Order Completed"),
+    ]:
+        assert kinds[kind] > 0.02 * len(messages), kind
+    initiated = [m["properties"] for m in messages if m.get("event") == "Flex - Engagement Initiated"]
+    assert {p["direction"] for p in initiated} == {"Inbound", "Outbound"}
+    assert {"voice", "chat", "sms", "email"} <= {p["channelType"] for p in initiated}
+    assert all(p["lastKnownAgentWorkerSid"].startswith("WK") and len(p["lastKnownAgentWorkerSid"]) == 34
+               for p in initiated)
+    durations = [p.get("duration", "<absent>") for p in initiated]
+    assert any(isinstance(d, int) for d in durations)
+    assert any(isinstance(d, float) for d in durations)
+    assert any(isinstance(d, str) and d.replace(".", "").isdigit() for d in durations)
+    assert {"<absent>", None, "n/a"} <= set(x for x in durations if not isinstance(x, int | float) or x is None)
+    completed = [m["properties"] for m in messages if m.get("event") == "Flex - Engagement Completed"]
+    assert {p.get("sentiment") for p in completed} >= {"positive", "neutral", "negative"}
+    revenue = [m["properties"]["revenue"] for m in messages if m.get("event") == "Order Completed"]
+    assert all(float(r) > 0 for r in revenue)
+    assert any(isinstance(r, str) for r in revenue) and any(isinstance(r, float) for r in revenue)
+
+
+def test_identity_material(small: list[dict | str]) -> None:
+    messages = [m for m in small if isinstance(m, dict)]
+    anonymous_pages = [m for m in messages if m["type"] == "page" and "userId" not in m]
+    assert anonymous_pages and all(m.get("anonymousId") for m in anonymous_pages)
+    identifies = [m for m in messages if m["type"] == "identify"]
+    emails = [m["traits"]["email"] for m in identifies]
+    assert any(e != e.lower() for e in emails) and any(e == e.lower() for e in emails)
+    phones = [m["traits"]["phone"] for m in identifies if "phone" in m["traits"]]
+    assert len({p[:2] + ("(" in p) * "(" + (" " in p) * " " + ("-" in p) * "-" for p in phones}) >= 4
+    devices = [m["context"]["device"] for m in messages if "device" in m.get("context", {})]
+    assert {d["type"] for d in devices} == {"ios", "android"}
+    assert any(d.get("adTrackingEnabled") and d.get("advertisingId") for d in devices)
+    assert any(isinstance(m.get("userId"), int) for m in messages)
+    assert any("timestamp" not in m and "originalTimestamp" in m for m in messages)
+    assert any(isinstance(m.get("timestamp"), str) and m["timestamp"].endswith("+02:00") for m in messages)
+    # A known user is seen on several anonymous ids (devices).
+    anon_by_user: dict[str, set[str]] = defaultdict(set)
+    for m in messages:
+        if "userId" in m and "anonymousId" in m:
+            anon_by_user[str(m["userId"])].add(m["anonymousId"])
+    assert max(len(v) for v in anon_by_user.values()) >= 2
+    assert any(any(ord(ch) > 127 for ch in m["traits"]["name"]) for m in identifies)
+
+
+def test_late_events_and_exact_duplicates(small: list[dict | str]) -> None:
+    messages = [m for m in small if isinstance(m, dict)]
+    latest = datetime(1970, 1, 1, tzinfo=UTC)
+    late = 0
+    for m in messages:
+        t = event_time(m)
+        if t < latest - timedelta(hours=1):
+            late += 1
+        latest = max(latest, t)
+    assert late >= 0.004 * len(messages)
+    copies: dict[str, list[dict]] = defaultdict(list)
+    for m in messages:
+        copies[m["messageId"]].append(m)
+    repeated = [v for v in copies.values() if len(v) > 1]
+    assert len(repeated) == int(6000 * gen.SHARE_DUPLICATES)
+    assert all(all(c == v[0] for c in v) for v in repeated)
+
+
+def test_events_fall_inside_the_requested_period() -> None:
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    messages = [m for m in generate_events(1500, seed=5, start=start, days=40, malformed=False)]
+    times = [event_time(m) for m in messages]
+    assert min(times) >= start and max(times) < start + timedelta(days=40)
+
+
+def test_parquet_has_the_well_formed_messages_as_typed_columns(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "e.parquet", 3000, seed=9)
+    frame = pl.read_parquet(path)
+    messages = list(generate_events(3000, seed=9, malformed=False))
+    assert frame.height == len(messages) == 3000
+    assert frame.columns == list(gen.PARQUET_COLUMNS.values())
+    assert frame.schema["timestamp"] == pl.Datetime("us", "UTC")
+    assert frame.schema["duration"] == pl.Float64 and frame.schema["revenue"] == pl.Float64
+    assert frame["message_id"].to_list() == [m["messageId"] for m in messages]
+    assert frame["timestamp"].to_list() == [event_time(m) for m in messages]
+    for row, m in zip(frame.iter_rows(named=True), messages, strict=True):
+        props = m.get("properties", {})
+        assert row["user_id"] == (None if "userId" not in m else str(m["userId"]))
+        assert row["anonymous_id"] == m.get("anonymousId")
+        if m.get("event", "").startswith("Flex"):
+            raw = props.get("duration")
+            expected = float(raw) if isinstance(raw, int | float) or (
+                isinstance(raw, str) and raw.replace(".", "").isdigit()) else None
+            assert row["duration"] == expected
+            assert row["channelType"] == props["channelType"]
+            assert row["sentiment"] == props.get("sentiment")
+        if m.get("event") == "Order Completed":
+            assert row["revenue"] == pytest.approx(float(props["revenue"]))
+        if m["type"] == "identify":
+            assert row["email"] == m["traits"]["email"]
+            assert row["phone"] == m["traits"].get("phone")
+
+
+def test_cli_writes_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "cli.ndjson"
+    result = gen.main(["--events", "500", "--seed", "1", "--out", str(out), "--no-malformed"])
+    assert result["events"] == 500 and out.read_text().count("\n") == 500
+    assert out.read_bytes() == write_ndjson(tmp_path / "api.ndjson", 500, seed=1, malformed=False).read_bytes()
+
+
+def test_formatting_helpers_agree_with_the_standard_library() -> None:
+    ms = np.array([0, 1_735_689_600_123, 1_767_225_599_999, 951_782_400_000], dtype=np.int64)
+    assert gen._iso(ms).to_list() == [
+        datetime.fromtimestamp(v / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for v in ms
+    ]
+    assert gen._iso(ms[1:2], offset_hours=2).to_list() == ["2025-01-01T02:00:00.123+02:00"]
+    values = np.array([0, 1, 2**64 - 1, 0xDEADBEEF], dtype=np.uint64)
+    assert gen._hex(values).to_list() == [f"{int(v):016x}" for v in values]
+
+
+# ----------------------------------------------------------------------------- the bundled sample
+
+
+def test_sample_is_what_the_generator_writes(tmp_path: Path) -> None:
+    fresh = write_ndjson(tmp_path / "sample.ndjson.gz", SAMPLE_EVENTS, seed=SAMPLE_SEED)
+    assert fresh.read_bytes() == SAMPLE.read_bytes(), (
+        "data/sample-events.ndjson.gz is stale: rebuild it with "
+        "python -m benchmarks.generate --events 50000 --seed 2025 --out data/sample-events.ndjson.gz"
+    )
+
+
+def test_sample_parses_and_is_small(sample_lines: list[str]) -> None:
+    assert SAMPLE.stat().st_size < 6 * 2**20
+    assert len(sample_lines) == SAMPLE_EVENTS
+    bad = [line for line in sample_lines if problems(line)]
+    assert 10 <= len(bad) <= 50
+    good = [json.loads(line) for line in sample_lines if not problems(line)]
+    assert all(event_time(m) < AS_OF for m in good)
+    assert all(len(line.encode()) < 32 * 1024 for line in sample_lines)
+
+
+def test_sample_has_enough_data_for_every_prediction(sample_lines: list[str]) -> None:
+    """predictions.md's minimums, counted per userId (every Flex and order event carries one)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    rows = []
+    for line in sample_lines:
+        if problems(line):
+            continue
+        m = json.loads(line)
+        if m["type"] == "track" and "userId" in m:
+            rows.append({"id": m["messageId"], "user": str(m["userId"]), "event": m["event"],
+                         "ts": event_time(m), "direction": m["properties"].get("direction")})
+    events = pl.DataFrame(rows).unique("id")
+    initiated = events.filter(pl.col("event") == "Flex - Engagement Initiated")
+
+    def churn_rows(cutoff: datetime, horizon: int = 30) -> tuple[pl.DataFrame, np.ndarray]:
+        history = initiated.filter(pl.col("ts") <= cutoff)
+        features = history.group_by("user").agg(
+            recency=(pl.lit(cutoff) - pl.col("ts").max()).dt.total_seconds() / 86400,
+            frequency=pl.len(),
+            recent=(pl.col("ts") > cutoff - timedelta(days=horizon)).sum(),
+            tenure=(pl.lit(cutoff) - pl.col("ts").min()).dt.total_seconds() / 86400,
+        ).filter(pl.col("recent") > 0).sort("user")
+        window = (pl.col("ts") > cutoff) & (pl.col("ts") <= cutoff + timedelta(days=horizon))
+        active = set(initiated.filter(window)["user"].to_list())
+        return features, np.array([u not in active for u in features["user"].to_list()])
+
+    train_x, train_y = churn_rows(AS_OF - timedelta(days=60))
+    test_x, test_y = churn_rows(AS_OF - timedelta(days=30))
+    assert test_y.sum() >= 100 and (~test_y).sum() >= 100
+    assert train_y.sum() >= 100 and (~train_y).sum() >= 100
+    cols = ["recency", "frequency", "recent", "tenure"]
+    model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.05, max_depth=3, random_state=0)
+    model.fit(train_x.select(cols).to_numpy(), train_y)
+    model_auc = roc_auc_score(test_y, model.predict_proba(test_x.select(cols).to_numpy())[:, 1])
+    recency_auc = roc_auc_score(test_y, test_x["recency"].to_numpy())
+    assert model_auc > recency_auc + 0.03, (model_auc, recency_auc)
+
+    orders = events.filter((pl.col("event") == "Order Completed") & (pl.col("ts") <= AS_OF - timedelta(days=90)))
+    assert orders.group_by("user").len().filter(pl.col("len") >= 2).height >= 100
+
+    inbound = initiated.filter(pl.col("direction") == "Inbound")
+    cutoff = AS_OF - timedelta(days=15)
+    callers = inbound.filter((pl.col("ts") > cutoff) & (pl.col("ts") <= AS_OF))["user"].n_unique()
+    assert callers >= 100
+
+
+# ----------------------------------------------------------------------------- the starter file
+
+
+def test_starter_project_file_parses_with_the_named_definitions() -> None:
+    from engine.config import load_config
+
+    config = load_config(DATA / "profiles.toml")
+    assert config.store.name == "profiles.duckdb"
+    assert [t.name for t in config.traits] == [
+        "total_inbounds", "frequent_inbound_channel", "total_outbounds", "last_known_agent",
+        "last_interaction_duration", "last_sentiment", "inbounds_last_30_days", "channels",
+        "lifetime_revenue",
+    ]
+    assert [(p.name, p.horizon_days) for p in config.predictions] == [
+        ("churn_30d", 30), ("ltv_90d", 90), ("likely_to_call_15d", 15),
+    ]
+    rules = [(r.type, r.limit, r.period) for r in config.identity.identifiers]
+    assert rules == [
+        ("user_id", 1, "ever"), ("email", 5, "annually"), ("phone", 5, "annually"),
+        ("anonymous_id", 5, "weekly"),
+    ]
+    assert config.trait("frequent_inbound_channel").min_frequency == 2
