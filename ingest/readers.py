@@ -37,6 +37,8 @@ from ingest.contract import MAX_MESSAGE_BYTES
 _BYTES_PER_RECORD = 320
 #: Rows per Arrow record batch handed to DuckDB (its unit of parallel scanning).
 _SCAN_BATCH = 8192
+#: Bytes per read from a (possibly compressed) stream.
+_PIECE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,30 +171,43 @@ def _ndjson_chunk(data: bytes, first_line: int, *, strip_bom: bool) -> Chunk:
 
 
 def read_ndjson(src: Source, chunk_records: int) -> Iterator[Chunk]:
-    """NDJSON / JSON Lines: line numbers are 1-based; blank lines are skipped (not records)."""
+    """NDJSON / JSON Lines: line numbers are 1-based; blank lines are skipped (not records).
+
+    Reads in small pieces so that a truncated gzip stream loses only its unreadable tail: the
+    whole lines before the break are yielded, then :class:`FileProblem` names the line it hit.
+    """
     block_size = max(1, chunk_records * _BYTES_PER_RECORD)
     with open_binary(src) as stream:
-        parts: list[bytes] = []
+        read = getattr(stream, "read1", stream.read)
+        parts: list[bytes] = []  # bytes after the last newline handed out, then new pieces
+        pending = 0
         next_line = 1
+        problem: FileProblem | None = None
         while True:
             try:
-                block = stream.read(block_size)
+                piece = read(min(_PIECE, block_size))
             except _STREAM_ERRORS as exc:
-                tail = b"".join(parts).decode("utf-8", "replace")
-                raise FileProblem(_stream_problem(exc), line=next_line, raw=_cut(tail)) from None
-            if not block:
+                problem = FileProblem(_stream_problem(exc))
+                piece = b""
+            if piece:
+                parts.append(piece)
+                pending += len(piece)
+                if pending < block_size:
+                    continue
+            data = b"".join(parts)
+            cut = data.rfind(b"\n") if piece else (len(data) if problem is None else data.rfind(b"\n"))
+            if cut >= 0:
+                chunk = _ndjson_chunk(data[:cut], next_line, strip_bom=next_line == 1)
+                next_line += len(chunk.lines)
+                yield chunk
+                rest = data[cut + 1 :]
+            else:
+                rest = data
+            parts, pending = ([rest], len(rest)) if rest else ([], 0)
+            if not piece:
                 break
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                parts.append(block)
-                continue
-            data = b"".join([*parts, block[:cut]]) if parts else block[:cut]
-            parts = [block[cut + 1 :]] if cut + 1 < len(block) else []
-            chunk = _ndjson_chunk(data, next_line, strip_bom=next_line == 1)
-            next_line += len(chunk.lines)
-            yield chunk
-        if parts:
-            yield _ndjson_chunk(b"".join(parts), next_line, strip_bom=next_line == 1)
+        if problem is not None:
+            raise FileProblem(problem.reason, line=next_line, raw=_cut(b"".join(parts).decode("utf-8", "replace")))
 
 
 # -- JSON document ---------------------------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""The message contract of events.md: every quarantine rule, event time, normalisation, columns."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from ingest.contract import derived_message_id
+from tests.ingest.conftest import CASES, event, ingest, reasons, rows, write_lines
+
+OK = {"type": "track", "event": "E", "userId": "u1", "timestamp": "2024-03-01T10:00:00Z"}
+
+# line of tests/cases/ingest/quarantine.ndjson -> the reason it must get (exactly)
+QUARANTINE_CASES = {
+    2: "invalid JSON",
+    3: "message is an array, not a JSON object",
+    4: "message is a string, not a JSON object",
+    5: "unknown type 'foo'",
+    6: "missing type (and no event to make it a track)",
+    7: "missing userId and anonymousId",
+    8: "missing userId and anonymousId",
+    9: "userId is a boolean; missing userId and anonymousId",
+    10: "anonymousId is an object",
+    11: "track without event",
+    12: "track without event",
+    13: "track event is a number, not a string",
+    14: "alias without previousId",
+    15: "alias without userId",
+    16: "group without groupId",
+    17: "timestamp 'yesterday' is not ISO-8601 or epoch milliseconds",
+    18: "timestamp 2199-01-01T00:00:00.000000Z is more than 100 days after the ingest time 2024-06-01T00:00:00.000000Z",
+    19: "timestamp 1969-12-31T23:59:59.000000Z is before 1970-01-01",
+    20: "properties is not an object (it is an array)",
+    21: "traits is not an object (it is a string)",
+    22: "context is not an object (it is a number)",
+    23: "type is a number, not a string",
+    24: "sentAt 'not a time' is not ISO-8601 or epoch milliseconds",
+}
+
+
+def test_every_quarantine_rule_names_its_rule(store):
+    report = ingest(store, CASES / "quarantine.ndjson")
+    assert (report.records, report.ingested, report.quarantined) == (24, 1, 23)
+    assert reasons(store) == QUARANTINE_CASES
+    assert rows(store, "SELECT message_id FROM events") == [("q-ok",)]
+
+
+def test_quarantine_keeps_raw_text_and_file(store):
+    ingest(store, CASES / "quarantine.ndjson")
+    raw, source = rows(store, "SELECT raw, source_file FROM quarantine WHERE line = 5")[0]
+    assert raw == '{"type":"foo","userId":"u1","timestamp":"2024-03-01T10:00:00Z"}'
+    assert source.endswith("quarantine.ndjson")
+
+
+def test_message_over_32_kib_is_quarantined_with_its_size_and_raw_cut(store):
+    report = ingest(store, CASES / "huge_line.ndjson")
+    assert (report.ingested, report.quarantined) == (2, 1)
+    line, reason, raw = rows(store, "SELECT line, reason, raw FROM quarantine")[0]
+    size = len((CASES / "huge_line.ndjson").read_bytes().split(b"\n")[1])
+    assert (line, reason) == (2, f"message is {size} bytes, over the 32 KiB limit")
+    assert len(raw.encode()) == 32 * 1024
+
+
+def test_exactly_32_kib_is_accepted(store, tmp_path):
+    msg = dict(OK, messageId="m", properties={"p": ""})
+    pad = 32 * 1024 - len(write_lines(tmp_path / "probe.ndjson", [msg]).read_bytes()) + 1
+    msg["properties"] = {"p": "x" * pad}
+    path = write_lines(tmp_path / "a.ndjson", [msg])
+    assert len(path.read_bytes()) - 1 == 32 * 1024
+    assert ingest(store, path).ingested == 1
+
+
+# -- event time ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"timestamp": "2024-03-01T10:00:00Z"}, datetime(2024, 3, 1, 10, tzinfo=timezone.utc)),
+        ({"timestamp": "2024-03-01T10:00:00"}, datetime(2024, 3, 1, 10, tzinfo=timezone.utc)),  # no offset = UTC
+        ({"timestamp": "2024-03-01T12:30:00.250+02:30"}, datetime(2024, 3, 1, 10, 0, 0, 250000, tzinfo=timezone.utc)),
+        ({"timestamp": 1709287200000}, datetime(2024, 3, 1, 10, tzinfo=timezone.utc)),  # epoch ms
+        ({"timestamp": "1709287200123"}, datetime(2024, 3, 1, 10, 0, 0, 123000, tzinfo=timezone.utc)),
+        (  # clock-skew correction: receivedAt - (sentAt - originalTimestamp)
+            {"originalTimestamp": "2024-03-01T10:00:00Z", "sentAt": "2024-03-01T10:05:00Z", "receivedAt": "2024-03-01T09:00:30Z"},
+            datetime(2024, 3, 1, 8, 55, 30, tzinfo=timezone.utc),
+        ),
+        (  # snake_case spellings count the same
+            {"original_timestamp": "2024-03-01T10:00:00Z", "sent_at": "2024-03-01T10:05:00Z", "received_at": "2024-03-01T09:00:30Z"},
+            datetime(2024, 3, 1, 8, 55, 30, tzinfo=timezone.utc),
+        ),
+        ({"originalTimestamp": "2024-03-01T10:00:00Z", "sentAt": "2024-03-01T10:05:00Z"}, datetime(2024, 3, 1, 10, tzinfo=timezone.utc)),
+        ({"originalTimestamp": "2024-03-01T10:00:00Z", "receivedAt": "2024-03-02T00:00:00Z"}, datetime(2024, 3, 1, 10, tzinfo=timezone.utc)),
+        ({"receivedAt": "2024-03-02T00:00:00Z"}, datetime(2024, 3, 2, tzinfo=timezone.utc)),
+        ({}, datetime(2024, 6, 1, tzinfo=timezone.utc)),  # nothing: the ingest time
+        ({"timestamp": None, "receivedAt": "2024-03-02T00:00:00Z"}, datetime(2024, 3, 2, tzinfo=timezone.utc)),
+        ({"timestamp": "1990-05-17T00:00:00Z"}, datetime(1990, 5, 17, tzinfo=timezone.utc)),  # old history welcome
+        ({"timestamp": "2024-09-09T00:00:00Z"}, datetime(2024, 9, 9, tzinfo=timezone.utc)),  # now + 100 days
+        ({"timestamp": "1970-01-01T00:00:00Z"}, datetime(1970, 1, 1, tzinfo=timezone.utc)),
+    ],
+)
+def test_event_time_rules(store, tmp_path, fields, expected):
+    msg = {"type": "track", "event": "E", "userId": "u", "messageId": "m", **fields}
+    report = ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    assert report.ingested == 1, reasons(store)
+    assert event(store, "m")["timestamp"] == expected
+
+
+def test_received_at_defaults_to_ingest_time(store, tmp_path):
+    ingest(store, write_lines(tmp_path / "t.ndjson", [dict(OK, messageId="m")]))
+    assert event(store, "m")["received_at"] == datetime(2024, 6, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("value", ["2024-09-09T00:00:01Z", 4102444800000])
+def test_more_than_100_days_ahead_is_quarantined(store, tmp_path, value):
+    ingest(store, write_lines(tmp_path / "t.ndjson", [dict(OK, timestamp=value)]))
+    assert "more than 100 days after the ingest time" in reasons(store)[1]
+
+
+def test_skew_corrected_time_out_of_range_names_its_source(store, tmp_path):
+    msg = dict(OK, timestamp=None, originalTimestamp="1970-01-01T00:00:00Z", sentAt="1970-01-01T01:00:00Z",
+               receivedAt="1970-01-01T00:30:00Z")
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    assert reasons(store)[1].startswith("clock-skew-corrected time (receivedAt - (sentAt - originalTimestamp)) 1969-12-31T23:30:00")
+
+
+# -- normalisation and columns ---------------------------------------------------------------------------
+def test_numeric_identifiers_become_their_json_text_and_strings_are_trimmed(store, tmp_path):
+    msg = {"type": "group", "messageId": 991, "userId": 123, "anonymousId": "  a 1 ", "groupId": 7.5,
+           "timestamp": "2024-03-01T10:00:00Z"}
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    row = event(store, "991")
+    assert (row["user_id"], row["anonymous_id"], row["group_id"]) == ("123", "a 1", "7.5")
+
+
+def test_empty_identifier_is_absent(store, tmp_path):
+    ingest(store, write_lines(tmp_path / "t.ndjson", [dict(OK, messageId="m", anonymousId="   ")]))
+    assert event(store, "m")["anonymous_id"] is None
+
+
+def test_columns_of_each_type(store):
+    ingest(store, CASES / "valid.ndjson")
+    page, screen = event(store, "m-page"), event(store, "m-screen")
+    assert (page["type"], page["event"], page["name"]) == ("page", "Page Viewed", "Pricing")
+    assert (screen["type"], screen["event"], screen["name"]) == ("screen", "Screen Viewed", "Home")
+    implicit = event(store, "m-implicit")
+    assert (implicit["type"], implicit["event"]) == ("track", "Implicit Track")
+    alias = event(store, "m-alias")
+    assert (alias["user_id"], alias["previous_id"]) == ("u1", "a1")
+    track = event(store, "m-track")
+    assert track["properties"] == '{"total":19.99,"order":{"id":"o1"}}'
+    assert track["traits"] is None and track["context"] is None
+    identify = event(store, "m-identify")
+    assert identify["user_id"] == "u1" and identify["anonymous_id"] == "a1"
+    assert identify["timestamp"] == datetime(2024, 3, 1, 8, 0, 0, 123000, tzinfo=timezone.utc)
+
+
+def test_raw_is_the_line_byte_for_byte_with_unicode(store):
+    ingest(store, CASES / "unicode.ndjson")
+    lines = (CASES / "unicode.ndjson").read_text(encoding="utf-8").splitlines()
+    stored = dict(rows(store, "SELECT source_line, raw FROM events"))
+    assert stored == {1: lines[0], 2: lines[1]}
+    props = event(store, "m-unicode-raw")["properties"]
+    for text in ("👩\u200d👩\u200d👧 🇫🇷", "שלום עולם مرحبا", "e\u0301 a\u0308 n\u0303", "\u00e9 e\u0301"):
+        assert text in props  # NFC is not applied: decomposed and composed forms both survive
+
+
+def test_payload_hash_is_sha256_of_the_message_text(store, tmp_path):
+    import hashlib
+
+    path = write_lines(tmp_path / "t.ndjson", [dict(OK, messageId="m")])
+    ingest(store, path)
+    line = path.read_text().splitlines()[0]
+    assert event(store, "m")["payload_hash"] == hashlib.sha256(line.encode()).hexdigest()
+
+
+def test_derived_message_id_is_canonical_json_hash(store, tmp_path):
+    msg = {"type": "track", "event": "E", "userId": "u1", "timestamp": "2024-03-01T10:00:00Z"}
+    reordered = '{"timestamp": "2024-03-01T10:00:00Z", "userId": "u1", "event": "E", "type": "track"}'
+    expected = derived_message_id(reordered)
+    assert expected == derived_message_id('{"event":"E","timestamp":"2024-03-01T10:00:00Z","type":"track","userId":"u1"}')
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    assert rows(store, "SELECT message_id FROM events") == [(expected,)]
+    assert expected.startswith("derived-") and len(expected) == len("derived-") + 32

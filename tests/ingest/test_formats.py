@@ -1,0 +1,188 @@
+"""Every input format, compression, and every file-level problem (truncated, mislabelled, empty)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from engine.errors import InputError
+from ingest.readers import detect_format
+from tests.ingest.conftest import CASES, event, ingest, reasons, rows, write_lines
+
+
+def test_ndjson_and_its_gzip_give_the_same_events(store):
+    report = ingest(store, CASES / "valid.ndjson", CASES / "valid.ndjson.gz")
+    plain, packed = report.files
+    assert (plain.status, plain.ingested) == ("ingested", 10)
+    assert (packed.status, packed.ingested, packed.duplicates, packed.conflicts) == ("ingested", 0, 10, 0)
+    assert packed.format == "ndjson"
+
+
+def test_jsonl_suffix_and_crlf_lines(store, tmp_path):
+    path = tmp_path / "x.JSONL"
+    path.write_bytes(b'{"type":"track","event":"E","userId":"u","messageId":"m1"}\r\n\r\n{"type":"track","event":"E","userId":"u","messageId":"m2"}\r\n')
+    report = ingest(store, path)
+    assert (report.records, report.ingested) == (2, 2)
+    assert rows(store, "SELECT source_line, raw FROM events ORDER BY 1")[1] == (3, '{"type":"track","event":"E","userId":"u","messageId":"m2"}')
+
+
+def test_json_single_message(store):
+    report = ingest(store, CASES / "single.json")
+    assert report.ingested == 1 and event(store, "j-single")["event"] == "Single"
+
+
+def test_json_array_uses_record_index(store):
+    report = ingest(store, CASES / "array.json")
+    assert (report.records, report.ingested, report.quarantined) == (4, 2, 2)
+    assert reasons(store) == {3: "message is a number, not a JSON object", 4: "missing userId and anonymousId"}
+    assert rows(store, "SELECT source_line FROM events ORDER BY 1") == [(1,), (2,)]
+
+
+def test_batch_envelope_context_is_merged_under_each_message(store):
+    ingest(store, CASES / "batch.json")
+    own = json.loads(event(store, "b-1")["context"])
+    assert own == {"library": {"name": "own-lib", "version": "1.0"}, "ip": "9.9.9.9", "page": {"path": "/own"}}
+    inherited = json.loads(event(store, "b-2")["context"])
+    assert inherited == {"library": {"name": "batch-lib", "version": "1.0"}, "ip": "9.9.9.9"}
+    assert json.loads(event(store, "b-2")["raw"])["context"] == inherited
+
+
+def test_csv_dotted_columns_nest_and_empty_fields_are_absent(store):
+    report = ingest(store, CASES / "dotted.csv")
+    assert (report.records, report.ingested, report.quarantined) == (4, 3, 1)
+    assert reasons(store) == {4: "missing userId and anonymousId"}
+    first = event(store, "c-1")
+    assert first["user_id"] == "123"  # CSV values are text
+    assert json.loads(first["properties"]) == {"total": "19.99", "order": {"id": "o1"}}
+    assert json.loads(first["context"]) == {"traits": {"email": "ana@example.com"}}
+    second = event(store, "c-2")
+    assert (second["user_id"], second["anonymous_id"], second["properties"]) == (None, "a1", None)
+    assert json.loads(second["raw"]) == {
+        "type": "track", "messageId": "c-2", "anonymousId": "a1", "event": "Order Completed", "timestamp": "2024-03-01T11:00:00Z",
+    }
+
+
+def test_csv_gzip_and_invalid_utf8_row(store, tmp_path):
+    data = b"type,userId,event,messageId\ntrack,u1,E,c1\ntrack,u\xff,E,c2\ntrack,u3,E,c3\n"
+    path = tmp_path / "x.csv.gz"
+    path.write_bytes(gzip.compress(data))
+    report = ingest(store, path)
+    assert (report.records, report.ingested, report.quarantined) == (3, 2, 1)
+    assert reasons(store) == {2: "invalid UTF-8 in column(s) userId"}
+
+
+def test_parquet_structs_and_dotted_columns_are_the_same_events(store):
+    report = ingest(store, CASES / "structs.parquet", CASES / "dotted.parquet")
+    structs, dotted = report.files
+    assert (structs.ingested, dotted.duplicates, dotted.conflicts) == (3, 3, 0)
+    first = event(store, "p-1")
+    assert json.loads(first["properties"]) == {"total": 19.5, "order": {"id": "o1"}}
+    assert first["timestamp"].isoformat() == "2024-03-01T10:00:00+00:00"
+    second = event(store, "p-2")
+    assert (second["user_id"], second["anonymous_id"], second["properties"]) == (None, "a2", None)
+    assert json.loads(event(store, "p-3")["traits"]) == {"plan": "pro"}
+
+
+def test_avro_records(store):
+    report = ingest(store, CASES / "events.avro")
+    assert (report.records, report.ingested, report.quarantined) == (3, 2, 1)
+    assert reasons(store) == {3: "missing userId and anonymousId"}
+    first = event(store, "v-1")
+    assert json.loads(first["properties"]) == {"total": 19.5, "currency": "EUR"}
+    assert first["timestamp"].isoformat() == "2024-03-01T10:00:00+00:00"
+    assert event(store, "v-2")["user_id"] == "42"
+
+
+def test_invalid_utf8_line_is_quarantined_and_neighbours_kept(store):
+    report = ingest(store, CASES / "invalid_utf8.ndjson")
+    assert (report.records, report.ingested, report.quarantined) == (3, 2, 1)
+    assert reasons(store) == {2: "invalid UTF-8 (byte 29 of the line)"}
+    assert rows(store, "SELECT raw FROM quarantine")[0][0].startswith('{"type":"track","event":"caf\ufffd \ufffd"')
+
+
+def test_invalid_utf8_in_json_document_quarantines_only_its_record(store, tmp_path):
+    path = tmp_path / "x.json"
+    path.write_bytes(b'[{"type":"track","event":"E","userId":"u\xff","messageId":"a"},{"type":"track","event":"E","userId":"u","messageId":"b"}]')
+    report = ingest(store, path)
+    assert (report.ingested, report.quarantined) == (1, 1)
+    assert reasons(store)[1].startswith("invalid UTF-8")
+
+
+def test_truncated_gzip_keeps_the_lines_before_the_break(store):
+    report = ingest(store, CASES / "truncated.ndjson.gz")
+    (file,) = report.files
+    assert file.status == "partial"
+    assert 100 < file.ingested < 400 and file.ingested == file.records
+    assert file.quarantined == 1
+    assert report.unreadable == (file,)
+    line, reason = rows(store, "SELECT line, reason FROM quarantine")[0]
+    assert line == file.records + 1 and reason == "file: the gzip stream ends early (truncated file)"
+    assert f"at line {line}" in file.message
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("not_gzip.ndjson.gz", "file: not gzip-compressed although its name ends in .gz"),
+        ("not_parquet.parquet", "file: not a Parquet file"),
+        ("not_json.json", "file: not a JSON document"),
+    ],
+)
+def test_a_file_that_is_not_what_its_suffix_says_is_unreadable(store, name, reason):
+    report = ingest(store, CASES / name)
+    (file,) = report.files
+    assert (file.status, file.records, file.quarantined) == ("unreadable", 0, 1)
+    assert rows(store, "SELECT reason FROM quarantine")[0][0].startswith(reason)
+    assert rows(store, "SELECT status FROM ingest_log") == [("unreadable",)]
+
+
+def test_avro_suffix_on_text_is_unreadable(store, tmp_path):
+    path = tmp_path / "x.avro"
+    path.write_text("not avro")
+    assert ingest(store, path).files[0].status == "unreadable"
+
+
+def test_empty_file_is_empty_not_an_error(store, tmp_path):
+    blank = write_lines(tmp_path / "blank.ndjson", ["", "   "])
+    report = ingest(store, CASES / "empty.ndjson", blank)
+    assert [f.status for f in report.files] == ["empty", "empty"]
+    assert report.unreadable == () and rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "gz"),
+    [("a.ndjson", "ndjson", False), ("a.jsonl.gz", "ndjson", True), ("a.JSON", "json", False),
+     ("a.b.parquet", "parquet", False), ("a.csv.GZ", "csv", True), ("a.avro", "avro", False)],
+)
+def test_detect_format(tmp_path, name, fmt, gz):
+    assert detect_format(tmp_path / name) == (fmt, gz)
+
+
+def test_unknown_suffix_fails_before_anything_is_ingested(store):
+    with pytest.raises(InputError, match="notes.txt: unknown file type"):
+        ingest(store, CASES / "valid.ndjson", CASES / "unknown" / "notes.txt")
+    assert rows(store, "SELECT count(*) FROM events") == [(0,)]
+
+
+def test_missing_path_and_empty_glob_fail_before_anything_is_ingested(store, tmp_path):
+    with pytest.raises(InputError, match="no such file or directory"):
+        ingest(store, CASES / "valid.ndjson", tmp_path / "nope.ndjson")
+    with pytest.raises(InputError, match="no file matches this pattern"):
+        ingest(store, CASES / "valid.ndjson", tmp_path / "*.ndjson")
+    assert rows(store, "SELECT count(*) FROM ingest_log") == [(0,)]
+
+
+def test_directories_are_recursive_and_sorted_and_globs_expand(store, tmp_path):
+    msg = {"type": "track", "event": "E", "userId": "u", "timestamp": "2024-03-01T10:00:00Z"}
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    write_lines(tmp_path / "b" / "deep" / "z.ndjson", [dict(msg, messageId="3")])
+    write_lines(tmp_path / "b" / "a.ndjson", [dict(msg, messageId="2")])
+    write_lines(tmp_path / "a.ndjson", [dict(msg, messageId="1")])
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "x.txt").write_text("ignored")
+    report = ingest(store, tmp_path)
+    assert [f.path.removeprefix(str(tmp_path)) for f in report.files] == ["/a.ndjson", "/b/a.ndjson", "/b/deep/z.ndjson"]
+    report = ingest(store, tmp_path / "**" / "*.ndjson")
+    assert {f.status for f in report.files} == {"already ingested"}
