@@ -1,0 +1,122 @@
+"""``resolve`` against a store: re-runs, late events, rule changes, the report; ``find_profile``."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from engine.errors import NotFoundError
+from engine.identity.resolve import IdentityReport, find_profile, resolve
+from engine.identity.rules import parse_identity
+from tests.identity.conftest import EXAMPLE_RULES
+from tests.identity.helpers import assert_same, engine_result, ev, load
+from tests.identity.oracle import oracle_resolve
+from tests.identity.oracle import profile_id as pid
+
+EVENTS = [
+    ev("e1", 1, anonymous_id="x"),
+    ev("e2", 2, anonymous_id="x", type="identify", traits={"email": "J@K.com", "phone": "+1 (555) 01"}),
+    ev("e3", 3, anonymous_id="y"),
+    ev("e4", 4, anonymous_id="y", user_id="u1", type="identify", traits={"email": "j@k.com"}),
+    ev("e5", 5, user_id="u2", anonymous_id="y"),  # breaks user_id's limit: drops y
+    ev("e6", 6, user_id="unknown"),
+]
+
+
+def test_report_numbers_and_rich_summary(store):
+    load(store, EVENTS)
+    report = resolve(store, EXAMPLE_RULES)
+    assert isinstance(report, IdentityReport)
+    assert (report.events, report.resolved_events, report.unresolved_events) == (6, 5, 1)
+    assert (report.profiles, report.merges, report.violations, report.blocked) == (2, 1, 1, 1)
+    assert report.violations_by_rule == (("user_id", "anonymous_id", 1),)
+    assert report.blocked_values == (("user_id", "unknown", 1),)
+    assert report.largest_profiles[0] == (pid("e1"), 4)
+    assert not report.up_to_date
+    console = Console(record=True, width=100)
+    console.print(report)
+    text = console.export_text()
+    assert "Violations by rule" in text and "unknown" in text and pid("e1") in text
+
+
+def test_second_run_without_changes_is_up_to_date_and_changes_nothing(store):
+    load(store, EVENTS)
+    resolve(store, EXAMPLE_RULES)
+    before = engine_result(store)
+    again = resolve(store, EXAMPLE_RULES)
+    assert again.up_to_date and again.profiles == 2
+    assert engine_result(store) == before
+
+
+def test_late_events_and_rule_changes_give_the_from_scratch_result(store):
+    load(store, EVENTS[3:], ingest_id=1)
+    resolve(store, EXAMPLE_RULES)
+    load(store, EVENTS[:3], ingest_id=2)  # older than everything resolved so far
+    resolve(store, EXAMPLE_RULES)
+    assert_same(engine_result(store), oracle_resolve(EVENTS, EXAMPLE_RULES))
+    loose = parse_identity({"identifiers": [{"type": "user_id", "limit": 2}, {"type": "anonymous_id", "limit": 5}]})
+    assert not resolve(store, loose).up_to_date
+    assert_same(engine_result(store), oracle_resolve(EVENTS, loose))
+
+
+def test_empty_store_resolves_to_nothing(store):
+    report = resolve(store, EXAMPLE_RULES)
+    assert (report.events, report.profiles) == (0, 0)
+    console = Console(record=True, width=100)
+    console.print(report)
+    assert "profiles ingest" in console.export_text()
+    with pytest.raises(NotFoundError, match="profiles resolve"):
+        find_profile(store, "user_id:u1")
+
+
+@pytest.mark.parametrize(
+    ("ident", "creator"),
+    [
+        ("user_id:u1", "e1"),
+        ("email: J@K.COM ", "e1"),
+        ("phone:+1 555-01", "e1"),
+        ("anonymous_id:y", "e1"),
+        ("user_id:u2", "e5"),
+    ],
+)
+WITH_PHONE = parse_identity(
+    {
+        "identifiers": [
+            {"type": "user_id", "limit": 1},
+            {"type": "email", "limit": 5},
+            {"type": "phone", "limit": 5},
+            {"type": "anonymous_id", "limit": 5},
+        ]
+    }
+)
+
+
+def test_find_profile_by_normalised_identifier(store, ident, creator):
+    load(store, EVENTS)
+    resolve(store, WITH_PHONE)
+    assert find_profile(store, ident) == pid(creator)
+
+
+def test_find_profile_by_id_and_by_merged_id(store):
+    load(store, EVENTS)
+    resolve(store, EXAMPLE_RULES)
+    assert find_profile(store, pid("e1")) == pid("e1")
+    assert find_profile(store, pid("e3")) == pid("e1")  # e3's profile was merged into e1's
+
+
+@pytest.mark.parametrize(
+    ("ident", "message"),
+    [
+        ("user_id:nobody", "check the spelling"),
+        ("user_id:unknown", "blocked value"),
+        ("crm_id:1", "types in this store"),
+        ("prf_0000000000000000", "check the id"),
+        ("just-text", "neither a profile id"),
+        ("email:", "neither a profile id"),
+    ],
+)
+def test_find_profile_errors_say_what_to_do(store, ident, message):
+    load(store, EVENTS)
+    resolve(store, EXAMPLE_RULES)
+    with pytest.raises(NotFoundError, match=message):
+        find_profile(store, ident)
