@@ -336,3 +336,36 @@ def test_starter_project_file_parses_with_the_named_definitions() -> None:
         ("anonymous_id", 5, "weekly"),
     ]
     assert config.trait("frequent_inbound_channel").min_frequency == 2
+
+
+# ----------------------------------------------------------------------------- the benchmark runner
+
+
+def test_runner_sizes_and_discovery() -> None:
+    from benchmarks.__main__ import discover, parse_size, size_label
+
+    assert [parse_size(s) for s in ("1m", "10m", "50m", "200k", "5000")] == [
+        1_000_000, 10_000_000, 50_000_000, 200_000, 5000,
+    ]
+    assert [size_label(n) for n in (1_000_000, 200_000, 1234)] == ["1m", "200k", "1234"]
+    assert "generate" not in discover()
+    assert all((Path(gen.__file__).parent / f"bench_{name}.py").exists() for name in discover())
+
+
+def test_runner_takes_medians_per_contender_and_keeps_ratios() -> None:
+    from benchmarks.__main__ import markdown, summarise
+
+    runs = [
+        {"benchmark": "x", "ratio_to_bare": r, "machine": {"seconds": 99},
+         "profiles": {"seconds": s, "peak_rss_mib": 100 + s, "rows_per_s": 1000 / s},
+         "results": {"bare": {"wall_seconds": s / 2, "events_per_second": 7}}}
+        for s, r in ((1.0, 2.0), (3.0, 4.0), (2.0, 3.0))
+    ]
+    rows = summarise("x", runs)
+    assert [(r.contender, r.seconds, r.peak_rss_mib, r.runs) for r in rows] == [
+        ("profiles", 2.0, 102.0, 3), ("results.bare", 1.0, None, 3),
+    ]
+    assert rows[0].ratios == {"ratio_to_bare": 3.0} and rows[1].ratios == {}
+    assert rows[0].rows_per_s == 500.0 and rows[1].rows_per_s == 7.0
+    text = markdown(rows, events=1000, machine={"cores": 2}, when="2026-01-01")
+    assert "| x | profiles | 3 | 2.00 | 102 | 500 | ratio_to_bare 3.00 |" in text

@@ -1,0 +1,314 @@
+"""``python -m benchmarks run``: every benchmark at one size, in fresh processes, summarised.
+
+Why a runner: each ``benchmarks/bench_*.py`` measures one stage against its baselines; the
+runner gives them the same data size, repeats each in a fresh interpreter (so peak RSS and
+caches are the benchmark's own), takes medians, and writes one JSON file and one Markdown table
+per run to ``benchmarks/results/<date>-<size>.{json,md}`` with the machine's facts.
+
+    python -m benchmarks run --size 1m                 # all benchmarks, 3 runs each
+    python -m benchmarks run --size 10m --only ingest  # one benchmark
+    python -m benchmarks generate --events 1000000 --out benchmarks/cache/events-1m.ndjson
+
+Each benchmark module exposes ``run(n_events, ...) -> dict`` (``cache_dir=`` is passed when the
+function accepts it). Its result may nest contenders (dicts with ``seconds`` or
+``wall_seconds``, ``peak_rss_mib`` and a rows-per-second figure) and top-level ``ratio_*`` /
+``speedup_*`` numbers; the table shows each contender's medians and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CACHE = HERE / "cache"
+RESULTS = HERE / "results"
+SIZES = {"1m": 1_000_000, "10m": 10_000_000, "50m": 50_000_000}
+_TIME_KEYS = ("seconds", "wall_seconds")
+_RATE_KEYS = ("rows_per_s", "rows_per_second", "events_per_second", "events_per_s", "profiles_per_second")
+_SKIP = {"machine", "goals", "goal", "predictions"}
+
+
+def parse_size(text: str) -> int:
+    """``1m`` -> 1_000_000, ``200k`` -> 200_000, ``5000`` -> 5000."""
+    value = text.strip().lower().replace("_", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(value[-1:], 1)
+    digits = value[:-1] if scale != 1 else value
+    try:
+        n = int(float(digits) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 1m, 10m, 50m, 200k)") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return n
+
+
+def size_label(n: int) -> str:
+    if n % 1_000_000 == 0:
+        return f"{n // 1_000_000}m"
+    if n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return str(n)
+
+
+def discover() -> list[str]:
+    """The benchmark names: ``benchmarks/bench_<name>.py``."""
+    return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Row:
+    """One contender of one benchmark, medians over the runs."""
+
+    benchmark: str
+    contender: str
+    runs: int
+    seconds: float | None
+    peak_rss_mib: float | None
+    rows_per_s: float | None
+    ratios: dict[str, float]
+
+
+def contenders(result: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every nested dict that reports a time, with its dotted path (``"results.profiles"``)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if any(isinstance(result.get(k), int | float) for k in _TIME_KEYS):
+        found.append((prefix or "total", result))
+    for key, value in result.items():
+        if isinstance(value, dict) and key not in _SKIP:
+            found += contenders(value, f"{prefix}.{key}" if prefix else key)
+    return found
+
+
+def _first(d: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        value = d.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarise(name: str, results: list[dict[str, Any]]) -> list[Row]:
+    """Medians per contender across runs; top-level ratios go on the first contender's row."""
+    if not results:
+        return []
+    ratio_keys = [
+        k for k, v in results[0].items()
+        if (k.startswith("ratio") or k.startswith("speedup")) and isinstance(v, int | float)
+    ]
+    ratios = {k: _median([r.get(k) for r in results]) for k in ratio_keys}
+    rows = []
+    paths = [path for path, _ in contenders(results[0])]
+    for i, path in enumerate(paths):
+        per_run = [dict(contenders(r)).get(path, {}) for r in results]
+        rows.append(
+            Row(
+                benchmark=name,
+                contender=path,
+                runs=len(results),
+                seconds=_median([_first(d, _TIME_KEYS) for d in per_run]),
+                peak_rss_mib=_median([_first(d, ("peak_rss_mib",)) for d in per_run]),
+                rows_per_s=_median([_first(d, _RATE_KEYS) for d in per_run]),
+                ratios={k: v for k, v in ratios.items() if v is not None} if i == 0 else {},
+            )
+        )
+    return rows
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def markdown(rows: list[Row], *, events: int, machine: dict[str, Any], when: str) -> str:
+    """The results as a Markdown table with the machine's facts."""
+    lines = [
+        f"# Benchmarks: {events:,} events ({when})",
+        "",
+        "| benchmark | contender | runs | wall s (median) | peak RSS MiB | rows/s | vs baselines |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        ratios = ", ".join(f"{k} {v:.2f}" for k, v in r.ratios.items()) or ""
+        lines.append(
+            f"| {r.benchmark} | {r.contender} | {r.runs} | {_fmt(r.seconds)} | {_fmt(r.peak_rss_mib, 0)} "
+            f"| {_fmt(r.rows_per_s, 0)} | {ratios} |"
+        )
+    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), ""]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers depend on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    facts: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    try:
+        import psutil
+
+        facts["ram_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    for lib in ("duckdb", "polars", "pyarrow", "numpy", "sklearn"):
+        try:
+            facts[lib] = importlib.import_module(lib).__version__
+        except ImportError:
+            continue
+    facts["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    facts["platform"] = platform.platform()
+    return facts
+
+
+def _child(name: str, events: int, out: Path) -> None:
+    """Inside the fresh interpreter: call the benchmark's ``run`` and save its result."""
+    module = importlib.import_module(f"benchmarks.bench_{name}")
+    kwargs: dict[str, Any] = {}
+    if "cache_dir" in inspect.signature(module.run).parameters:
+        kwargs["cache_dir"] = CACHE
+    started = time.perf_counter()
+    result = module.run(events, **kwargs)
+    result = dict(result or {})
+    result.setdefault("runner_wall_seconds", round(time.perf_counter() - started, 3))
+    out.write_text(json.dumps(result, default=str), encoding="utf-8")
+
+
+def run_once(name: str, events: int, *, log: Path) -> dict[str, Any]:
+    """One run of one benchmark in a fresh process; its output goes to ``log``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        with open(log, "a", encoding="utf-8") as sink:
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks", "_child", name, str(events), str(out)],
+                cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, check=False,
+            )
+        if proc.returncode != 0 or not out.exists():
+            tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(True)[-15:])
+            raise RuntimeError(f"benchmark {name} failed (exit {proc.returncode}); see {log}:\n{tail}")
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def generate_once(events: int, *, log: Path) -> dict[str, Any]:
+    """Time the generator itself (fresh process), caching ``events-<size>.ndjson``."""
+    target = CACHE / f"events-{size_label(events)}.ndjson"
+    if target.exists():
+        return {"cached": str(target)}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp.ndjson")
+    with open(log, "a", encoding="utf-8") as sink:
+        proc = subprocess.run(
+            [sys.executable, "-c",
+             "import json,resource,sys,time\n"
+             "from benchmarks.generate import write_ndjson\n"
+             "t=time.perf_counter(); write_ndjson(sys.argv[1], int(sys.argv[2]), seed=0)\n"
+             "s=time.perf_counter()-t\n"
+             "print(json.dumps({'seconds': round(s,3), 'peak_rss_mib': "
+             "round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,1), "
+             "'rows_per_s': round(int(sys.argv[2])/s)}))",
+             str(tmp), str(events)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=sink, text=True, check=False,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the generator failed (exit {proc.returncode}); see {log}")
+    tmp.rename(target)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(
+    events: int, *, only: list[str] | None = None, repeat: int = 3, results_dir: Path = RESULTS
+) -> dict[str, Any]:
+    """Run the benchmarks at ``events``; write ``<date>-<size>.json`` and ``.md``; return the summary."""
+    names = discover()
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise SystemExit(f"error: unknown benchmark {unknown[0]!r} (known: {', '.join(names)})")
+        names = [n for n in names if n in only]
+    results_dir.mkdir(parents=True, exist_ok=True)
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    stem = results_dir / f"{when}-{size_label(events)}"
+    log = stem.with_suffix(".log")
+    facts = machine()
+    raw: dict[str, list[dict[str, Any]]] = {}
+    rows: list[Row] = []
+    generated = generate_once(events, log=log)
+    if "seconds" in generated:
+        raw["generate"] = [generated]
+        rows += summarise("generate", [generated])
+    for name in names:
+        print(f"{name}: {repeat} run(s) of {events:,} events ...", file=sys.stderr, flush=True)
+        raw[name] = [run_once(name, events, log=log) for _ in range(repeat)]
+        rows += summarise(name, raw[name])
+    facts["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    summary = {
+        "events": events,
+        "date": when,
+        "repeat": repeat,
+        "machine": facts,
+        "table": [
+            {"benchmark": r.benchmark, "contender": r.contender, "runs": r.runs, "seconds": r.seconds,
+             "peak_rss_mib": r.peak_rss_mib, "rows_per_s": r.rows_per_s, "ratios": r.ratios}
+            for r in rows
+        ],
+        "runs": raw,
+    }
+    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    table = markdown(rows, events=events, machine=facts, when=when)
+    stem.with_suffix(".md").write_text(table, encoding="utf-8")
+    print(table)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_child"]:
+        _child(argv[1], int(argv[2]), Path(argv[3]))
+        return
+    if argv[:1] == ["generate"]:
+        from benchmarks.generate import main as generate_main
+
+        generate_main(argv[1:])
+        return
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("generate", help="write generated events (see python -m benchmarks.generate -h)")
+    p_run = sub.add_parser("run", help="run the benchmarks and write results/<date>-<size>.{json,md}")
+    p_run.add_argument("--size", type=parse_size, default=SIZES["1m"], help="1m, 10m, 50m (or e.g. 200k)")
+    p_run.add_argument("--only", action="append", help="a benchmark name (repeatable): " + ", ".join(discover()))
+    p_run.add_argument("--repeat", type=int, default=3, help="runs per benchmark (median reported)")
+    p_run.add_argument("--results", type=Path, default=RESULTS, help="where to write (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    run(args.size, only=args.only, repeat=args.repeat, results_dir=args.results)
+
+
+if __name__ == "__main__":
+    main()
