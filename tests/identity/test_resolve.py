@@ -69,16 +69,6 @@ def test_empty_store_resolves_to_nothing(store):
         find_profile(store, "user_id:u1")
 
 
-@pytest.mark.parametrize(
-    ("ident", "creator"),
-    [
-        ("user_id:u1", "e1"),
-        ("email: J@K.COM ", "e1"),
-        ("phone:+1 555-01", "e1"),
-        ("anonymous_id:y", "e1"),
-        ("user_id:u2", "e5"),
-    ],
-)
 WITH_PHONE = parse_identity(
     {
         "identifiers": [
@@ -91,6 +81,16 @@ WITH_PHONE = parse_identity(
 )
 
 
+@pytest.mark.parametrize(
+    ("ident", "creator"),
+    [
+        ("user_id:u1", "e1"),
+        ("email: J@K.COM ", "e1"),
+        ("phone:+1 555-01", "e1"),
+        ("anonymous_id:y", "e1"),
+        ("user_id:u2", "e5"),
+    ],
+)
 def test_find_profile_by_normalised_identifier(store, ident, creator):
     load(store, EVENTS)
     resolve(store, WITH_PHONE)
