@@ -40,10 +40,11 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -114,7 +115,7 @@ COMPANIES = ("Acme Corp", "Globex", "Initech", "Umbrella", "Société Générale
 _H_MESSAGE_A, _H_MESSAGE_B, _H_ANON_A, _H_ANON_B, _H_DEVICE, _H_ADID_A, _H_ADID_B = range(1, 8)
 _H_ADTRACK, _H_USERID_NUM, _H_TS_FORM, _H_TS_SKEW, _H_DURATION_FORM, _H_EMAIL_CASE = range(8, 14)
 _H_PHONE_FORM, _H_CTX_PHONE, _H_CTX_EMAIL, _H_SENTIMENT_FORM, _H_REVENUE_FORM = range(14, 19)
-_H_PAGE, _H_LOGGED_OUT, _H_ORDER_ID, _H_PHONE_PRESENT, _H_BLOCKED, _H_AGENT = range(19, 25)
+_H_COUNTRY, _H_LOGGED_OUT, _H_ORDER_ID, _H_PHONE_PRESENT, _H_BLOCKED, _H_AGENT = range(19, 25)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -374,6 +375,8 @@ def _simulate(n_events: int, *, seed: int, start_ms: int, days: int, malformed: 
         raise ValueError(f"n_events must be >= 0, got {n_events}")
     if days < 1:
         raise ValueError(f"days must be >= 1, got {days}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     end_ms = start_ms + days * MS_PER_DAY
     n_core, n_dup, n_mal = _counts(n_events, malformed)
     rng = np.random.default_rng([seed, 20250101])
@@ -545,7 +548,7 @@ def _spellings(plan: _Plan) -> _Spellings:
     emails = pl.concat([email, email.str.to_titlecase(), email.str.to_uppercase()])
 
     cc_cut = np.cumsum([share for _, share in PHONE_COUNTRIES])
-    cc_draw = _uniform(seed, 99, owner.astype(np.uint64))
+    cc_draw = _uniform(seed, _H_COUNTRY, owner.astype(np.uint64))
     cc_idx = np.searchsorted(cc_cut, cc_draw * cc_cut[-1], side="right").clip(0, len(PHONE_COUNTRIES) - 1)
     plus_cc = "+" + pl.Series([c for c, _ in PHONE_COUNTRIES]).gather(cc_idx)
     # A bijection of the owner (a multiplier coprime to 7e9): no two people share a number by chance.
@@ -975,16 +978,6 @@ def generate_events(
             yield line if kind == MALFORMED else json.loads(line)
 
 
-def _open_text(path: Path, gzip: bool | None):
-    compressed = path.suffix == ".gz" if gzip is None else gzip
-    if compressed:
-        # mtime=0 and no file name in the header: the same arguments give the same bytes.
-        raw = open(path, "wb")  # noqa: SIM115 - closed by the GzipFile wrapper's owner below
-        return raw, gzip_module.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
-    raw = open(path, "wb")  # noqa: SIM115
-    return raw, raw
-
-
 def write_ndjson(
     path: str | Path,
     n_events: int,
@@ -995,18 +988,22 @@ def write_ndjson(
     malformed: bool = True,
     gzip: bool | None = None,
 ) -> Path:
-    """Write :func:`generate_events`' messages as NDJSON (gzip when the name ends in ``.gz``)."""
+    """Write :func:`generate_events`' messages as NDJSON (gzip when the name ends in ``.gz``).
+
+    The gzip header has no file name and mtime 0, so the same arguments give the same bytes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw, out = _open_text(path, gzip)
-    try:
+    compressed = path.suffix == ".gz" if gzip is None else gzip
+    with ExitStack() as stack:
+        out: BinaryIO = stack.enter_context(open(path, "wb"))
+        if compressed:
+            out = stack.enter_context(
+                gzip_module.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6)
+            )
         for frame in _chunks(n_events, seed=seed, start=start, days=days, malformed=malformed):
             if len(frame):
                 out.write(("\n".join(frame["line"].to_list()) + "\n").encode("utf-8"))
-    finally:
-        if out is not raw:
-            out.close()
-        raw.close()
     return path
 
 
