@@ -28,10 +28,17 @@ def ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def make_store(events: list[Ev], profiles: list[str] | None = None) -> Store:
-    """An in-memory store holding ``events``; every profile id mentioned (and ``profiles``) exists."""
-    store = Store.open(None)
+def make_store(events: list[Ev], profiles: list[str] | None = None, *, store: Store | None = None) -> Store:
+    """An in-memory store holding ``events``; every profile id mentioned (and ``profiles``) exists.
+
+    Given ``store``, its events and profiles are replaced instead (cheaper than a new store); its
+    derived columns are recomputed for the new rows as ingest would.
+    """
+    if store is None:
+        store = Store.open(None)
     con = store.con
+    for table in ("events", "profiles", "event_profiles"):
+        con.execute(f"DELETE FROM {table}")
     rows = []
     for e in events:
         props = None if e.properties is None else json.dumps(e.properties, ensure_ascii=False)
@@ -54,6 +61,7 @@ def make_store(events: list[Ev], profiles: list[str] | None = None) -> Store:
     links = [[e.message_id, e.profile_id] for e in events if e.profile_id]
     if links:
         con.executemany("INSERT INTO event_profiles VALUES (?, ?)", links)
+    store.fill_derived_columns("true")
     store.set_meta("identity_state", "test")
     return store
 
