@@ -133,7 +133,7 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 def permutation_importance(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray,
                            metric: Callable[[np.ndarray, np.ndarray], float], names: Sequence[str], *,
-                           n_repeats: int = 2, max_rows: int = 5_000, random_state: int = 0,
+                           n_repeats: int = 1, max_rows: int = 2_000, random_state: int = 0,
                            top: int = 10) -> list[dict[str, float | str]]:
     """Drop in ``metric`` when one feature's column is shuffled (mean over repeats), top first.
 

@@ -37,8 +37,8 @@ def sample_rows(X: np.ndarray, max_rows: int, random_state: int) -> np.ndarray:
 def gbt_classifier(*, random_state: int = 0) -> HistGradientBoostingClassifier:
     """The gradient-boosted trees of Unify's predictive traits; missing values are native."""
     return HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=40,
-        l2_regularization=1.0, early_stopping=True, validation_fraction=0.15, n_iter_no_change=15,
+        max_iter=120, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=40,
+        l2_regularization=1.0, early_stopping=True, validation_fraction=0.15, n_iter_no_change=10,
         random_state=random_state,
     )
 
@@ -47,8 +47,8 @@ def gbt_regressor(y: np.ndarray, *, random_state: int = 0) -> HistGradientBoosti
     """Boosted regression trees; Poisson loss for non-negative money (skewed, many zeros)."""
     loss = "poisson" if np.all(np.asarray(y) >= 0) and np.any(np.asarray(y) > 0) else "squared_error"
     return HistGradientBoostingRegressor(
-        loss=loss, max_iter=200, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=40,
-        l2_regularization=1.0, early_stopping=True, validation_fraction=0.15, n_iter_no_change=15,
+        loss=loss, max_iter=120, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=40,
+        l2_regularization=1.0, early_stopping=True, validation_fraction=0.15, n_iter_no_change=10,
         random_state=random_state,
     )
 

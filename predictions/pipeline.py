@@ -31,6 +31,8 @@ from predictions.evaluate import (
 from predictions.features import feature_columns
 
 MIN_CLASS_ROWS = 100
+#: A model fits on at most this many (profile, cutoff) rows, a seeded sample.
+MAX_FIT_ROWS = 200_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +166,8 @@ def _fit(candidate: Candidate, task: Task, pred: Prediction, train: pl.DataFrame
     rows = train if candidate.fit_rows is None else train.filter(candidate.fit_rows(pred))
     if candidate.fit_rows is None:
         rows = rows.filter(task.eligible(pred))
+    if rows.height > MAX_FIT_ROWS:
+        rows = rows.sample(MAX_FIT_ROWS, seed=0).sort("cutoff", "pid")
     y = _target(candidate, task, rows, pred)
     return candidate.build(pred, y).fit(_matrix(rows, columns), y)
 
