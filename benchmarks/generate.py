@@ -414,6 +414,7 @@ def _simulate(n_events: int, *, seed: int, start_ms: int, days: int, malformed: 
         anonymous = ~known | (rank < first_id)
         kind[anonymous] = PAGE
         kind[known & (rank == first_id)] = IDENTIFY
+        del order, life, rank, known, first_id, u, choice, rare  # peak memory: ~200 bytes/row
         slot = np.floor(rng.random(n_units) * people.n_devices[person]).astype(np.int8)
         device_kind = people.slot_kind[person, slot]
         visit = kind == PAGE
@@ -473,12 +474,14 @@ def _simulate(n_events: int, *, seed: int, start_ms: int, days: int, malformed: 
     row_anon = anonymous[row_unit]
     row_key = row_unit * 2 + row_done
     assert len(row_key) == n_core
+    del person, ts, kind, slot, anonymous, done_ts, completed, keep, units, done_units
 
     client = np.isin(row_kind, (PAGE, SCREEN, IDENTIFY, ALIAS, GROUP))
     latency = np.where(client, rng.exponential(1500.0, n_core), rng.exponential(150.0, n_core))
     late = rng.random(n_core) < SHARE_LATE
     delay = np.where(late, 3_600_000 + rng.exponential(1.5 * MS_PER_DAY, n_core), 0.0)
     row_recv = row_ts + 1 + (latency + delay).astype(np.int64)
+    del client, latency, late, delay
 
     # Re-sent messages: byte-identical copies arriving seconds to hours later.
     dup_src = rng.choice(n_core, n_dup, replace=False) if n_dup else np.empty(0, np.int64)
@@ -499,6 +502,7 @@ def _simulate(n_events: int, *, seed: int, start_ms: int, days: int, malformed: 
 
     key = take(row_key, 0)
     key[is_mal] = mal_key
+    del order_key, file_order, row_key, dup_recv, mal_recv
     return _Plan(
         seed=seed, start_ms=start_ms, end_ms=end_ms, people=people,
         unit_direction=direction, unit_channel=channel, unit_agent=agent,
