@@ -26,11 +26,12 @@ class MostFrequent(ValueTrait):
     min_frequency: int = 2
 
     def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
-        return {"h": f"histogram({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
+        # list + list_aggregate(histogram) is several times faster than the histogram aggregate.
+        return {"h": f"list({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
 
     def sql_final(self, part: Callable[[str], str]) -> str:
         return (
-            f"list_min(list_transform(list_filter(map_entries({part('h')}), "
+            f"list_min(list_transform(list_filter(map_entries(list_aggregate({part('h')}, 'histogram')), "
             f"lambda e: e.value >= {self.min_frequency}), "
             "lambda e: {'n': -CAST(e.value AS BIGINT), 'k': e.key})).k"
         )

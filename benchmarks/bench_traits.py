@@ -1,0 +1,431 @@
+"""Computed-trait speed and memory: the one-pass plan vs hand-written SQL, Polars and pandas.
+
+The events come from :mod:`benchmarks.generate`, ingested and resolved once into
+``benchmarks/cache/traits-<N>.duckdb`` (with the property columns the traits read already
+registered, as after a first ``profiles compute``). Each contender runs in a fresh subprocess, so
+its peak RSS is its own, and computes the same 8 traits (the six Flex traits of the starter
+project, a 30-day windowed counter and a unique_list_count) for every profile:
+
+* ``engine``: :func:`engine.compute.trait_frame`'s SQL materialised in the store (values only);
+* ``engine_compute``: the whole :func:`engine.compute.compute_traits` (values, diagnostics, writes);
+* ``sql_typed``: hand-written DuckDB SQL over the same typed property columns (the floor);
+* ``sql_json``: hand-written DuckDB SQL reading the ``properties`` JSON, as a user would;
+* ``polars`` / ``pandas``: the same traits over the resolved events exported once to Parquet
+  with flat typed columns (time includes reading the file);
+* ``engine_100``: 100 traits in one pass, against ``engine`` (8 traits).
+
+Goals: ``engine`` within 1.25x of ``sql_typed``, faster than Polars and pandas; 100 traits under
+5x the time of 8.
+
+    python -m benchmarks.bench_traits --events 1000000 --json benchmarks/results/traits-1m.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(__file__).parent / "cache"
+INIT = "Flex - Engagement Initiated"
+DONE = "Flex - Engagement Completed"
+WORKERS = ("engine", "engine_compute", "sql_typed", "sql_json", "polars", "pandas", "engine_100")
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def as_of() -> datetime:
+    try:
+        from benchmarks.generate import end_of_data
+    except ImportError:
+        return datetime(2026, 1, 1, tzinfo=UTC)
+    return end_of_data()
+
+
+# -- the trait sets ---------------------------------------------------------------------------
+def eight_traits() -> list[dict[str, Any]]:
+    """The starter project's six Flex traits, a windowed counter and a unique_list_count."""
+    data = tomllib.loads((ROOT / "data" / "profiles.toml").read_text(encoding="utf-8"))
+    six = [t for t in data["traits"]][:6]
+    inbound = [{"property": "direction", "operator": "equals", "value": "Inbound"}]
+    return six + [
+        {"name": "inbounds_last_30_days", "type": "event_counter", "event": INIT,
+         "conditions": inbound, "window": {"within_days": 30}},
+        {"name": "channels_used", "type": "unique_list_count", "event": INIT, "property": "channelType"},
+    ]
+
+
+def hundred_traits() -> list[dict[str, Any]]:
+    """100 varied definitions over the same events (counters, windows, conditions, all types)."""
+    out = eight_traits()
+    windows = [None, {"within_days": 7}, {"within_days": 30}, {"within_days": 90},
+               {"between_days_ago": [30, 90]}, {"within_hours": 48}]
+    conds = [[], [{"property": "direction", "operator": "equals", "value": "Inbound"}],
+             [{"property": "channelType", "operator": "equals_one_of", "value": ["voice", "chat"]}],
+             [{"property": "direction", "operator": "equals", "value": "Outbound"}]]
+    templates = [
+        lambda: {"type": "event_counter", "event": INIT},
+        lambda: {"type": "event_counter", "event": DONE},
+        lambda: {"type": "last", "event": DONE, "property": "sentiment"},
+        lambda: {"type": "most_frequent", "event": INIT, "property": "channelType", "min_frequency": 1},
+        lambda: {"type": "aggregation", "function": "max", "event": DONE, "property": "duration"},
+        lambda: {"type": "first", "event": INIT, "property": "lastKnownAgentWorkerSid"},
+        lambda: {"type": "unique_list_count", "event": INIT, "property": "lastKnownAgentWorkerSid"},
+        lambda: {"type": "aggregation", "function": "avg", "event": DONE, "property": "duration"},
+    ]
+    i = 0
+    while len(out) < 100:
+        d = templates[i % len(templates)]()
+        d["name"] = f"t{i:03d}"
+        w = windows[(i // len(templates)) % len(windows)]
+        c = conds[(i // 3) % len(conds)]
+        if w:
+            d["window"] = w
+        if c:
+            d["conditions"] = c
+        out.append(d)
+        i += 1
+    return out
+
+
+def parsed(defs: list[dict[str, Any]]):
+    from traits.registry import parse_traits
+
+    return parse_traits(defs, path="bench")
+
+
+# -- preparation ------------------------------------------------------------------------------
+def prepare(n_events: int) -> tuple[Path, Path]:
+    """The resolved store (property columns registered) and the flat Parquet for the frames."""
+    from engine.compute import _prepare
+    from engine.identity.resolve import resolve
+    from engine.identity.rules import parse_identity
+    from engine.progress import Progress
+    from engine.store import Store
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"traits-{n_events}.duckdb"
+    flat = CACHE / f"traits-{n_events}.parquet"
+    if not path.exists():
+        from benchmarks.bench_identity import prepare as ingested
+
+        tmp = path.with_suffix(".tmp.duckdb")
+        shutil.copyfile(ingested(n_events), tmp)
+        with Store.open(tmp) as store:
+            if store.get_meta("identity_state") is None:
+                resolve(store, parse_identity(None))
+            _prepare(store, parsed(hundred_traits()), Progress())
+            store.con.execute("CHECKPOINT")
+        tmp.rename(path)
+        flat.unlink(missing_ok=True)
+    if not flat.exists():
+        with Store.open(path) as store:
+            store.con.execute(f"""COPY (
+                SELECT ep.profile_id, e.event, e.timestamp, e.message_id,
+                       e."txt:direction" AS direction, e."txt:channelType" AS channel,
+                       e."txt:lastKnownAgentWorkerSid" AS agent, e."num:duration" AS duration,
+                       e."txt:sentiment" AS sentiment
+                FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+                WHERE e.event IN ('{INIT}', '{DONE}')
+            ) TO '{flat}' (FORMAT parquet)""")
+    return path, flat
+
+
+# -- hand-written SQL -------------------------------------------------------------------------
+def hand_sql(*, typed: bool, at: datetime) -> str:
+    """The 8 traits as a person would write them in DuckDB SQL."""
+    if typed:
+        cols = {"direction": '"txt:direction"', "channel": '"txt:channelType"',
+                "agent": '"txt:lastKnownAgentWorkerSid"', "duration": '"num:duration"',
+                "sentiment": '"txt:sentiment"'}
+    else:
+        cols = {"direction": "properties->>'direction'", "channel": "properties->>'channelType'",
+                "agent": "properties->>'lastKnownAgentWorkerSid'",
+                "duration": "TRY_CAST(trim(properties->>'duration') AS DOUBLE)",
+                "sentiment": "properties->>'sentiment'"}
+    ts = f"TIMESTAMPTZ '{at.isoformat()}'"
+    since = f"TIMESTAMPTZ '{(at - timedelta(days=30)).isoformat()}'"
+    return f"""
+    WITH ev AS (
+        SELECT ep.profile_id, e.event, e.timestamp, e.message_id,
+               {cols['direction']} AS direction, {cols['channel']} AS channel, {cols['agent']} AS agent,
+               {cols['duration']} AS duration, {cols['sentiment']} AS sentiment
+        FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+        WHERE e.event IN ('{INIT}', '{DONE}') AND e.timestamp <= {ts}
+    ),
+    agg AS (
+        SELECT profile_id,
+            count(*) FILTER (WHERE event = '{INIT}' AND direction = 'Inbound') AS total_inbounds,
+            count(*) FILTER (WHERE event = '{INIT}' AND direction = 'Outbound') AS total_outbounds,
+            arg_max(agent, timestamp) FILTER (WHERE event = '{INIT}' AND agent IS NOT NULL) AS last_known_agent,
+            arg_max(duration, timestamp) FILTER (WHERE event = '{DONE}' AND duration IS NOT NULL) AS last_interaction_duration,
+            arg_max(sentiment, timestamp) FILTER (WHERE event = '{DONE}' AND sentiment IS NOT NULL) AS last_sentiment,
+            count(*) FILTER (WHERE event = '{INIT}' AND direction = 'Inbound' AND timestamp > {since}) AS inbounds_last_30_days,
+            count(DISTINCT channel) FILTER (WHERE event = '{INIT}') AS channels_used
+        FROM ev GROUP BY profile_id
+    ),
+    freq AS (
+        SELECT profile_id, channel AS frequent_inbound_channel FROM (
+            SELECT profile_id, channel, count(*) AS n FROM ev
+            WHERE event = '{INIT}' AND direction = 'Inbound' AND channel IS NOT NULL
+            GROUP BY profile_id, channel
+        ) WHERE n >= 2
+        QUALIFY row_number() OVER (PARTITION BY profile_id ORDER BY n DESC, channel) = 1
+    )
+    SELECT p.profile_id, coalesce(a.total_inbounds, 0) AS total_inbounds, f.frequent_inbound_channel,
+           coalesce(a.total_outbounds, 0) AS total_outbounds, a.last_known_agent,
+           a.last_interaction_duration, a.last_sentiment,
+           coalesce(a.inbounds_last_30_days, 0) AS inbounds_last_30_days,
+           coalesce(a.channels_used, 0) AS channels_used
+    FROM profiles p LEFT JOIN agg a ON a.profile_id = p.profile_id
+    LEFT JOIN freq f ON f.profile_id = p.profile_id
+    ORDER BY p.profile_id"""
+
+
+# -- workers (each in its own process) --------------------------------------------------------
+def _timed_sql(store_path: Path, sql: str) -> dict[str, Any]:
+    from engine.store import Store
+
+    with Store.open(store_path) as store:
+        started = time.perf_counter()
+        store.con.execute(f"CREATE OR REPLACE TEMP TABLE _bench_out AS {sql}")
+        seconds = time.perf_counter() - started
+        rows = store.con.execute("SELECT count(*) FROM _bench_out").fetchall()[0][0]
+        digest = _digest(store.con)
+    return {"seconds": seconds, "profiles": rows, "peak_rss_mib": _peak_rss_mib(), "digest": digest}
+
+
+def _digest(con) -> dict[str, Any]:
+    """Summary numbers to check contenders agree (non-null counts and sums)."""
+    row = con.execute(
+        "SELECT sum(total_inbounds), count(frequent_inbound_channel), sum(total_outbounds), "
+        "count(last_known_agent), round(sum(last_interaction_duration), 3), count(last_sentiment), "
+        "sum(inbounds_last_30_days), sum(channels_used) FROM _bench_out"
+    ).fetchall()[0]
+    return {k: (float(v) if v is not None else None) for k, v in zip(
+        ("total_inbounds", "frequent_inbound_channel", "total_outbounds", "last_known_agent",
+         "last_interaction_duration", "last_sentiment", "inbounds_last_30_days", "channels_used"), row,
+        strict=True)}
+
+
+def work_engine(store_path: Path, n_traits: int) -> dict[str, Any]:
+    from traits.plan import Plan
+
+    defs = eight_traits() if n_traits == 8 else hundred_traits()
+    out = _timed_sql(store_path, Plan.build(parsed(defs), as_of=as_of()).frame_sql())
+    out["traits"] = len(defs)
+    if n_traits != 8:
+        out.pop("digest")
+    return out
+
+
+def work_engine_compute(store_path: Path) -> dict[str, Any]:
+    from engine.compute import compute_traits
+    from engine.store import Store
+
+    with Store.open(store_path) as store:
+        started = time.perf_counter()
+        report = compute_traits(store, parsed(eight_traits()), as_of=as_of())
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "profiles": report.profiles, "peak_rss_mib": _peak_rss_mib()}
+
+
+def work_sql(store_path: Path, typed: bool) -> dict[str, Any]:
+    return _timed_sql(store_path, hand_sql(typed=typed, at=as_of()))
+
+
+def _frame_digest(frame) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("_f", frame)
+    con.execute("CREATE TABLE _bench_out AS SELECT * FROM _f")
+    return _digest(con)
+
+
+def _last(col: str, mask, name: str):
+    import polars as pl
+
+    m = mask & pl.col(col).is_not_null()
+    return pl.col(col).filter(m).sort_by(pl.col("timestamp").filter(m)).last().alias(name)
+
+
+def work_polars(flat: Path) -> dict[str, Any]:
+    import polars as pl
+
+    at = as_of()
+    started = time.perf_counter()
+    ev = pl.scan_parquet(flat).filter(pl.col("timestamp") <= at)
+    init, done = pl.col("event") == INIT, pl.col("event") == DONE
+    inbound = init & (pl.col("direction") == "Inbound")
+    agg = ev.group_by("profile_id").agg(
+        inbound.sum().alias("total_inbounds"),
+        (init & (pl.col("direction") == "Outbound")).sum().alias("total_outbounds"),
+        _last("agent", init, "last_known_agent"),
+        _last("duration", done, "last_interaction_duration"),
+        _last("sentiment", done, "last_sentiment"),
+        (inbound & (pl.col("timestamp") > at - timedelta(days=30))).sum().alias("inbounds_last_30_days"),
+        pl.col("channel").filter(init & pl.col("channel").is_not_null()).n_unique().alias("channels_used"),
+    )
+    freq = (
+        ev.filter(inbound & pl.col("channel").is_not_null())
+        .group_by("profile_id", "channel").agg(pl.len().alias("n"))
+        .filter(pl.col("n") >= 2)
+        .sort(["profile_id", "n", "channel"], descending=[False, True, False])
+        .group_by("profile_id").agg(pl.col("channel").first().alias("frequent_inbound_channel"))
+    )
+    profiles = pl.scan_parquet(flat).select("profile_id").unique()
+    out = (
+        profiles.join(agg, on="profile_id", how="left").join(freq, on="profile_id", how="left")
+        .sort("profile_id").collect()
+    )
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "profiles": out.height, "peak_rss_mib": _peak_rss_mib(),
+            "digest": _frame_digest(out.to_arrow())}
+
+
+def work_pandas(flat: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    at = pd.Timestamp(as_of())
+    started = time.perf_counter()
+    ev = pd.read_parquet(flat)
+    ev = ev[ev["timestamp"] <= at]
+    init, done = ev["event"] == INIT, ev["event"] == DONE
+    inbound = init & (ev["direction"] == "Inbound")
+    ev = ev.assign(
+        inb=inbound, outb=init & (ev["direction"] == "Outbound"),
+        inb30=inbound & (ev["timestamp"] > at - pd.Timedelta(days=30)),
+    )
+    out = ev.groupby("profile_id")[["inb", "outb", "inb30"]].sum()
+    out.columns = ["total_inbounds", "total_outbounds", "inbounds_last_30_days"]
+    srt = ev.sort_values("timestamp")
+    for col, mask, name in (("agent", init, "last_known_agent"), ("duration", done, "last_interaction_duration"),
+                            ("sentiment", done, "last_sentiment")):
+        sub = srt[mask.loc[srt.index] & srt[col].notna()]
+        out[name] = sub.groupby("profile_id")[col].last()
+    out["channels_used"] = ev[init].groupby("profile_id")["channel"].nunique()
+    counts = ev[inbound & ev["channel"].notna()].groupby(["profile_id", "channel"]).size().rename("n").reset_index()
+    counts = counts[counts["n"] >= 2].sort_values(["profile_id", "n", "channel"], ascending=[True, False, True])
+    out["frequent_inbound_channel"] = counts.drop_duplicates("profile_id").set_index("profile_id")["channel"]
+    out = out.sort_index().reset_index()
+    seconds = time.perf_counter() - started
+    import pyarrow as pa
+
+    return {"seconds": seconds, "profiles": len(out), "peak_rss_mib": _peak_rss_mib(),
+            "digest": _frame_digest(pa.Table.from_pandas(out))}
+
+
+def _run_worker(name: str, store_path: Path, flat: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_traits", "--worker", name,
+         "--store", str(store_path), "--flat", str(flat)],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dict[str, Any]:
+    """Prepare the data, run every contender (best of ``repeat``), print and return the results."""
+    started = time.perf_counter()
+    store_path, flat = prepare(n_events)
+    prepare_seconds = time.perf_counter() - started
+    results: dict[str, dict[str, Any]] = {}
+    for name in WORKERS:
+        runs = [_run_worker(name, store_path, flat) for _ in range(repeat)]
+        results[name] = min(runs, key=lambda r: r["seconds"])
+    from engine.store import Store
+
+    with Store.open(store_path, read_only=True) as store:
+        events = store.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    engine = results["engine"]["seconds"]
+    out = {
+        "benchmark": "traits",
+        "events": events,
+        "generated_events": n_events,
+        "profiles": results["engine"]["profiles"],
+        "as_of": as_of().isoformat(),
+        "prepare_seconds": round(prepare_seconds, 2),
+        "contenders": results,
+        "rows_per_second": {k: round(events / v["seconds"]) for k, v in results.items()},
+        "ratios": {
+            "engine_vs_sql_typed": round(engine / results["sql_typed"]["seconds"], 3),
+            "engine_vs_sql_json": round(engine / results["sql_json"]["seconds"], 3),
+            "engine_vs_polars": round(engine / results["polars"]["seconds"], 3),
+            "engine_vs_pandas": round(engine / results["pandas"]["seconds"], 3),
+            "engine_100_vs_8": round(results["engine_100"]["seconds"] / engine, 3),
+            "compute_vs_engine": round(results["engine_compute"]["seconds"] / engine, 3),
+        },
+        "agree": {
+            k: results[k]["digest"] == results["engine"]["digest"]
+            for k in ("sql_typed", "sql_json", "polars", "pandas")
+        },
+        "goals": {},
+        "machine": _machine(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    r = out["ratios"]
+    out["goals"] = {
+        "within_1.25x_of_hand_sql": r["engine_vs_sql_typed"] <= 1.25,
+        "faster_than_polars": r["engine_vs_polars"] < 1,
+        "faster_than_pandas": r["engine_vs_pandas"] < 1,
+        "100_traits_under_5x_of_8": r["engine_100_vs_8"] < 5,
+    }
+    print(json.dumps(out, indent=2))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--flat", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker = {
+            "engine": lambda: work_engine(args.store, 8),
+            "engine_100": lambda: work_engine(args.store, 100),
+            "engine_compute": lambda: work_engine_compute(args.store),
+            "sql_typed": lambda: work_sql(args.store, True),
+            "sql_json": lambda: work_sql(args.store, False),
+            "polars": lambda: work_polars(args.flat),
+            "pandas": lambda: work_pandas(args.flat),
+        }[args.worker]
+        print(json.dumps(worker()))
+        return None
+    return run(args.events, json_path=args.json, repeat=args.repeat)
+
+
+if __name__ == "__main__":
+    main()
