@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import binascii
 import gzip as gzip_module
+import io
 import json
 import sys
 import time
@@ -67,6 +68,10 @@ SHARE_SHARED_DEVICE = 0.002
 SHARE_SHARED_EMAIL = 0.0005
 SHARE_SHARED_PHONE = 0.001
 COMPLETION_RATE = 0.8
+# How a timestamp is sent (by a uniform draw per message): ISO "Z" below TS_ISO_UTC, ISO with a
+# +02:00 offset below TS_ISO_OFFSET, else epoch milliseconds; client messages at or above
+# TS_MISSING send no timestamp (originalTimestamp/sentAt/receivedAt instead).
+TS_ISO_UTC, TS_ISO_OFFSET, TS_MISSING = 0.97, 0.985, 0.992
 
 ENGAGEMENT_INITIATED = "Flex - Engagement Initiated"
 ENGAGEMENT_COMPLETED = "Flex - Engagement Completed"
@@ -579,6 +584,11 @@ def _spellings(plan: _Plan) -> _Spellings:
     return _Spellings(emails=emails, phones=phones, names=names, agents=agents)
 
 
+def _sparse(values: pl.Series, rows: np.ndarray, n: int) -> pl.Series:
+    """A length-``n`` string column: ``values`` at ``rows``, null elsewhere."""
+    return pl.Series(values.name, [None] * 0, dtype=pl.String).extend_constant(None, n).scatter(rows, values)
+
+
 def _strings(options: tuple[str, ...] | list[str], index: np.ndarray) -> pl.Series:
     return pl.Series(list(options), dtype=pl.String).gather(index.astype(np.int64))
 
@@ -603,6 +613,10 @@ def _chunk_frame(plan: _Plan, sp: _Spellings, lo: int, hi: int) -> pl.DataFrame:
     ts, recv = plan.ts[lo:hi], plan.recv[lo:hi]
     # A device clock off by up to two hours, for the messages sent without a timestamp.
     skew = ((u(_H_TS_SKEW) - 0.5) * 4 * 3_600_000).astype(np.int64)
+    ts_form = u(_H_TS_FORM)
+    # Only the few rows that need them get the rarer spellings formatted.
+    offset = np.flatnonzero((ts_form >= TS_ISO_UTC) & (ts_form < TS_ISO_OFFSET))
+    no_ts = np.flatnonzero(ts_form >= TS_MISSING)
     email_case = np.searchsorted(_EMAIL_CASE_CUTS, u(_H_EMAIL_CASE), side="right")
     phone_form = np.searchsorted(_PHONE_FORM_CUTS, u(_H_PHONE_FORM), side="right")
     phone = sp.phones.gather(phone_form * n + pp.phone_owner[person])
@@ -635,10 +649,10 @@ def _chunk_frame(plan: _Plan, sp: _Spellings, lo: int, hi: int) -> pl.DataFrame:
             "ad_tracking": _uniform(seed, _H_ADTRACK, device_key) < 0.75,
             "message_id": _uuid(_hash(seed, _H_MESSAGE_A, ukey), _hash(seed, _H_MESSAGE_B, ukey)),
             "ts_iso": _iso(ts),
-            "ts_offset_iso": _iso(ts, offset_hours=2),
+            "ts_offset_iso": _sparse(_iso(ts[offset], offset_hours=2), offset, len(ts)),
             "recv_iso": _iso(recv),
-            "original_iso": _iso(ts + skew),
-            "sent_iso": _iso(recv + skew),
+            "original_iso": _sparse(_iso(ts[no_ts] + skew[no_ts]), no_ts, len(ts)),
+            "sent_iso": _sparse(_iso(recv[no_ts] + skew[no_ts]), no_ts, len(ts)),
             "order_id": _hex(_hash(seed, _H_ORDER_ID, ukey)),
             "direction": _strings(DIRECTIONS, plan.unit_direction[unit]),
             "channel": _strings(CHANNELS, plan.unit_channel[unit]),
@@ -653,7 +667,7 @@ def _chunk_frame(plan: _Plan, sp: _Spellings, lo: int, hi: int) -> pl.DataFrame:
             "screen_name": _strings(SCREENS, page % len(SCREENS)),
             "company": _strings(COMPANIES, pp.group[person] % len(COMPANIES)),
             "u_userid_num": u(_H_USERID_NUM),
-            "u_ts_form": u(_H_TS_FORM),
+            "u_ts_form": ts_form,
             "u_duration": u(_H_DURATION_FORM),
             "u_ctx_phone": u(_H_CTX_PHONE),
             "u_ctx_email": u(_H_CTX_EMAIL),
@@ -721,14 +735,14 @@ def _render_kind(frame: pl.DataFrame, kind: int) -> pl.DataFrame:
         p.append(f',"event":"{_EVENT_NAMES[kind]}"')
     p += [',"messageId":"', c("message_id"), '"']
     timestamp = (
-        pl.when(tsf < 0.97).then(_concat([',"timestamp":"', c("ts_iso"), '"']))
-        .when(tsf < 0.985).then(_concat([',"timestamp":"', c("ts_offset_iso"), '"']))
+        pl.when(tsf < TS_ISO_UTC).then(_concat([',"timestamp":"', c("ts_iso"), '"']))
+        .when(tsf < TS_ISO_OFFSET).then(_concat([',"timestamp":"', c("ts_offset_iso"), '"']))
         .otherwise(_concat([',"timestamp":', c("ts").cast(pl.String)]))
     )
     if client:
         # Some client events carry no timestamp: a device clock off by `skew`, and Segment's
         # correction receivedAt - (sentAt - originalTimestamp) recovers the event time.
-        no_ts = tsf >= 0.992
+        no_ts = tsf >= TS_MISSING
         p += [
             pl.when(no_ts).then(_NULL).otherwise(timestamp),
             _opt(no_ts, [',"originalTimestamp":"', c("original_iso"), '","sentAt":"', c("sent_iso"), '"']),
@@ -874,15 +888,19 @@ def _render_kind(frame: pl.DataFrame, kind: int) -> pl.DataFrame:
 
 
 def _render(frame: pl.DataFrame) -> pl.DataFrame:
-    """Render every row (malformed rows get their line later); the input order is kept."""
+    """Render every row (malformed rows get their line later); the input order is kept.
+
+    Returns ``kind``, ``key``, ``line`` and the flat columns of :data:`PARQUET_COLUMNS`.
+    """
+    keep = ["_row", "kind", "key", "line", *PARQUET_COLUMNS]
     frame = frame.with_row_index("_row")
     parts = [
-        _render_kind(frame.filter(pl.col("kind") == kind), kind)
+        _render_kind(frame.filter(pl.col("kind") == kind), kind).select(keep)
         for kind in _TYPE_NAMES
     ]
     bad = frame.filter(pl.col("kind") == MALFORMED)
     if len(bad):
-        parts.append(_render_kind(bad, PAGE).with_columns(line=_NULL))
+        parts.append(_render_kind(bad, PAGE).with_columns(line=_NULL).select(keep))
     return pl.concat(parts).sort("_row").drop("_row")
 
 
@@ -1007,7 +1025,11 @@ def write_ndjson(
             )
         for frame in _chunks(n_events, seed=seed, start=start, days=days, malformed=malformed):
             if len(frame):
-                out.write(("\n".join(frame["line"].to_list()) + "\n").encode("utf-8"))
+                # Lines are already JSON text: written as they are, one per row, no quoting; one
+                # write per chunk, so the gzip stream never depends on Polars' internal batching.
+                buffer = io.BytesIO()
+                frame.select("line").write_csv(buffer, include_header=False, quote_style="never")
+                out.write(buffer.getbuffer())
     return path
 
 
