@@ -5,7 +5,7 @@ reads the store. Every cutoff is one lazy group-by over all profiles, and the cu
 concatenated plan. The first thing each plan does is drop the events after its cutoff, so an event
 after a cutoff cannot reach a feature of that cutoff (``tests/predictions/test_leakage.py``).
 
-Feature names are deterministic: ``events_count_<window>``, ``<event>_count_<window>``,
+Feature names are deterministic: ``events_count_<window>``, ``ev_<event>_count_<30d|all>``,
 ``<event>_recency_days``, ``target_count_<window>``, ``target_recency_days``, ``tenure_days``,
 ``rfm_*`` ...; ``<window>`` is ``7d``, ``30d``, ``90d``, the horizon (e.g. ``120d``) or ``all``.
 """
@@ -30,6 +30,8 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
 
 DAY_US = 86_400_000_000
 BASE_WINDOWS: tuple[int, ...] = (7, 30, 90)
+#: Windows of the per-event-name counts (fewer: there are many names, and trees pay per column).
+EVENT_WINDOWS: tuple[int | None, ...] = (30, None)
 
 
 def slug(name: str) -> str:
@@ -77,7 +79,7 @@ class FeatureSpec:
 
 
 def choose_vocabulary(events: pl.LazyFrame | pl.DataFrame, names: dict[int, str], *, before: datetime,
-                      k: int = 15) -> tuple[tuple[int, str], ...]:
+                      k: int = 10) -> tuple[tuple[int, str], ...]:
     """The ``k`` most frequent event names among events up to ``before`` (ties: by name).
 
     Chosen from the history before the earliest training cutoff so that later events cannot change
@@ -95,9 +97,19 @@ def choose_vocabulary(events: pl.LazyFrame | pl.DataFrame, names: dict[int, str]
     return tuple((by_name[name], name) for _, name in rows[:k])
 
 
-def _days(cutoff: datetime) -> pl.Expr:
-    """Days from an event to the cutoff (>= 0 for kept events), as float."""
-    return (pl.lit(cutoff, dtype=pl.Datetime("us", "UTC")) - pl.col("ts")).dt.total_microseconds() / DAY_US
+def _age_us(cutoff: datetime) -> pl.Expr:
+    """Microseconds from an event to the cutoff (>= 0 for kept events): integers aggregate exactly,
+    so a row does not depend on which other rows share its plan; days are derived after."""
+    return (pl.lit(cutoff, dtype=pl.Datetime("us", "UTC")) - pl.col("ts")).dt.total_microseconds()
+
+
+def _to_days(columns: list[str]) -> list[pl.Expr]:
+    return [(pl.col(c).cast(pl.Float64) / DAY_US).alias(c) for c in columns]
+
+
+#: Aggregated as integer microseconds, then converted to days.
+DURATION_COLUMNS = ["tenure_days", "recency_days", "target_recency_days", "target_tenure_days",
+                    "target_gap_max_days", "target_gap_last_days"]
 
 
 def _window_name(w: int | None) -> str:
@@ -106,12 +118,12 @@ def _window_name(w: int | None) -> str:
 
 def _features_at(events: pl.LazyFrame, cutoff: datetime, spec: FeatureSpec) -> pl.LazyFrame:
     windows: list[int | None] = [*spec.all_windows, None]
-    e = events.filter(pl.col("ts") <= cutoff).with_columns(_days(cutoff).alias("_d"))
+    e = events.filter(pl.col("ts") <= cutoff).with_columns(_age_us(cutoff).alias("_d"))
     d = pl.col("_d")
     target = pl.col("counting")
 
     def in_window(w: int | None) -> pl.Expr:
-        return d.is_not_null() if w is None else d < w
+        return d.is_not_null() if w is None else d < w * DAY_US
 
     aggs: list[pl.Expr] = [
         d.max().alias("tenure_days"),
@@ -124,7 +136,7 @@ def _features_at(events: pl.LazyFrame, cutoff: datetime, spec: FeatureSpec) -> p
     aggs.append(d.filter(target).max().alias("target_tenure_days"))
     for code, col in spec.column_names().items():
         is_ev = pl.col("ev") == code
-        for w in windows:
+        for w in EVENT_WINDOWS:
             aggs.append((is_ev & in_window(w)).sum().cast(pl.Int64).alias(f"{col}_count_{_window_name(w)}"))
         aggs.append(d.filter(is_ev).min().alias(f"{col}_recency_days"))
     if spec.with_rfm:
@@ -137,7 +149,7 @@ def _features_at(events: pl.LazyFrame, cutoff: datetime, spec: FeatureSpec) -> p
     gaps = (
         e.filter(target)
         .sort("pid", "ts")
-        .with_columns((pl.col("ts").diff().over("pid").dt.total_microseconds() / DAY_US).alias("_gap"))
+        .with_columns(pl.col("ts").diff().over("pid").dt.total_microseconds().alias("_gap"))
         .group_by("pid")
         .agg(pl.col("_gap").max().alias("target_gap_max_days"), pl.col("_gap").last().alias("target_gap_last_days"))
     )
@@ -145,6 +157,7 @@ def _features_at(events: pl.LazyFrame, cutoff: datetime, spec: FeatureSpec) -> p
         e.group_by("pid")
         .agg(aggs)
         .join(gaps, on="pid", how="left")
+        .with_columns(_to_days(DURATION_COLUMNS + [f"{c}_recency_days" for c in spec.column_names().values()]))
         .with_columns(
             pl.when(pl.col("events_count_all") > 1)
             .then((pl.col("tenure_days") - pl.col("recency_days")) / (pl.col("events_count_all") - 1))
