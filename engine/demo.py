@@ -6,8 +6,7 @@ clock, so the demo prints the same numbers on every machine and every day.
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from engine.config import parse_config
+from engine.config import load_config
+from engine.errors import ProfilesError
 from engine.progress import Progress
 from engine.project import Project, parse_as_of
 from engine.resources import SAMPLE_EVENTS, STARTER_CONFIG, bundled_file
@@ -31,6 +31,7 @@ class DemoSummary:
     """What the demo did and a glimpse of the result."""
 
     store: Path
+    config: Path
     reports: Path
     as_of: datetime
     ingest: Any
@@ -47,9 +48,10 @@ class DemoSummary:
             glimpse.add_column(col, overflow="fold")
         for row in self.profiles.iter_rows():
             glimpse.add_row(*(_cell(v) for v in row))
-        store = f"--store {self.store}"
+        store = f"--config {self.config}"
         lines = [
             f"Store: {self.store}",
+            f"Project file: {self.config} (the bundled starter, pointing at this store)",
             f"Model reports: {self.reports}",
             "Try next:",
         ]
@@ -82,14 +84,16 @@ def _cell(value: Any) -> str:
 
 
 def run_demo(store: Path, *, as_of: str | datetime | None = None, progress: Progress | None = None) -> DemoSummary:
-    """Replace ``store`` with a fresh one holding the bundled sample, fully processed."""
+    """Replace ``store`` with a fresh one holding the bundled sample, fully processed.
+
+    Beside the store it writes ``<store name>.toml``, the bundled starter project pointing at the
+    store, so that every other command works on the demo with ``--config``.
+    """
     store = Path(store).resolve()
     for stale in (store, store.with_name(store.name + ".wal")):
         stale.unlink(missing_ok=True)
-    reports = store.parent / f"{store.stem}-reports"
-    starter = bundled_file(STARTER_CONFIG)
-    config = parse_config(tomllib.loads(starter.read_text(encoding="utf-8")), path=starter, root=store.parent)
-    config = dataclasses.replace(config, store=store, reports=reports)
+    config_path = write_demo_config(store)
+    config = load_config(config_path)
     with Project(config, progress=progress) as project:
         ingested = project.ingest(bundled_file(SAMPLE_EVENTS))
         when = parse_as_of(as_of) if as_of is not None else _after_latest_event(project)
@@ -97,11 +101,12 @@ def run_demo(store: Path, *, as_of: str | datetime | None = None, progress: Prog
         computed = project.compute(as_of=when)
         predicted = project.predict(as_of=when) if config.predictions else None
         glimpse = _glimpse(project)
-    ident = glimpse["identifier"][0] if glimpse.height and "identifier" in glimpse.columns else None
-    numeric = [t.name for t in config.traits if t.type == "event_counter"]
+    ident = glimpse["identifier"][0] if glimpse.height else None
+    counters = [t.name for t in config.traits if t.type == "event_counter"]
     return DemoSummary(
         store=store,
-        reports=reports,
+        config=config_path,
+        reports=config.reports,
         as_of=when,
         ingest=ingested,
         identity=identity,
@@ -109,8 +114,24 @@ def run_demo(store: Path, *, as_of: str | datetime | None = None, progress: Prog
         predict=predicted,
         profiles=glimpse,
         example_ident=ident,
-        example_trait=numeric[0] if numeric else (config.traits[0].name if config.traits else None),
+        example_trait=counters[0] if counters else (config.traits[0].name if config.traits else None),
     )
+
+
+def write_demo_config(store: Path) -> Path:
+    """Write the starter project file beside ``store``, with its store and reports pointing there."""
+    text = bundled_file(STARTER_CONFIG).read_text(encoding="utf-8")
+    text, found = re.subn(
+        r'(?m)^store\s*=\s*"[^"]*".*$',
+        f'store = "{store.name}"  # written by profiles demo\nreports = "{store.stem}-reports"',
+        text,
+        count=1,
+    )
+    if not found:
+        raise ProfilesError("the bundled starter profiles.toml has no [project] store line")
+    path = store.with_suffix(".toml")
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _after_latest_event(project: Project) -> datetime:
@@ -136,9 +157,8 @@ def _glimpse(project: Project) -> pl.DataFrame:
         ORDER BY events DESC, ep.profile_id
         LIMIT ?
         """, params=[SHOWN_PROFILES]).pl()
-    keep = ["profile_id"] + [t.name for t in config.traits[:4]]
-    for p in config.predictions[:2]:
-        keep += [p.name, p.name + "_percentile"]
+    keep = ["profile_id"] + [t.name for t in config.traits[:3]]
+    keep += [p.name for p in config.predictions]
     keep = [c for c in keep if c in frame.columns]
     return active.join(frame.select(keep), on="profile_id", how="left").select(
         "profile_id", "identifier", "events", *[c for c in keep if c != "profile_id"]
