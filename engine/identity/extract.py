@@ -1,7 +1,8 @@
 """Identifiers of events, as one vectorised DuckDB query over ``events`` (pure: builds SQL text).
 
 Each JSON document of an event (``traits``, ``context``, ``properties``, and ``raw`` only when a
-source needs it) is parsed once with a list of JSON paths into a materialised row; every place an
+source needs it) is parsed once with a list of JSON paths into a materialised row of JSON texts
+(strings are unquoted without a second parse unless they hold an escape); every place an
 identifier may be read becomes one cheap projection of it (``UNION ALL``), then values are
 normalised and classified as blocked or not, all in SQL. :func:`normalise` is the same normalisation in Python, for look-ups of an
 identifier a user typed (``profiles show email:Ana@Example.com``) and for tests.
@@ -39,16 +40,17 @@ def _json_path(keys: list[str]) -> str:
     return "$" + "".join(f'."{k}"' for k in keys)
 
 
-def _jstr(expr: str) -> str:
-    """A JSON value as identifier text: strings as themselves, numbers as JSON text, else NULL.
+def _jtext(text: str) -> str:
+    """JSON text -> identifier text: strings unquoted, numbers as their JSON text, else NULL.
 
-    Decided on the first character of the JSON text, so the value is parsed at most once.
+    Works on the JSON *text* (decided on its first character), so a value is parsed again only
+    when it is a string holding an escape.
     """
     return (
-        f"(CASE left(CAST({expr} AS VARCHAR), 1) WHEN '\"' THEN {expr} ->> '$' "
-        f"WHEN '-' THEN CAST({expr} AS VARCHAR) "
-        f"ELSE CASE WHEN left(CAST({expr} AS VARCHAR), 1) BETWEEN '0' AND '9' "
-        f"THEN CAST({expr} AS VARCHAR) END END)"
+        f"(CASE left({text}, 1) WHEN '\"' THEN (CASE WHEN contains({text}, '\\') "
+        f"THEN CAST({text} AS JSON) ->> '$' ELSE substr({text}, 2, length({text}) - 2) END) "
+        f"WHEN '-' THEN {text} "
+        f"ELSE CASE WHEN left({text}, 1) BETWEEN '0' AND '9' THEN {text} END END)"
     )
 
 
@@ -60,11 +62,11 @@ class _Paths:
     paths: list[str] = field(default_factory=list)
 
     def ref(self, path: str) -> str:
-        """The value at ``path`` as identifier text (see :func:`_jstr`)."""
-        return f"{self.alias}_s[{self._index(path)}]"
+        """The value at ``path`` as identifier text (see :func:`_jtext`)."""
+        return _jtext(self.json(path))
 
     def json(self, path: str) -> str:
-        """The JSON value at ``path``."""
+        """The JSON text of the value at ``path``."""
         return f"{self.alias}[{self._index(path)}]"
 
     def _index(self, path: str) -> int:
@@ -104,7 +106,7 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events") -> str:
         add(key, traits.ref(_json_path([key])))
         add(key, context.ref(_json_path(["traits", key])))
     device_type = f"lower(trim({context.ref('$.device.type')}, {sql_literal(WHITESPACE)}))"
-    tracking = f"(CAST({context.json('$.device.adTrackingEnabled')} AS VARCHAR) = 'true')"
+    tracking = f"({context.json('$.device.adTrackingEnabled')} = 'true')"
     for dev in _DEVICE_TYPES:
         cond = f"{device_type} = {sql_literal(dev)}"
         add(f"{dev}.id", f"CASE WHEN {cond} THEN {context.ref('$.device.id')} END")
@@ -128,15 +130,13 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events") -> str:
 
     def doc(col: str, paths: _Paths, guard: str | None = None) -> str:
         if not paths.paths:
-            return f"NULL::JSON[] AS {paths.alias}"
+            return f"NULL::VARCHAR[] AS {paths.alias}"
         lst = "[" + ", ".join(sql_literal(p) for p in paths.paths) + "]"
-        expr = f"json_extract({col}, {lst})"
+        expr = f"CAST(json_extract({col}, {lst}) AS VARCHAR[])"
         if guard:
             expr = f"CASE WHEN {guard} THEN {expr} END"
         return f"{expr} AS {paths.alias}"
 
-    def text(paths: _Paths) -> str:
-        return f"list_transform({paths.alias}, lambda x: {_jstr('x')}) AS {paths.alias}_s"
 
     docs = ",\n            ".join(
         [
@@ -149,26 +149,23 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events") -> str:
                 if raw.paths == [ga_path] else None),
         ]
     )
-    texts = ", ".join(text(p) for p in (traits, context, props, raw))
     # one plain projection per place (UNION ALL), cheaper than unnesting a list of structs
     places = "\n        UNION ALL ".join(items) if items else "SELECT NULL AS message_id, NULL AS type, NULL AS v"
     types_list = ", ".join(sql_literal(t) for t in rules.types)
     return f"""
-    WITH docs AS MATERIALIZED (
+    WITH ev AS MATERIALIZED (
         SELECT message_id, user_id, anonymous_id,
             {docs}
         FROM {source}
     ),
-    ev AS MATERIALIZED (
-        SELECT message_id, user_id, anonymous_id, cx, {texts} FROM docs
-    ),
     cand AS (
         SELECT * FROM ({places}) WHERE v IS NOT NULL
         UNION ALL
-        SELECT message_id, lower({trim_sql("(x ->> 'type')")}) AS type, {_jstr("x -> 'id'")} AS v
+        SELECT message_id, lower({trim_sql("(x ->> 'type')")}) AS type,
+               {_jtext("CAST(x -> 'id' AS VARCHAR)")} AS v
         FROM (
-            SELECT message_id, unnest(CAST({external} AS JSON[])) AS x
-            FROM ev WHERE json_type({external}) = 'ARRAY'
+            SELECT message_id, unnest(CAST(CAST({external} AS JSON) AS JSON[])) AS x
+            FROM ev WHERE left({external}, 1) = '['
         )
         WHERE x ->> 'collection' = 'users' AND coalesce(x ->> 'encoding', 'none') = 'none'
     ),

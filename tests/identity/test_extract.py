@@ -179,3 +179,14 @@ def test_python_normalise_matches_the_documented_rules():
     assert normalise("user_id", True) is None
     assert normalise("user_id", "   ") is None
     assert normalise("anonymous_id", " Ab ") == "Ab"
+
+
+def test_escaped_and_unicode_strings_are_read_exactly():
+    e = ev("m", type="identify", user_id="u", traits={"email": 'a"b\\c@x.io', "phone": "☎ 12"},
+           context={"traits": {"email": "Élan@x.io"}})
+    assert extracted(e) == ok(("user_id", "u"), ("email", 'a"b\\c@x.io'), ("email", "élan@x.io"), ("phone", "☎12"))
+
+
+def test_numbers_keep_their_json_text():
+    e = ev("m", type="identify", user_id="u", traits={"email": -7, "phone": 5551234})
+    assert extracted(e) == ok(("user_id", "u"), ("email", "-7"), ("phone", "5551234"))
