@@ -69,7 +69,7 @@ TABLES: dict[str, str] = {
             duplicates BIGINT,
             conflicts BIGINT,
             quarantined BIGINT,
-            status VARCHAR NOT NULL,            -- ok | partial (file-level problem, readable part kept)
+            status VARCHAR NOT NULL,            -- ingested | partial | unreadable | empty (docs/ingest.md)
             message VARCHAR,
             started_at TIMESTAMPTZ NOT NULL,
             finished_at TIMESTAMPTZ

@@ -1,0 +1,165 @@
+"""Dedupe, conflicts, re-ingest, per-file atomicity, the report and the quarantine listing."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from rich.console import Console
+
+import ingest.load as load
+from engine.progress import Progress
+from tests.ingest.conftest import CASES, ingest, rows, write_lines
+
+MSG = {"type": "track", "event": "E", "userId": "u1", "timestamp": "2024-03-01T10:00:00Z"}
+
+
+def _events(store) -> list[tuple]:
+    return rows(store, "SELECT message_id, event, ingest_id, source_line FROM events ORDER BY message_id")
+
+
+def test_duplicates_inside_a_file_first_occurrence_wins_and_conflicts_are_recorded(store, tmp_path):
+    path = write_lines(
+        tmp_path / "a.ndjson",
+        [dict(MSG, messageId="m1"), dict(MSG, messageId="m1"), dict(MSG, messageId="m1", event="Other"),
+         dict(MSG, messageId="m2")],
+    )
+    report = ingest(store, path)
+    (file,) = report.files
+    assert (file.records, file.ingested, file.duplicates, file.conflicts) == (4, 2, 2, 1)
+    assert _events(store) == [("m1", "E", 1, 1), ("m2", "E", 1, 4)]
+    assert rows(store, "SELECT message_id, ingest_id, line FROM duplicate_conflicts") == [("m1", 1, 3)]
+
+
+def test_duplicates_across_files_and_chunks(store, tmp_path):
+    first = write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(10)])
+    second = write_lines(
+        tmp_path / "b.ndjson",
+        [dict(MSG, messageId=f"m{i}") for i in range(5, 15)] + [dict(MSG, messageId="m12", event="Changed")],
+    )
+    report = ingest(store, first, second, chunk_records=3)
+    assert [(f.ingested, f.duplicates, f.conflicts) for f in report.files] == [(10, 0, 0), (5, 6, 1)]
+    assert rows(store, "SELECT count(*), count(DISTINCT message_id) FROM events") == [(15, 15)]
+    assert rows(store, "SELECT event FROM events WHERE message_id = 'm12'") == [("E",)]
+
+
+def test_same_payload_with_other_key_order_or_spacing_is_not_a_conflict(store, tmp_path):
+    a = write_lines(tmp_path / "a.ndjson", ['{"type":"track","event":"E","userId":"u1","messageId":"m"}'])
+    b = write_lines(tmp_path / "b.ndjson", ['{ "messageId": "m", "userId": "u1", "event": "E", "type": "track" }'])
+    report = ingest(store, a, b)
+    assert (report.duplicates, report.conflicts) == (1, 0)
+
+
+def test_reingesting_the_same_file_changes_nothing(store):
+    first = ingest(store, CASES / "quarantine.ndjson", CASES / "valid.ndjson")
+    before = [rows(store, f"SELECT * FROM {t} ORDER BY ALL") for t in ("events", "quarantine", "ingest_log")]
+    again = ingest(store, CASES / "quarantine.ndjson", CASES / "valid.ndjson")
+    assert [f.status for f in again.files] == ["already ingested", "already ingested"]
+    assert again.ingested == again.quarantined == 0
+    assert "same content as" in again.files[0].message
+    after = [rows(store, f"SELECT * FROM {t} ORDER BY ALL") for t in ("events", "quarantine", "ingest_log")]
+    assert after == before and first.quarantined == 23
+
+
+def test_same_content_under_another_name_is_already_ingested(store, tmp_path):
+    copy = tmp_path / "copy.ndjson"
+    copy.write_bytes((CASES / "valid.ndjson").read_bytes())
+    report = ingest(store, CASES / "valid.ndjson", copy)
+    assert report.files[1].status == "already ingested"
+
+
+def test_derived_message_ids_dedupe_on_reingest_of_changed_file(store, tmp_path):
+    msgs = [dict(MSG, event=f"E{i}") for i in range(5)]  # no messageId
+    a = write_lines(tmp_path / "a.ndjson", msgs)
+    b = write_lines(tmp_path / "b.ndjson", [*reversed(msgs), dict(MSG, event="New")])  # other bytes, same messages
+    report = ingest(store, a, b)
+    assert [(f.ingested, f.duplicates, f.conflicts) for f in report.files] == [(5, 0, 0), (1, 5, 0)]
+    assert rows(store, "SELECT count(*) FROM events WHERE message_id LIKE 'derived-%'") == [(6,)]
+
+
+def test_a_failure_mid_file_rolls_the_whole_file_back(store, tmp_path, monkeypatch):
+    good = write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId="a")])
+    bad = write_lines(tmp_path / "b.ndjson", [dict(MSG, messageId=f"b{i}") for i in range(40)] + ["{broken"])
+    calls = {"n": 0}
+    real = load._process_chunk
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # a.ndjson's one chunk, b.ndjson's first chunk, then boom
+            raise RuntimeError("disk on fire")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(load, "_process_chunk", failing)
+    with pytest.raises(RuntimeError):
+        ingest(store, good, bad, chunk_records=4)
+    assert _events(store) == [("a", "E", 1, 1)]
+    assert rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
+    assert rows(store, "SELECT path FROM ingest_log") == [(str(good),)]
+    monkeypatch.setattr(load, "_process_chunk", real)
+    report = ingest(store, good, bad, chunk_records=4)
+    assert [f.status for f in report.files] == ["already ingested", "ingested"]
+    assert rows(store, "SELECT count(*) FROM events") == [(41,)]
+
+
+def test_ingest_log_row(store):
+    ingest(store, CASES / "valid.ndjson.gz")
+    (row,) = rows(
+        store,
+        "SELECT ingest_id, format, size_bytes, records, ingested, duplicates, conflicts, quarantined, status, "
+        "length(content_hash), started_at <= finished_at FROM ingest_log",
+    )
+    size = (CASES / "valid.ndjson.gz").stat().st_size
+    assert row == (1, "ndjson.gz", size, 10, 10, 0, 0, 0, "ingested", 64, True)
+
+
+def test_derived_columns_are_filled_for_new_rows(store, tmp_path):
+    from engine.store import DerivedColumn
+
+    store.ensure_derived_columns([DerivedColumn(name="num:total", sql_type="DOUBLE", expression="TRY_CAST(properties->>'total' AS DOUBLE)")])
+    ingest(store, write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId="m", properties={"total": 12.5})]))
+    assert rows(store, 'SELECT "num:total" FROM events') == [(12.5,)]
+
+
+def test_report_totals_and_rich_summary(store):
+    report = ingest(store, CASES / "valid.ndjson", CASES / "quarantine.ndjson", CASES / "truncated.ndjson.gz")
+    assert report.records == sum(f.records for f in report.files)
+    assert (report.ingested, report.quarantined) == (11 + report.files[2].ingested, 24)
+    assert [f.path.rsplit("/", 1)[1] for f in report.unreadable] == ["truncated.ndjson.gz"]
+    console = Console(width=160, record=True)
+    console.print(report)
+    text = console.export_text()
+    for needle in ("valid.ndjson", "quarantine.ndjson", "partial", "total", "gzip stream ends early", "profiles quarantine"):
+        assert needle in text
+
+
+def test_progress_is_advanced_by_file_bytes(store):
+    advanced: list[float] = []
+
+    class Recording(Progress):
+        def step(self, description, total=None):
+            from contextlib import contextmanager
+
+            @contextmanager
+            def cm():
+                class S:
+                    def advance(self, n=1):
+                        advanced.append(n)
+
+                yield S()
+                advanced.append(("total", description, total))
+
+            return cm()
+
+    load.ingest_paths(store, [CASES / "valid.ndjson.gz"], progress=Recording(), now=None)
+    size = (CASES / "valid.ndjson.gz").stat().st_size
+    assert advanced[-1] == ("total", "Ingesting valid.ndjson.gz", size)
+    assert sum(n for n in advanced[:-1]) == size
+
+
+def test_quarantine_frame(store):
+    ingest(store, CASES / "array.json", CASES / "quarantine.ndjson")
+    frame = load.quarantine_frame(store)
+    assert frame.columns == ["file", "line", "reason", "raw"]
+    assert frame.height == 25
+    assert frame.row(0) == (str(CASES / "array.json"), 3, "message is a number, not a JSON object", "42")
+    limited = load.quarantine_frame(store, limit=3)
+    assert limited.height == 3 and isinstance(limited, pl.DataFrame)
