@@ -393,13 +393,19 @@ def _simulate(n_events: int, *, seed: int, start_ms: int, days: int, malformed: 
     weight = bh["rate"] * np.maximum(people.alive_end - people.birth, 1) / MS_PER_DAY
     cum_weight = np.cumsum(weight)
     expected_share = float((bh["mix_cum"][:, 1] - bh["mix_cum"][:, 0]) @ weight / cum_weight[-1])
-    n_units = int(n_core / (1.0 + COMPLETION_RATE * expected_share) * 1.03) + 16
+    # The mix overstates engagements (early visits are forced to anonymous page views), so draw
+    # 10% more units than needed: a retry would cost a whole second simulation.
+    n_units = int(n_core / (1.0 + COMPLETION_RATE * expected_share) * 1.10) + 16
+    time_bits = int(end_ms - start_ms).bit_length()
     while True:
         person = np.searchsorted(cum_weight, rng.random(n_units) * cum_weight[-1], side="right")
         person = np.minimum(person, n_people - 1).astype(np.int32)
         life = people.alive_end[person] - people.birth[person]
         ts = people.birth[person] + (rng.random(n_units) * life).astype(np.int64)
-        order = np.lexsort((ts, person))
+        if time_bits + int(n_people).bit_length() < 63:  # one int64 sort key: ~3x faster than lexsort
+            order = np.argsort((person.astype(np.int64) << time_bits) | (ts - start_ms), kind="stable")
+        else:
+            order = np.lexsort((ts, person))
         person, ts = person[order], ts[order]
         group_start = np.searchsorted(person, np.arange(n_people), side="left")
         rank = np.arange(n_units) - group_start[person]
