@@ -29,7 +29,7 @@ from predictions.definitions import Prediction
 from predictions.features import FeatureSpec, build_features, choose_vocabulary
 from predictions.labels import attach_labels, build_labels
 from predictions.pipeline import Outcome, run_prediction, training_cutoffs
-from predictions.report import write_report, write_skipped
+from predictions.report import clean_json, write_report, write_skipped
 from predictions.tasks import TASKS
 
 #: Training uses at most this many profiles (a deterministic hash sample); scoring uses all.
@@ -190,7 +190,8 @@ def _write_run(store: Store, pred: Prediction, summary: PredictionSummary, *, as
         con.execute(
             "INSERT INTO prediction_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [pred.name, as_of, summary.status, summary.model, summary.reason,
-             definition_hash(_semantic(pred)), None if metrics is None else json.dumps(metrics, default=str),
+             definition_hash(_semantic(pred)),
+             None if metrics is None else json.dumps(clean_json(metrics), default=str),
              summary.report_html, summary.report_json],
         )
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from predictions.definitions import Prediction
 from predictions.models import RecencyBaseline, gbt_classifier
 from predictions.pipeline import Candidate
@@ -52,7 +50,3 @@ def recency_baseline() -> Candidate:
         build=lambda pred, y: RecencyBaseline(),
         score=lambda m, X: m.predict_proba(X)[:, 1],
     )
-
-
-def as_binary(values: np.ndarray) -> np.ndarray:
-    return (np.asarray(values) > 0).astype(int)

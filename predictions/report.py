@@ -25,14 +25,14 @@ from predictions.evaluate import AUC_GRADES, SPEARMAN_GRADES  # noqa: E402
 from predictions.pipeline import Outcome  # noqa: E402
 
 
-def _clean(value: Any) -> Any:
+def clean_json(value: Any) -> Any:
     """JSON-safe: NaN/inf become null (strict JSON has no NaN)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: clean_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [clean_json(v) for v in value]
     return value
 
 
@@ -40,7 +40,7 @@ def report_data(outcome: Outcome) -> dict[str, Any]:
     """Everything the report shows, as plain data (the JSON file)."""
     p = outcome.prediction
     thresholds = AUC_GRADES if outcome.metric_name == "auc" else SPEARMAN_GRADES
-    return _clean({
+    return clean_json({
         "prediction": p.name,
         "type": p.type,
         "event": p.event,
