@@ -1,7 +1,7 @@
 """Identifiers of events, as one vectorised DuckDB query over ``events`` (pure: builds SQL text).
 
 Each JSON document of an event (``traits``, ``context``, ``properties``, and ``raw`` only when a
-source needs it) is parsed once with a list of JSON paths into a materialised row of JSON texts
+custom source needs it) is parsed once with a list of JSON paths into a materialised row of JSON texts
 (strings are unquoted without a second parse unless they hold an escape); every place an
 identifier may be read becomes one cheap projection of it (``UNION ALL``), then values are
 normalised and classified as blocked or not, all in SQL. :func:`normalise` is the same normalisation in Python, for look-ups of an
@@ -56,27 +56,47 @@ def _jtext(text: str) -> str:
 
 @dataclass(slots=True)
 class _Paths:
-    """JSON paths parsed from one document column, in order; ``ref`` gives the list element."""
+    """JSON paths read from one document column.
+
+    The column is parsed once into a list of JSON texts (``{alias}``); each path used becomes one
+    scalar column of the second materialised row: ``{alias}_{i}`` (identifier text) for
+    :meth:`ref`, ``{alias}_{i}_j`` (JSON text) for :meth:`json`.
+    """
 
     alias: str
     paths: list[str] = field(default_factory=list)
+    text_used: set[int] = field(default_factory=set)
+    json_used: set[int] = field(default_factory=set)
 
     def ref(self, path: str) -> str:
-        """The value at ``path`` as identifier text (see :func:`_jtext`)."""
-        return _jtext(self.json(path))
+        """Column holding the value at ``path`` as identifier text (see :func:`_jtext`)."""
+        i = self.index(path)
+        self.text_used.add(i)
+        return f"{self.alias}_{i}"
 
     def json(self, path: str) -> str:
-        """The JSON text of the value at ``path``."""
-        return f"{self.alias}[{self._index(path)}]"
+        """Column holding the JSON text of the value at ``path``."""
+        i = self.index(path)
+        self.json_used.add(i)
+        return f"{self.alias}_{i}_j"
 
-    def _index(self, path: str) -> int:
+    def element(self, path: str) -> str:
+        """The JSON text at ``path`` as an element of the parsed list (first row only)."""
+        return f"{self.alias}[{self.index(path)}]"
+
+    def index(self, path: str) -> int:
         if path not in self.paths:
             self.paths.append(path)
         return self.paths.index(path) + 1
 
+    def columns(self) -> list[str]:
+        return [f"{_jtext(f'{self.alias}[{i}]')} AS {self.alias}_{i}" for i in sorted(self.text_used)] + [
+            f"{self.alias}[{i}] AS {self.alias}_{i}_j" for i in sorted(self.json_used)
+        ]
 
-def identifiers_sql(rules: IdentityRules, *, source: str = "events") -> str:
-    """SQL giving one row per identifier occurrence: ``message_id, type, value, blocked``.
+
+def identifiers_sql(rules: IdentityRules, *, source: str = "events", key: str = "message_id") -> str:
+    """SQL giving one row per identifier occurrence: ``eid, type, value, blocked``.
 
     Values are normalised (trimmed, email lower-cased, phone stripped) and empty values dropped;
     rows are not de-duplicated (an email in ``traits`` and ``context.traits`` gives two rows) so
@@ -88,6 +108,9 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events") -> str:
         The identity rules (types, extra sources, blocked values and patterns).
     source
         The table or subquery of events to read (columns as in ``events``).
+    key
+        The column of ``source`` that becomes ``eid``, naming the event (``rowid`` keeps the
+        caller's joins on integers).
     """
     wanted = set(rules.types)
     traits = _Paths("tx")
@@ -96,28 +119,41 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events") -> str:
     raw = _Paths("rx")
     items: list[str] = []
 
-    def add(type_: str, value_sql: str) -> None:
+    def add(type_: str, value_sql: str, where: str | None = None) -> None:
         if type_ in wanted:
-            items.append(f"SELECT message_id, {sql_literal(type_)} AS type, {value_sql} AS v FROM ev")
+            cond = f"{value_sql} IS NOT NULL" + (f" AND {where}" if where else "")
+            items.append(
+                f"SELECT eid, {sql_literal(type_)} AS type, {value_sql} AS v FROM ev WHERE {cond}"
+            )
 
-    add("user_id", "user_id")
-    add("anonymous_id", "anonymous_id")
-    for key in ("email", "phone"):
-        add(key, traits.ref(_json_path([key])))
-        add(key, context.ref(_json_path(["traits", key])))
-    device_type = f"lower(trim({context.ref('$.device.type')}, {sql_literal(WHITESPACE)}))"
-    tracking = f"({context.json('$.device.adTrackingEnabled')} = 'true')"
-    for dev in _DEVICE_TYPES:
-        cond = f"{device_type} = {sql_literal(dev)}"
-        add(f"{dev}.id", f"CASE WHEN {cond} THEN {context.ref('$.device.id')} END")
-        add(
-            f"{dev}.idfa",
-            f"CASE WHEN {cond} AND {tracking} THEN {context.ref('$.device.advertisingId')} END",
+    # the two identifier columns are read straight from the events (no JSON involved)
+    if "user_id" in wanted:
+        items.append(f"SELECT {key} AS eid, 'user_id' AS type, user_id AS v FROM {source} WHERE user_id IS NOT NULL")
+    if "anonymous_id" in wanted:
+        items.append(
+            f"SELECT {key} AS eid, 'anonymous_id' AS type, anonymous_id AS v FROM {source} "
+            "WHERE anonymous_id IS NOT NULL"
         )
-        add(f"{dev}.push_token", f"CASE WHEN {cond} THEN {context.ref('$.device.token')} END")
+    for field_ in ("email", "phone"):
+        add(field_, traits.ref(_json_path([field_])))
+        add(field_, context.ref(_json_path(["traits", field_])))
+    extras: list[str] = []
+    if any(t in wanted for d in _DEVICE_TYPES for t in (f"{d}.id", f"{d}.idfa", f"{d}.push_token")):
+        # computed once per event, not once per device identifier type
+        dev_text = _jtext(context.element("$.device.type"))
+        extras.append(f"lower({trim_sql(dev_text)}) AS device_type")
+    tracking = f"{context.json('$.device.adTrackingEnabled')} = 'true'"
+    for dev in _DEVICE_TYPES:
+        cond = f"device_type = {sql_literal(dev)}"
+        if f"{dev}.id" in wanted:
+            add(f"{dev}.id", context.ref("$.device.id"), cond)
+        if f"{dev}.idfa" in wanted:
+            add(f"{dev}.idfa", context.ref("$.device.advertisingId"), f"{cond} AND {tracking}")
+        if f"{dev}.push_token" in wanted:
+            add(f"{dev}.push_token", context.ref("$.device.token"), cond)
     ga_path = '$.integrations."Google Analytics".clientId'
     if "ga_client_id" in wanted:
-        add("ga_client_id", f"coalesce({context.ref(ga_path)}, {raw.ref(ga_path)})")
+        add("ga_client_id", context.ref(ga_path))
     for rule in rules.identifiers:
         for src in rule.sources:
             keys = src.split(".")
@@ -144,36 +180,41 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events") -> str:
             doc("traits", traits, "type <> 'group'"),
             doc("context", context),
             doc("properties", props),
-            # the whole message is parsed only when it can hold what is asked for
-            doc("raw", raw, "contains(CAST(raw AS VARCHAR), 'Google Analytics')"
-                if raw.paths == [ga_path] else None),
+            doc("raw", raw),
         ]
     )
     # one plain projection per place (UNION ALL), cheaper than unnesting a list of structs
-    places = "\n        UNION ALL ".join(items) if items else "SELECT NULL AS message_id, NULL AS type, NULL AS v"
+    places = "\n        UNION ALL ".join(items) if items else "SELECT NULL AS eid, NULL AS type, NULL AS v"
     types_list = ", ".join(sql_literal(t) for t in rules.types)
+    columns = ",\n            ".join(
+        ["eid", *extras]
+        + [c for paths in (traits, context, props, raw) for c in paths.columns()]
+    )
     return f"""
     WITH ev AS MATERIALIZED (
-        SELECT message_id, user_id, anonymous_id,
-            {docs}
-        FROM {source}
+        SELECT {columns}
+        FROM (
+            SELECT {key} AS eid,
+                {docs}
+            FROM {source}
+        )
     ),
     cand AS (
-        SELECT * FROM ({places}) WHERE v IS NOT NULL
+        {places}
         UNION ALL
-        SELECT message_id, lower({trim_sql("(x ->> 'type')")}) AS type,
+        SELECT eid, lower({trim_sql("(x ->> 'type')")}) AS type,
                {_jtext("CAST(x -> 'id' AS VARCHAR)")} AS v
         FROM (
-            SELECT message_id, unnest(CAST(CAST({external} AS JSON) AS JSON[])) AS x
+            SELECT eid, unnest(CAST(CAST({external} AS JSON) AS JSON[])) AS x
             FROM ev WHERE left({external}, 1) = '['
         )
         WHERE x ->> 'collection' = 'users' AND coalesce(x ->> 'encoding', 'none') = 'none'
     ),
     norm AS (
-        SELECT message_id, type, {normalise_sql("type", trim_sql("v"))} AS value
+        SELECT eid, type, {normalise_sql("type", trim_sql("v"))} AS value
         FROM cand WHERE type IN ({types_list})
     )
-    SELECT message_id, type, value, {blocked_sql(rules, "value")} AS blocked
+    SELECT eid, type, value, {blocked_sql(rules, "value")} AS blocked
     FROM norm WHERE value <> ''
     """
 

@@ -158,18 +158,18 @@ def find_profile(store: Store, ident: str) -> str:
     """
     con = store.con
     text = ident.strip()
-    if not store.has_table("profiles") or con.execute("SELECT count(*) FROM profiles").fetchone()[0] == 0:
+    if not store.has_table("profiles") or con.execute("SELECT count(*) FROM profiles").fetchall()[0][0] == 0:
         raise NotFoundError(
             f"no profile {text!r}: the store has no profiles yet; run 'profiles resolve' "
             "(after 'profiles ingest PATH')"
         )
     if text.startswith("prf_"):
-        row = con.execute("SELECT profile_id FROM profiles WHERE profile_id = ?", [text]).fetchone()
+        row = store.first_row("SELECT profile_id FROM profiles WHERE profile_id = ?", [text])
         if row:
             return row[0]
-        merged = con.execute(
+        merged = store.first_row(
             "SELECT into_profile_id FROM identity_merges WHERE merged_profile_id = ?", [text]
-        ).fetchone()
+        )
         if merged:
             return find_profile(store, merged[0])
         raise NotFoundError(f"no profile {text!r}: check the id (profiles export lists them)")
@@ -181,9 +181,9 @@ def find_profile(store: Store, ident: str) -> str:
             f"{text!r} is neither a profile id (prf_...) nor type:value of an identifier "
             "(e.g. user_id:42, email:ana@example.com)"
         )
-    row = con.execute(
+    row = store.first_row(
         "SELECT profile_id FROM profile_identifiers WHERE type = ? AND value = ?", [type_, value]
-    ).fetchone()
+    )
     if row:
         return row[0]
     known = [r[0] for r in con.execute("SELECT DISTINCT type FROM profile_identifiers ORDER BY 1").fetchall()]
@@ -192,9 +192,9 @@ def find_profile(store: Store, ident: str) -> str:
             f"no profile has an identifier of type {type_!r} "
             f"(types in this store: {', '.join(known) or 'none'})"
         )
-    blocked = con.execute(
+    blocked = store.first_row(
         "SELECT 1 FROM identity_blocked WHERE type = ? AND value = ?", [type_, value]
-    ).fetchone()
+    )
     hint = (
         "it is a blocked value (identity rules), so it never identifies a profile"
         if blocked
@@ -208,22 +208,23 @@ def _state(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> str:
     """What the identity tables are a function of: the rules and the (append-only) event set."""
     n, last, lo, hi = con.execute(
         "SELECT count(*), max(ingest_id), min(timestamp)::VARCHAR, max(timestamp)::VARCHAR FROM events"
-    ).fetchone()
+    ).fetchall()[0]
     return definition_hash({"rules": rules.semantic(), "events": [n, last, lo, hi], "v": 1})
 
 
 def _extract(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
     types = ", ".join(f"({sql_literal(r.type)}, {i})" for i, r in enumerate(rules.identifiers))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _id_occ AS {identifiers_sql(rules)}")
+    # events are keyed by rowid (an integer) until the output joins bring message_id back
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _id_occ AS {identifiers_sql(rules, key='rowid')}")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _id_rows AS "
-        "SELECT DISTINCT message_id, type, value FROM _id_occ WHERE NOT blocked"
+        "SELECT DISTINCT eid, type, value FROM _id_occ WHERE NOT blocked"
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _ev AS
-        SELECT message_id, timestamp, epoch_us(timestamp) AS ts,
+        SELECT rowid AS eid, message_id, timestamp, epoch_us(timestamp) AS ts,
                row_number() OVER (ORDER BY timestamp, message_id) - 1 AS erank
-        FROM events WHERE message_id IN (SELECT message_id FROM _id_rows)"""
+        FROM events WHERE rowid IN (SELECT eid FROM _id_rows)"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _ids AS
@@ -236,7 +237,7 @@ def _extract(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
 def _graph_input(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> GraphInput:
     rows = con.execute(
         """SELECT e.erank, i.iid FROM _id_rows r
-        JOIN _ev e USING (message_id) JOIN _ids i USING (type, value)
+        JOIN _ev e USING (eid) JOIN _ids i USING (type, value)
         ORDER BY e.erank, i.iid"""
     ).fetchnumpy()
     ts = con.execute("SELECT ts FROM _ev ORDER BY erank").fetchnumpy()["ts"]
@@ -290,7 +291,7 @@ def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult)
                    e.message_id AS created_by, e.timestamp AS created_at
             FROM _g_creators c JOIN _ev e ON e.erank = c.prank"""
         )
-        n, distinct = con.execute("SELECT count(*), count(DISTINCT profile_id) FROM _g_pid").fetchone()
+        n, distinct = con.execute("SELECT count(*), count(DISTINCT profile_id) FROM _g_pid").fetchall()[0]
         if n != distinct:
             raise IdentityError(
                 "two creating events hash to the same profile id (sha256 prefix collision); "
@@ -331,7 +332,7 @@ def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult)
         )
         con.execute(
             """INSERT INTO identity_blocked
-            SELECT type, value, count(DISTINCT message_id) FROM _id_occ WHERE blocked
+            SELECT type, value, count(DISTINCT eid) FROM _id_occ WHERE blocked
             GROUP BY type, value ORDER BY type, value"""
         )
         # identify traits: per profile and key, the latest identify (canonical order) wins;
@@ -358,11 +359,11 @@ def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult)
 def _report(
     con: duckdb.DuckDBPyConnection, started: float, *, up_to_date: bool, result: GraphResult | None
 ) -> IdentityReport:
-    events = con.execute("SELECT count(*) FROM events").fetchone()[0]
-    resolved = con.execute("SELECT count(*) FROM event_profiles").fetchone()[0]
-    profiles = con.execute("SELECT count(*) FROM profiles").fetchone()[0]
-    identifiers = con.execute("SELECT count(*) FROM profile_identifiers").fetchone()[0]
-    merges = con.execute("SELECT count(*) FROM identity_merges").fetchone()[0]
+    events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    resolved = con.execute("SELECT count(*) FROM event_profiles").fetchall()[0][0]
+    profiles = con.execute("SELECT count(*) FROM profiles").fetchall()[0][0]
+    identifiers = con.execute("SELECT count(*) FROM profile_identifiers").fetchall()[0][0]
+    merges = con.execute("SELECT count(*) FROM identity_merges").fetchall()[0][0]
     by_rule = con.execute(
         """SELECT rule_type, dropped_type, count(*) FROM identity_violations
         GROUP BY ALL ORDER BY 3 DESC, 1, 2"""

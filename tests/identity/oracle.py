@@ -76,10 +76,7 @@ def raw_identifiers(ev: dict[str, Any], rules: Any) -> list[tuple[str, Any]]:
         if _get(ctx, "device", "adTrackingEnabled") is True:
             out.append((f"{dtype}.idfa", _get(ctx, "device", "advertisingId")))
         out.append((f"{dtype}.push_token", _get(ctx, "device", "token")))
-    ga = _get(ctx, "integrations", "Google Analytics", "clientId")
-    if _text(ga) is None:
-        ga = _get(ev.get("raw"), "integrations", "Google Analytics", "clientId")
-    out.append(("ga_client_id", ga))
+    out.append(("ga_client_id", _get(ctx, "integrations", "Google Analytics", "clientId")))
     ext = _get(ctx, "externalIds")
     if isinstance(ext, list):
         for x in ext:

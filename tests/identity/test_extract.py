@@ -74,11 +74,14 @@ def test_device_ids_ignored_for_other_device_types():
     assert extracted(ev("m", anonymous_id="a", context=ctx)) == ok(("anonymous_id", "a"))
 
 
-def test_ga_client_id_from_context_integrations_or_the_message_integrations():
+def test_ga_client_id_from_context_integrations_only():
     ctx = {"integrations": {"Google Analytics": {"clientId": "GA.1"}}}
     assert extracted(ev("m", anonymous_id="a", context=ctx)) == ok(("anonymous_id", "a"), ("ga_client_id", "GA.1"))
-    top = ev("n", anonymous_id="a", integrations={"Google Analytics": {"clientId": 123}})
-    assert extracted(top) == ok(("anonymous_id", "a"), ("ga_client_id", "123"))
+    number = {"integrations": {"Google Analytics": {"clientId": 123}}}
+    assert extracted(ev("n", anonymous_id="a", context=number)) == ok(("anonymous_id", "a"), ("ga_client_id", "123"))
+    # the message's top-level integrations are routing options, not read (identity.md's table)
+    top = ev("o", anonymous_id="a", integrations={"Google Analytics": {"clientId": "GA.2"}})
+    assert extracted(top) == ok(("anonymous_id", "a"))
 
 
 def test_external_ids_users_collection_of_listed_types_only():
