@@ -100,7 +100,7 @@ def work_bare(store_path: Path) -> dict[str, Any]:
         started = time.perf_counter()
         _extract(con, parse_identity(None))
         rows = con.execute(
-            "SELECT e.erank, i.iid FROM _id_rows r JOIN _ev e USING (message_id) "
+            "SELECT e.erank, i.iid FROM _id_rows r JOIN _ev e USING (eid) "
             "JOIN _ids i USING (type, value) ORDER BY e.erank"
         ).fetchnumpy()
         ev, ident = rows["erank"].astype(np.int64), rows["iid"].astype(np.int64)
@@ -170,8 +170,10 @@ def _run_worker(name: str, store_path: Path, sample: int) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_identity", "--worker", name,
          "--store", str(store_path), "--oracle-sample", str(sample)],
-        check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark worker {name!r} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
