@@ -23,14 +23,15 @@ from rich.text import Text
 from engine.config import definition_hash
 from engine.errors import DataError
 from engine.progress import Progress
-from engine.store import Store
-from predictions.conditions import _Prop, conditions_sql
+from engine.store import DerivedColumn, Store
 from predictions.definitions import Prediction
 from predictions.features import FeatureSpec, build_features, choose_vocabulary
 from predictions.labels import attach_labels, build_labels
 from predictions.pipeline import Outcome, run_prediction, training_cutoffs
 from predictions.report import clean_json, write_report, write_skipped
 from predictions.tasks import TASKS
+from traits.plan import ref
+from traits.values import VALUE_TYPES
 
 #: Training uses at most this many profiles (a deterministic hash sample); scoring uses all.
 MAX_TRAIN_PROFILES = 150_000
@@ -94,6 +95,26 @@ def _profiles_sql(store: Store) -> str | None:
     return " UNION ".join(sources) if sources else None
 
 
+def _derived_columns(predictions: tuple[Prediction, ...]) -> list[DerivedColumn]:
+    """The typed property columns the predictions read (conditions and LTV amounts), once each."""
+    out: dict[str, DerivedColumn] = {}
+    for p in predictions:
+        wanted = [c for cond in p.conditions for c in cond.derived_columns()]
+        if p.property:
+            wanted.append(VALUE_TYPES["number"].column(p.property))
+        for col in wanted:
+            out.setdefault(col.name, col)
+    return list(out.values())
+
+
+def _condition_sql(p: Prediction, as_of: datetime) -> str:
+    """The prediction's conditions over the event row ``e`` (``true`` when there are none)."""
+    if not p.conditions:
+        return "true"
+    joiner = " AND " if p.match == "all" else " OR "
+    return "(" + joiner.join(c.sql(lambda kind, path: "e." + ref(kind, path), as_of) for c in p.conditions) + ")"
+
+
 def load_events(store: Store, predictions: tuple[Prediction, ...], *, as_of: datetime) -> tuple[pl.DataFrame, dict[int, str]]:
     """One DuckDB query: every resolved event up to ``as_of`` with each prediction's flag and amount."""
     con = store.con
@@ -108,13 +129,13 @@ def load_events(store: Store, predictions: tuple[Prediction, ...], *, as_of: dat
         "FROM (SELECT DISTINCT event FROM events WHERE event IS NOT NULL)"
     )
     names = dict((int(c), str(e)) for e, c in con.execute("SELECT event, code FROM _pred_names").fetchall())
+    store.ensure_derived_columns(_derived_columns(predictions))
     cols = []
     params: list[Any] = []
     for i, p in enumerate(predictions):
-        cond = conditions_sql(p.conditions, match=p.match, as_of=as_of, column="e.properties")
-        cols.append(f"coalesce(e.event = ? AND {cond}, false) AS c{i}")
+        cols.append(f"coalesce(e.event = ? AND {_condition_sql(p, as_of)}, false) AS c{i}")
         params.append(p.event)
-        amount = _Prop(p.property, "e.properties").number if p.property else "NULL::DOUBLE"
+        amount = f"e.{ref('number', p.property)}" if p.property else "NULL::DOUBLE"
         cols.append(f"{amount} AS a{i}")
     query = (
         "SELECT p.pid, e.timestamp AS ts, n.code AS ev" + "".join(", " + c for c in cols) +

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from engine.errors import ConfigError
-from predictions.conditions import Condition, parse_conditions
+from traits.conditions import Condition, parse_condition
 
 MIN_HORIZON_DAYS = 7
 MAX_HORIZON_DAYS = 365
@@ -95,6 +95,16 @@ PREDICTION_TYPES: dict[str, type[Prediction]] = {
 }
 
 
+def _conditions(raw: Any, *, path: str | Path | None, section: str) -> tuple[Condition, ...]:
+    """The shared condition objects of the traits engine (``traits.md`` § Conditions)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("must be an array of { property, operator, value } tables", path=path,
+                          section=section, key="conditions")
+    return tuple(parse_condition(c, path=path, section=section, index=i) for i, c in enumerate(raw))
+
+
 def parse_prediction(table: Any, *, path: str | Path | None, index: int) -> Prediction:
     """One ``[[predictions]]`` table; ``ConfigError`` naming file, prediction and key."""
     if not isinstance(table, dict):
@@ -135,7 +145,7 @@ def parse_prediction(table: Any, *, path: str | Path | None, index: int) -> Pred
         name=name,
         event=event,
         horizon_days=horizon,
-        conditions=parse_conditions(table.get("conditions"), path=path, section=section),
+        conditions=_conditions(table.get("conditions"), path=path, section=section),
         match=match,
         description=description,
     )

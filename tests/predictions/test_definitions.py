@@ -34,7 +34,7 @@ def test_spec_example_parses_into_one_class_per_type():
         ({"conditions": [{"property": "x", "operator": "looks_like", "value": 1}]}, "conditions[0].operator",
          "unknown operator"),
         ({"conditions": [{"property": "x", "operator": "between", "value": [3, 1]}]}, "conditions[0].value",
-         "low <= high"),
+         "must not be greater than high"),
     ],
 )
 def test_config_errors_name_file_prediction_and_key(change, key, words):
