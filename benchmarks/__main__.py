@@ -40,7 +40,7 @@ RESULTS = HERE / "results"
 SIZES = {"1m": 1_000_000, "10m": 10_000_000, "50m": 50_000_000}
 _TIME_KEYS = ("seconds", "wall_seconds")
 _RATE_KEYS = ("rows_per_s", "rows_per_second", "events_per_second", "events_per_s", "profiles_per_second")
-_SKIP = {"machine", "goals", "goal", "predictions"}
+_SKIP = {"machine", "goals", "goal", "predictions", "ratios", "agree", *_RATE_KEYS}
 
 
 def parse_size(text: str) -> int:
@@ -107,27 +107,49 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def _ratios(result: dict[str, Any]) -> dict[str, float]:
+    """Top-level ``ratio*`` / ``speedup*`` numbers, and the entries of a ``ratios`` table."""
+    found = {
+        k: float(v) for k, v in result.items()
+        if (k.startswith("ratio") or k.startswith("speedup")) and isinstance(v, int | float)
+    }
+    table = result.get("ratios")
+    if isinstance(table, dict):
+        found |= {k: float(v) for k, v in table.items() if isinstance(v, int | float)}
+    return found
+
+
+def _rate(result: dict[str, Any], path: str, contender: dict[str, Any]) -> float | None:
+    """The contender's own rows/s, else its entry in a top-level ``rows_per_second`` table."""
+    own = _first(contender, _RATE_KEYS)
+    if own is not None:
+        return own
+    leaf = path.rsplit(".", 1)[-1]
+    for key in _RATE_KEYS:
+        table = result.get(key)
+        if isinstance(table, dict) and isinstance(table.get(leaf), int | float):
+            return float(table[leaf])
+    return None
+
+
 def summarise(name: str, results: list[dict[str, Any]]) -> list[Row]:
-    """Medians per contender across runs; top-level ratios go on the first contender's row."""
+    """Medians per contender across runs; the ratios go on the first contender's row."""
     if not results:
         return []
-    ratio_keys = [
-        k for k, v in results[0].items()
-        if (k.startswith("ratio") or k.startswith("speedup")) and isinstance(v, int | float)
-    ]
-    ratios = {k: _median([r.get(k) for r in results]) for k in ratio_keys}
+    per_run_ratios = [_ratios(r) for r in results]
+    ratios = {k: _median([r.get(k) for r in per_run_ratios]) for k in per_run_ratios[0]}
     rows = []
     paths = [path for path, _ in contenders(results[0])]
     for i, path in enumerate(paths):
-        per_run = [dict(contenders(r)).get(path, {}) for r in results]
+        per_run = [(r, dict(contenders(r)).get(path, {})) for r in results]
         rows.append(
             Row(
                 benchmark=name,
                 contender=path,
                 runs=len(results),
-                seconds=_median([_first(d, _TIME_KEYS) for d in per_run]),
-                peak_rss_mib=_median([_first(d, ("peak_rss_mib",)) for d in per_run]),
-                rows_per_s=_median([_first(d, _RATE_KEYS) for d in per_run]),
+                seconds=_median([_first(d, _TIME_KEYS) for _, d in per_run]),
+                peak_rss_mib=_median([_first(d, ("peak_rss_mib",)) for _, d in per_run]),
+                rows_per_s=_median([_rate(r, path, d) for r, d in per_run]),
                 ratios={k: v for k, v in ratios.items() if v is not None} if i == 0 else {},
             )
         )
@@ -262,9 +284,17 @@ def run(
     if "seconds" in generated:
         raw["generate"] = [generated]
         rows += summarise("generate", [generated])
+    failures: dict[str, str] = {}
     for name in names:
         print(f"{name}: {repeat} run(s) of {events:,} events ...", file=sys.stderr, flush=True)
-        raw[name] = [run_once(name, events, log=log) for _ in range(repeat)]
+        try:
+            raw[name] = [run_once(name, events, log=log) for _ in range(repeat)]
+        except RuntimeError as exc:  # one broken benchmark must not lose the others' results
+            failures[name] = str(exc).splitlines()[0]
+            print(f"error: {exc}", file=sys.stderr)
+            rows.append(Row(benchmark=name, contender="FAILED (see the .log)", runs=0, seconds=None,
+                            peak_rss_mib=None, rows_per_s=None, ratios={}))
+            continue
         rows += summarise(name, raw[name])
     facts["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     summary = {
@@ -278,6 +308,7 @@ def run(
             for r in rows
         ],
         "runs": raw,
+        "failures": failures,
     }
     stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     table = markdown(rows, events=events, machine=facts, when=when)
@@ -307,7 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    run(args.size, only=args.only, repeat=args.repeat, results_dir=args.results)
+    summary = run(args.size, only=args.only, repeat=args.repeat, results_dir=args.results)
+    if summary["failures"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -381,3 +381,19 @@ def test_runner_takes_medians_per_contender_and_keeps_ratios() -> None:
     assert rows[0].rows_per_s == 500.0 and rows[1].rows_per_s == 7.0
     text = markdown(rows, events=1000, machine={"cores": 2}, when="2026-01-01")
     assert "| x | profiles | 3 | 2.00 | 102 | 500 | ratio_to_bare 3.00 |" in text
+
+
+def test_runner_reads_rate_and_ratio_tables() -> None:
+    from benchmarks.__main__ import summarise
+
+    runs = [
+        {"contenders": {"engine": {"seconds": s}, "polars": {"seconds": 2 * s}},
+         "rows_per_second": {"engine": 100 / s, "polars": 50 / s},
+         "ratios": {"engine_vs_polars": 0.5}, "agree": {"polars": True}}
+        for s in (1.0, 2.0, 4.0)
+    ]
+    rows = summarise("traits", runs)
+    assert [(r.contender, r.seconds, r.rows_per_s) for r in rows] == [
+        ("contenders.engine", 2.0, 50.0), ("contenders.polars", 4.0, 25.0),
+    ]
+    assert rows[0].ratios == {"engine_vs_polars": 0.5}
