@@ -18,7 +18,6 @@ from typing import Any
 from engine.identity.rules import (
     BUILTIN_BLOCKED,
     BUILTIN_BLOCKED_PATTERN,
-    SOURCE_ROOTS,
     IdentityRules,
 )
 

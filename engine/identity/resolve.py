@@ -9,7 +9,6 @@ integer arrays in :mod:`engine.identity.graph`.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -342,7 +341,8 @@ def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult)
             SELECT profile_id, key, value, message_id, timestamp FROM (
                 SELECT ep.profile_id, k.key, k.value, ev.message_id, ev.timestamp,
                        row_number() OVER (PARTITION BY ep.profile_id, k.key
-                                          ORDER BY ev.timestamp DESC, ev.message_id DESC) AS rn
+                                          ORDER BY ev.timestamp DESC, ev.message_id DESC,
+                                                   k.id DESC) AS rn
                 FROM events ev JOIN event_profiles ep USING (message_id),
                      json_each(ev.traits) k
                 WHERE ev.type = 'identify' AND json_type(ev.traits) = 'OBJECT'
@@ -397,10 +397,3 @@ def _report(
         seconds=time.perf_counter() - started,
     )
 
-
-def profile_traits(store: Store, profile_id: str) -> dict[str, object]:
-    """The identify traits of one profile, as Python values."""
-    rows = store.con.execute(
-        "SELECT key, value FROM profile_traits WHERE profile_id = ? ORDER BY key", [profile_id]
-    ).fetchall()
-    return {k: json.loads(v) for k, v in rows}

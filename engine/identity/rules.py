@@ -48,8 +48,6 @@ BUILTIN_BLOCKED: frozenset[str] = frozenset(
 #: Values made only of ``0`` and ``-`` are blocked too (``0``, ``000-000``, ``--``).
 BUILTIN_BLOCKED_PATTERN = r"[0\-]+"
 
-#: Roots a custom source path may start with: the event columns, or anything else in the message.
-SOURCE_ROOTS = ("traits", "context", "properties")
 
 _TYPE = re.compile(r"^[a-z][a-z0-9_.\-]*$")
 _PATH = re.compile(r"^[A-Za-z0-9_$@\- ]+(\.[A-Za-z0-9_$@\- ]+)+$")
@@ -245,7 +243,7 @@ def _check_pattern(pattern: str, *, path: str | Path | None) -> None:
     """Patterns run in DuckDB (RE2) and in Python tests: reject what either cannot compile."""
     try:
         re.compile(pattern)
-        duckdb.connect().execute("SELECT regexp_full_match('', ?)", [pattern]).fetchone()
+        duckdb.connect().execute("SELECT regexp_full_match('', ?)", [pattern]).fetchall()
     except (re.error, duckdb.Error) as exc:
         raise ConfigError(
             f"invalid regular expression {pattern!r}: {exc}".splitlines()[0],
