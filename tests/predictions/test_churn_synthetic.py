@@ -71,3 +71,16 @@ def test_too_few_positives_is_a_clear_data_error():
     _, cutoffs, train, score = frames(events, CHURN)
     with pytest.raises(DataError, match=r"too little data in the training windows .*need at least 100 of each"):
         run_prediction(CHURN, TASKS["churn"], train=train, score=score, as_of=AS_OF, cutoffs=cutoffs)
+
+
+def test_same_inputs_give_the_same_scores_and_report_bytes(churn_run, tmp_path):
+    from predictions.report import write_report
+
+    rates, events = churn_world(3000, seed=0)
+    _, cutoffs, train, score = frames(events, CHURN)
+    again = run_prediction(CHURN, TASKS["churn"], train=train, score=score, as_of=AS_OF, cutoffs=cutoffs)
+    first = churn_run[3]
+    assert again.scores.equals(first.scores) and again.why == first.why
+    a = write_report(first, tmp_path / "a")
+    b = write_report(again, tmp_path / "b")
+    assert a[0].read_bytes() == b[0].read_bytes() and a[1].read_bytes() == b[1].read_bytes()
