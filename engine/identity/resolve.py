@@ -139,7 +139,8 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
         with store.transaction():
             _write(con, rules, result)
             store.set_meta(_STATE_KEY, state)
-        for name in ("_id_occ", "_id_rows", "_ev", "_ids"):
+        con.execute("DROP VIEW IF EXISTS _id_rows")
+        for name in ("_id_occ", "_ev", "_ids"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return _report(con, started, up_to_date=False, result=result)
 
@@ -214,11 +215,12 @@ def _state(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> str:
 def _extract(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
     types = ", ".join(f"({sql_literal(r.type)}, {i})" for i, r in enumerate(rules.identifiers))
     # events are keyed by rowid (an integer) until the output joins bring message_id back
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _id_occ AS {identifiers_sql(rules, key='rowid')}")
+    # one row per (event, identifier): an email in traits and context.traits counts once
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _id_rows AS "
-        "SELECT DISTINCT eid, type, value FROM _id_occ WHERE NOT blocked"
+        "CREATE OR REPLACE TEMP TABLE _id_occ AS "
+        f"SELECT DISTINCT eid, type, value, blocked FROM ({identifiers_sql(rules, key='rowid')})"
     )
+    con.execute("CREATE OR REPLACE TEMP VIEW _id_rows AS SELECT eid, type, value FROM _id_occ WHERE NOT blocked")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _ev AS
         SELECT rowid AS eid, message_id, timestamp, epoch_us(timestamp) AS ts,
@@ -331,7 +333,7 @@ def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult)
         )
         con.execute(
             """INSERT INTO identity_blocked
-            SELECT type, value, count(DISTINCT eid) FROM _id_occ WHERE blocked
+            SELECT type, value, count(*) FROM _id_occ WHERE blocked
             GROUP BY type, value ORDER BY type, value"""
         )
         # identify traits: per profile and key, the latest identify (canonical order) wins;
