@@ -49,10 +49,10 @@ TABLES: dict[str, str] = {
             original_timestamp TIMESTAMPTZ,
             sent_at TIMESTAMPTZ,
             received_at TIMESTAMPTZ,
-            properties JSON,
-            traits JSON,
-            context JSON,
-            raw JSON NOT NULL,                  -- the whole message, lossless
+            properties JSON USING COMPRESSION zstd,   -- zstd: half the write CPU of the default, smaller
+            traits JSON USING COMPRESSION zstd,
+            context JSON USING COMPRESSION zstd,
+            raw JSON USING COMPRESSION zstd NOT NULL, -- the whole message, lossless
             payload_hash VARCHAR NOT NULL,      -- sha256 of raw: tells conflicting duplicates apart
             ingest_id BIGINT NOT NULL,
             source_line BIGINT

@@ -210,7 +210,7 @@ def message_reasons() -> list[str]:
         "CASE WHEN t_type IS NULL OR t_type = 'NULL' THEN CASE WHEN v_event IS NULL "
         "THEN 'missing type (and no event to make it a track)' END "
         "WHEN t_type <> 'VARCHAR' THEN 'type is ' || " + _A_TYPE.format(t="t_type") + " || ', not a string' "
-        f"WHEN msg_type NOT IN ({known}) THEN 'unknown type ''' || left(v_type, 64) || '''' END",
+        f"WHEN NOT list_contains([{known}], msg_type) THEN 'unknown type ''' || left(v_type, 64) || '''' END",
         "CASE WHEN v_user_id IS NULL AND v_anonymous_id IS NULL THEN 'missing userId and anonymousId' END",
         "CASE WHEN msg_type = 'track' AND t_event IS NOT NULL AND t_event NOT IN ('NULL', 'VARCHAR') "
         "THEN 'track event is ' || " + _A_TYPE.format(t="t_event") + " || ', not a string' "
@@ -319,7 +319,7 @@ SELECT
     msg_type AS type,
     CASE msg_type WHEN 'track' THEN v_event WHEN 'page' THEN 'Page Viewed'
                   WHEN 'screen' THEN 'Screen Viewed' END AS event,
-    CASE WHEN msg_type IN ('page', 'screen') THEN v_name END AS name,
+    CASE msg_type WHEN 'page' THEN v_name WHEN 'screen' THEN v_name END AS name,
     event_time AS timestamp,
     v_user_id AS user_id,
     v_anonymous_id AS anonymous_id,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -202,26 +203,29 @@ class _Counts:
     quarantined: int = 0
 
 
-def _quarantine_chunk(store: Store, chunk: Chunk, *, ingest_id: int, source: str, now: datetime, counts: _Counts) -> None:
+def _quarantine_chunk(
+    store: Store, chunk: Chunk, checked: pa.Table, *, ingest_id: int, source: str, now: datetime, counts: _Counts
+) -> None:
     """Read failures and contract failures of one chunk into ``quarantine`` (raw cut at 32 KiB)."""
     con = store.con
     if chunk.failures:
-        failures = pa.table(
+        _ingest_failures = pa.table(  # noqa: F841 (read by DuckDB's replacement scan)
             {
                 "line": pa.array([f.line for f in chunk.failures], pa.int64()),
                 "raw": pa.array([f.raw for f in chunk.failures], pa.string()),
                 "reason": pa.array([f.reason for f in chunk.failures], pa.string()),
             }
         )
-        con.register("_ingest_failures", failures)
         con.execute(
             "INSERT INTO quarantine (ingest_id, source_file, line, raw, reason, quarantined_at) "
             "SELECT ?, ?, line, raw, reason, ? FROM _ingest_failures",
             [ingest_id, source, now],
         )
-        con.unregister("_ingest_failures")
         counts.quarantined += len(chunk.failures)
         counts.records += len(chunk.failures)
+    if checked.column("reasons").null_count == checked.num_rows:
+        return
+    _ingest_chunk = checked  # noqa: F841
     con.execute(
         "INSERT INTO quarantine (ingest_id, source_file, line, raw, reason, quarantined_at) "
         "SELECT ?, ?, line, raw, reasons, ? FROM _ingest_chunk WHERE reasons IS NOT NULL AND strlen(raw) <= 32768",
@@ -237,36 +241,34 @@ def _quarantine_chunk(store: Store, chunk: Chunk, *, ingest_id: int, source: str
         )
 
 
-def _derive_ids(store: Store) -> None:
-    """Give messages without ``messageId`` their derived id (Python only for those rows)."""
-    con = store.con
-    missing = con.sql(
-        "SELECT line, raw FROM _ingest_chunk WHERE reasons IS NULL AND message_id IS NULL"
-    ).to_arrow_table()
-    if missing.num_rows == 0:
-        return
-    ids = pa.table(
-        {
-            "line": missing.column("line"),
-            "message_id": pa.array([derived_message_id(r) for r in missing.column("raw").to_pylist()], pa.string()),
-        }
-    )
-    con.register("_ingest_ids", ids)
-    con.execute(
-        "UPDATE _ingest_chunk SET message_id = d.message_id FROM _ingest_ids d WHERE _ingest_chunk.line = d.line"
-    )
-    con.unregister("_ingest_ids")
+def _derive_ids(checked: pa.Table) -> pa.Table:
+    """Give accepted messages without ``messageId`` their derived id (Python only for those rows)."""
+    ids = checked.column("message_id").combine_chunks()
+    missing = pc.and_(pc.is_null(checked.column("reasons")), pc.is_null(ids)).combine_chunks()
+    if not pc.any(missing).as_py():
+        return checked
+    raws = pc.filter(checked.column("raw"), missing).to_pylist()
+    derived = pa.array([derived_message_id(r) for r in raws], ids.type)
+    filled = pc.replace_with_mask(ids, missing, derived)
+    return checked.set_column(checked.schema.get_field_index("message_id"), "message_id", filled)
 
 
 def _process_chunk(store: Store, chunk: Chunk, *, ingest_id: int, source: str, now: datetime, counts: _Counts) -> None:
+    """Validate one chunk, quarantine its failures and append its accepted rows to ``events``.
+
+    Arrow data reaches DuckDB through replacement scans of local variables, never through
+    ``register``: a view registered (even unregistered) inside the file's transaction, like a
+    temporary table replaced in it, is kept alive until commit, so memory would grow with the file.
+    """
     con = store.con
-    con.register("_ingest_in", chunk.table())
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _ingest_chunk AS {chunk_sql('_ingest_in', now)}")
-    con.unregister("_ingest_in")
-    counts.records += con.execute("SELECT count(*) FROM _ingest_chunk").fetchall()[0][0]
-    counts.quarantined += con.execute("SELECT count(*) FROM _ingest_chunk WHERE reasons IS NOT NULL").fetchall()[0][0]
-    _quarantine_chunk(store, chunk, ingest_id=ingest_id, source=source, now=now, counts=counts)
-    _derive_ids(store)
+    _ingest_in = chunk.table()  # noqa: F841 (read by DuckDB's replacement scan)
+    checked = con.sql(chunk_sql("_ingest_in", now)).to_arrow_table()
+    del _ingest_in
+    counts.records += checked.num_rows
+    counts.quarantined += checked.num_rows - checked.column("reasons").null_count
+    checked = _derive_ids(checked)
+    _quarantine_chunk(store, chunk, checked, ingest_id=ingest_id, source=source, now=now, counts=counts)
+    _ingest_chunk = checked  # noqa: F841
     cols = ", ".join(EVENT_COLUMNS)
     con.execute(
         f"INSERT INTO events ({cols}, raw, ingest_id, source_line) "
@@ -393,7 +395,6 @@ def ingest_file(
                 "INSERT INTO quarantine (ingest_id, source_file, line, raw, reason, quarantined_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [ingest_id, shown, exc.line, cut_text(exc.raw), f"file: {exc.reason}", now],
             )
-        con.execute("DROP TABLE IF EXISTS _ingest_chunk")
         duplicates, conflicts = _dedupe(store, ingest_id=ingest_id, source=shown)
         ingested = counts.records - counts.quarantined - duplicates
         quarantined = counts.quarantined + (problem is not None)
