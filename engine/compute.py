@@ -1,14 +1,17 @@
 """Computed traits against the store: the only trait module that touches DuckDB.
 
-``compute_traits`` registers the typed property columns the definitions read, runs the one-pass
-plan of :mod:`traits.plan`, and replaces ``trait_values`` / ``trait_stats`` and appends to
+``compute_traits`` registers the typed property columns the definitions read, brings the stored
+per-profile state (``trait_state``: partial aggregates of the one-pass plan of :mod:`traits.plan`)
+up to date, fully or incrementally, and rewrites ``trait_values`` / ``trait_stats`` and appends to
 ``trait_runs`` in one transaction. ``trait_frame`` returns the same values without writing (for
 point-in-time features), ``explain_trait`` says why one profile has its value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +25,8 @@ from engine.progress import Progress
 from engine.store import Store, quote
 from traits.base import Trait, ValueTrait
 from traits.explain import Explanation, explain
-from traits.plan import Plan, derived_columns, utc
+from traits.plan import EVENT_TYPES, Plan, derived_columns, utc
+from traits.values import sql_str
 
 _AGG = "__trait_agg"
 
@@ -44,6 +48,10 @@ class ComputeReport:
     with_value: dict[str, int] = field(default_factory=dict)
     columns_added: tuple[str, ...] = ()
     full: bool = True
+    recomputed: int | None = None
+    merged: int | None = None
+    dropped: int | None = None
+    rebuilt: tuple[str, ...] = ()
 
     def __rich__(self) -> Table:
         table = Table(
@@ -54,8 +62,19 @@ class ComputeReport:
         table.add_column("profiles with a value", justify="right")
         for name in self.traits:
             table.add_row(name, f"{self.with_value.get(name, 0)}")
+        notes = []
+        if self.full:
+            notes.append("full recompute")
+        else:
+            notes.append(
+                f"incremental: {self.merged} profiles merged, {self.recomputed} recomputed, "
+                f"{self.dropped} dropped"
+            )
+            if self.rebuilt:
+                notes.append(f"rebuilt (definition changed): {', '.join(self.rebuilt)}")
         if self.columns_added:
-            table.caption = f"{len(self.columns_added)} property columns added to the events"
+            notes.append(f"{len(self.columns_added)} property columns added to the events")
+        table.caption = "; ".join(notes)
         return table
 
 
@@ -105,6 +124,176 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
     return "SELECT " + (", ".join(parts) or "0") + " FROM trait_values"
 
 
+# -- incremental bookkeeping -----------------------------------------------------------------------
+#: Version of the stored state layout; another value means a full rebuild.
+STATE_VERSION = 1
+_META = "traits_state"
+#: Temporary tables of one run.
+_TEMPS = ("__t_fp", "__t_new", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
+
+
+def state_key(trait: Trait) -> str:
+    """The prefix of a trait's state columns: its semantic hash (a description edit keeps it)."""
+    return "h" + trait.semantic_hash[:12]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Previous:
+    """What the stored state is a function of (meta ``traits_state``)."""
+
+    as_of: datetime
+    identity: str | None
+    watermark: int
+    keys: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @classmethod
+    def load(cls, store: Store) -> _Previous | None:
+        raw = store.get_meta(_META)
+        if raw is None or not store.has_table("trait_state"):
+            return None
+        data = json.loads(raw)
+        if data.get("v") != STATE_VERSION:
+            return None
+        return cls(
+            as_of=datetime.fromisoformat(data["as_of"]), identity=data["identity"],
+            watermark=int(data["watermark"]), keys=tuple(data["keys"]), names=tuple(data["names"]),
+        )
+
+    def dump(self) -> str:
+        return json.dumps({
+            "v": STATE_VERSION, "as_of": self.as_of.isoformat(), "identity": self.identity,
+            "watermark": self.watermark, "keys": list(self.keys), "names": list(self.names),
+        })
+
+
+def _fingerprints_sql() -> str:
+    """Per profile: its event count and a sum of message-id hashes (decides "same events?")."""
+    return "SELECT profile_id, count(*) AS _n, sum(hash(message_id)) AS _fp FROM event_profiles GROUP BY profile_id"
+
+
+def _max_ingest(store: Store) -> int:
+    return int(store.first_row("SELECT coalesce(max(ingest_id), -1) FROM events")[0])
+
+
+def _full_state(store: Store, plan: Plan) -> None:
+    """``__trait_agg``: the state of every mapped profile (fingerprint + partial aggregates)."""
+    parts = ", ".join(["f.profile_id", "f._n", "f._fp", *(f"a.{c}" for c in plan.state_columns())])
+    store.con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {_AGG} AS
+        WITH f AS ({_fingerprints_sql()}), a AS ({plan.agg_sql(stats=True, state=True)})
+        SELECT {parts} FROM f LEFT JOIN a ON a.profile_id = f.profile_id"""
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Update:
+    """The incremental plan of one run: which profiles are recomputed, merged or dropped."""
+
+    recomputed: int
+    merged: int
+    dropped: int
+    rebuilt: tuple[str, ...]
+    watermark: int
+    identity_changed: bool
+    as_of_moved: bool
+
+
+def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, identity: str | None) -> _Update:
+    """Fill ``__t_touched(profile_id, kind, _n, _fp)`` with every profile whose state changes.
+
+    * identity changed: fresh fingerprints vs stored ones. A profile whose fingerprint equals the
+      stored one plus its new events' (``ingest_id`` above the watermark) only gained events:
+      *merge*; any other difference (merged, split, re-resolved, events resolved late): *recompute*;
+      a profile no longer mapped: *gone*.
+    * ``as_of`` moved: profiles with an event whose counting flag differs between the two
+      instants (``Plan.moved_sql``): *recompute*.
+    * a session trait does not merge: its merge candidates are recomputed.
+    """
+    con = store.con
+    kplan = Plan.build([plan.traits[i] for i in kept], as_of=plan.as_of, keys=[plan.keys[i] for i in kept])
+    identity_changed = identity != prev.identity
+    watermark = prev.watermark
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __t_touched (profile_id VARCHAR, kind VARCHAR, _n BIGINT, _fp HUGEINT)"
+    )
+    if identity_changed:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __t_new AS
+            SELECT ep.message_id, ep.profile_id, e.ingest_id FROM events e
+            JOIN event_profiles ep ON ep.message_id = e.message_id WHERE e.ingest_id > {prev.watermark}"""
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __t_fp AS {_fingerprints_sql()}")
+        con.execute(
+            """INSERT INTO __t_touched
+            WITH nf AS (SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS fp FROM __t_new GROUP BY 1)
+            SELECT * FROM (
+                SELECT coalesce(f.profile_id, s.profile_id) AS profile_id,
+                    CASE WHEN f.profile_id IS NULL THEN 'gone'
+                         WHEN coalesce(s._n, 0) + coalesce(nf.n, 0) = f._n
+                              AND coalesce(s._fp, 0) + coalesce(nf.fp, 0) = f._fp
+                         THEN (CASE WHEN nf.n IS NULL THEN 'same' ELSE 'merge' END)
+                         ELSE 'recompute' END AS kind,
+                    f._n, f._fp
+                FROM __t_fp f FULL JOIN (SELECT profile_id, _n, _fp FROM trait_state) s
+                    ON s.profile_id = f.profile_id
+                LEFT JOIN nf ON nf.profile_id = f.profile_id
+            ) WHERE kind <> 'same'"""
+        )
+        top = store.first_row("SELECT max(ingest_id) FROM __t_new")[0]
+        watermark = max(watermark, int(top)) if top is not None else watermark
+    as_of_moved = prev.as_of != plan.as_of
+    if as_of_moved and kept:
+        events = ", ".join(sorted({sql_str(t.event) for t in kplan.traits}))
+        con.execute(
+            f"""INSERT INTO __t_touched
+            SELECT DISTINCT ep.profile_id, 'recompute', NULL, NULL
+            FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+            WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND e.event IN ({events})
+              AND ({kplan.moved_sql(prev.as_of)})"""
+        )
+    if any(plan.traits[i].window.is_session for i in kept):
+        con.execute("UPDATE __t_touched SET kind = 'recompute' WHERE kind = 'merge'")
+    # one row per profile: gone > recompute > merge; fingerprints from the identity pass or the state
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __t_touched AS
+        SELECT t.profile_id,
+            CASE WHEN bool_or(t.kind = 'gone') THEN 'gone'
+                 WHEN bool_or(t.kind = 'recompute') THEN 'recompute' ELSE 'merge' END AS kind,
+            coalesce(max(t._n), any_value(s._n)) AS _n, coalesce(max(t._fp), any_value(s._fp)) AS _fp
+        FROM __t_touched t LEFT JOIN trait_state s ON s.profile_id = t.profile_id
+        GROUP BY t.profile_id"""
+    )
+    counts = dict(con.execute("SELECT kind, count(*) FROM __t_touched GROUP BY kind").fetchall())
+    if kept:
+        def cols(alias: str) -> str:
+            return ", ".join(["t.profile_id", "t._n", "t._fp", *(f"{alias}.{c}" for c in kplan.state_columns())])
+
+        recompute = "SELECT profile_id FROM __t_touched WHERE kind = 'recompute'"
+        merge = "SELECT profile_id FROM __t_touched WHERE kind = 'merge'"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __t_r AS
+            WITH a AS ({kplan.agg_sql(stats=True, state=True, profile_filter=recompute)})
+            SELECT {cols("a")} FROM __t_touched t LEFT JOIN a ON a.profile_id = t.profile_id
+            WHERE t.kind = 'recompute'"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __t_d AS
+            {kplan.agg_sql(stats=True, state=True, profile_filter=merge, event_filter=f"e.ingest_id > {prev.watermark}")}"""
+        )
+        old = f"(SELECT * FROM trait_state WHERE profile_id IN ({merge}))"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __t_m AS
+            WITH m AS ({kplan.merge_select(old, "__t_d")})
+            SELECT {cols("m")} FROM __t_touched t LEFT JOIN m ON m.profile_id = t.profile_id
+            WHERE t.kind = 'merge'"""
+        )
+    return _Update(
+        recomputed=counts.get("recompute", 0), merged=counts.get("merge", 0), dropped=counts.get("gone", 0),
+        rebuilt=(), watermark=watermark, identity_changed=identity_changed, as_of_moved=as_of_moved,
+    )
+
+
 def compute_traits(
     store: Store,
     traits: Sequence[Trait],
@@ -113,24 +302,50 @@ def compute_traits(
     full: bool = False,
     progress: Progress | None = None,
 ) -> ComputeReport:
-    """Compute every trait for every profile as of ``as_of`` and store values and diagnostics.
+    """Bring every trait of every profile up to date as of ``as_of``; store values and diagnostics.
 
-    ``full=False`` currently recomputes everything too (same result); incremental state is built
-    on the types' ``prepare`` / ``merge`` / ``finalize``.
+    ``full=False`` (the default) updates the stored per-profile state (``trait_state``) in
+    proportion to what changed since the last run: new events merge into their profiles' state,
+    profiles touched by identity changes or by a moved ``as_of`` are recomputed from their events,
+    a trait whose definition changed is rebuilt alone (``docs/incremental.md``). ``full=True``
+    rebuilds everything; both give the same rows. All writes happen in one transaction.
     """
     progress = progress or Progress()
     started = time.perf_counter()
     traits = tuple(traits)
     as_of = utc(as_of)
     added = _prepare(store, traits, progress)
-    plan = Plan.build(traits, as_of=as_of)
+    keys = tuple(state_key(t) for t in traits)
+    plan = Plan.build(traits, as_of=as_of, keys=keys)
     con = store.con
-    with progress.step(f"Computing {len(traits)} traits"):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_AGG} AS {plan.agg_sql(stats=True)}")
+    prev = None if full else _Previous.load(store)
+    identity = store.get_meta("identity_state")
+    kept = [i for i, k in enumerate(keys) if prev is not None and k in prev.keys]
+    update: _Update | None = None
     try:
-        stats = _stats(store, plan)
+        if prev is None or not kept:
+            with progress.step(f"Computing {len(traits)} traits"):
+                _full_state(store, plan)
+            watermark = _max_ingest(store)
+        else:
+            with progress.step(f"Updating {len(kept)} traits"):
+                update = _plan_update(store, plan, kept, prev, identity)
+            watermark = update.watermark
+            rebuilt = [i for i in range(len(traits)) if i not in kept]
+            if rebuilt:
+                rplan = Plan.build([traits[i] for i in rebuilt], as_of=as_of, keys=[keys[i] for i in rebuilt])
+                with progress.step(f"Rebuilding {len(rebuilt)} changed traits"):
+                    con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE __t_rb AS {rplan.agg_sql(stats=True, state=True)}"
+                    )
+                update = dataclasses.replace(update, rebuilt=tuple(traits[i].name for i in rebuilt))
         with progress.step("Writing trait values"), store.transaction():
-            con.execute(f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql(_AGG)}")
+            if update is None:
+                con.execute(f"CREATE OR REPLACE TABLE trait_state AS SELECT * FROM {_AGG}")
+                con.execute(f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql('trait_state', state=True)}")
+            else:
+                _write_update(store, plan, kept, update, prev)
+            stats = _stats(store, plan, "trait_state")
             con.execute("DELETE FROM trait_stats")
             if stats:
                 con.executemany(
@@ -142,10 +357,15 @@ def compute_traits(
             con.execute(
                 "INSERT INTO trait_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [as_of, definitions_hash(traits), datetime.now(UTC), profiles,
-                 [t.name for t in traits], seconds, True],
+                 [t.name for t in traits], seconds, update is None],
             )
+            store.set_meta(_META, _Previous(
+                as_of=as_of, identity=identity, watermark=watermark, keys=keys,
+                names=tuple(t.name for t in traits),
+            ).dump())
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {_AGG}")
+        for name in _TEMPS:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
     counts = con.execute(_with_value_sql(traits)).fetchall()[0] if traits else ()
     return ComputeReport(
         as_of=as_of,
@@ -154,11 +374,44 @@ def compute_traits(
         seconds=time.perf_counter() - started,
         with_value={t.name: int(n) for t, n in zip(traits, counts, strict=False)},
         columns_added=added,
-        full=full,
+        full=update is None,
+        recomputed=None if update is None else update.recomputed,
+        merged=None if update is None else update.merged,
+        dropped=None if update is None else update.dropped,
+        rebuilt=() if update is None else update.rebuilt,
     )
 
 
-def _stats(store: Store, plan: Plan) -> list[list[object]]:
+def _write_update(store: Store, plan: Plan, kept: list[int], update: _Update, prev: _Previous) -> None:
+    """Apply an incremental update to ``trait_state`` and ``trait_values`` (inside the transaction)."""
+    con = store.con
+    touched = "SELECT profile_id FROM __t_touched"
+    con.execute(f"DELETE FROM trait_state WHERE profile_id IN ({touched})")
+    con.execute("INSERT INTO trait_state BY NAME SELECT * FROM __t_r")
+    con.execute("INSERT INTO trait_state BY NAME SELECT * FROM __t_m")
+    names = tuple(t.name for t in plan.traits)
+    if update.rebuilt or names != prev.names:
+        rb = [i for i in range(len(plan.traits)) if i not in kept]
+        rplan = Plan.build([plan.traits[i] for i in rb], as_of=plan.as_of, keys=[plan.keys[i] for i in rb])
+        kplan = Plan.build([plan.traits[i] for i in kept], as_of=plan.as_of, keys=[plan.keys[i] for i in kept])
+        cols = ", ".join(
+            ["s.profile_id", "s._n", "s._fp", *(f"s.{c}" for c in kplan.state_columns()),
+             *(f"r.{c}" for c in rplan.state_columns())]
+        )
+        source = "__t_rb" if rb else "(SELECT NULL::VARCHAR AS profile_id)"
+        con.execute(
+            f"""CREATE OR REPLACE TABLE trait_state AS
+            SELECT {cols} FROM trait_state s LEFT JOIN {source} r ON r.profile_id = s.profile_id"""
+        )
+        con.execute(f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql('trait_state', state=True)}")
+        return
+    con.execute(f"DELETE FROM trait_values WHERE profile_id IN ({touched})")
+    con.execute(
+        f"INSERT INTO trait_values {plan.values_sql('trait_state', state=True, where=touched)}"
+    )
+
+
+def _stats(store: Store, plan: Plan, source: str) -> list[list[object]]:
     """Per trait: position, name, type, counted, missing, rejected, 5 rejected message ids."""
     if not plan.traits:
         return []
@@ -174,7 +427,7 @@ def _stats(store: Store, plan: Plan) -> list[list[object]]:
             ]
         else:
             parts += [f"sum({plan.part(i, 'n')})", "0", "0", "CAST([] AS VARCHAR[])"]
-    row = store.con.execute(f"SELECT {', '.join(parts)} FROM {_AGG}").fetchall()[0]
+    row = store.con.execute(f"SELECT {', '.join(parts)} FROM {source}").fetchall()[0]
     out = []
     for i, t in enumerate(plan.traits):
         counted, missing, rejected, examples = row[4 * i : 4 * i + 4]

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import polars as pl
 
-from traits.base import ValueTrait, fmt, with_values
+from traits.base import ValueTrait, concat_sql, fmt, with_values
 
 #: The aggregation functions and their final expression over ``(sum, n, min, max)``.
 FUNCTIONS = ("sum", "avg", "min", "max")
@@ -37,13 +37,18 @@ class Aggregation(ValueTrait):
     def output_polars_type(self) -> pl.DataType:
         return pl.Float64()
 
-    def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
+    def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
         where = f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
         if self.function in ("min", "max"):
             return {"x": f"{self.function}({value}) {where}"}
         return {"l": f"list({value}) {where}"}
 
-    def sql_final(self, part: Callable[[str], str]) -> str:
+    def sql_merge(self, suffix: str, a: str, b: str) -> str:
+        if suffix == "x":
+            return f"{'least' if self.function == 'min' else 'greatest'}({a}, {b})"
+        return concat_sql(a, b)
+
+    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         if self.function in ("min", "max"):
             return part("x")
         total = f"list_sum(list_sort({part('l')}))"

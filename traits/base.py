@@ -114,12 +114,20 @@ class Trait:
         return None
 
     # -- SQL -------------------------------------------------------------------------------
-    def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
-        """Partial aggregates (suffix -> SQL) over rows where ``flag`` marks counting events."""
+    def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
+        """Partial aggregates (suffix -> SQL) over rows where ``flag`` marks counting events.
+
+        ``state`` asks for forms that :meth:`sql_merge` can combine (stored for incremental
+        compute); without it a type may use a cheaper one-shot form.
+        """
         raise NotImplementedError
 
-    def sql_final(self, part: Callable[[str], str]) -> str:
+    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         """The value from the partial aggregates (``part(suffix)`` names one); NULL-safe."""
+        raise NotImplementedError
+
+    def sql_merge(self, suffix: str, a: str, b: str) -> str:
+        """Two states' partial ``suffix`` combined (associative, commutative, NULL = no events)."""
         raise NotImplementedError
 
     # -- mergeable state -------------------------------------------------------------------
@@ -173,6 +181,11 @@ class ValueTrait(Trait):
     @property
     def output_polars_type(self) -> pl.DataType:
         return POLARS_TYPES[self.value_type]
+
+
+def concat_sql(a: str, b: str) -> str:
+    """Two partial lists concatenated; NULL (no events) is the identity."""
+    return f"(CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL THEN {a} ELSE list_concat({a}, {b}) END)"
 
 
 def with_values(events: pl.DataFrame) -> pl.DataFrame:

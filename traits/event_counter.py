@@ -26,11 +26,14 @@ class EventCounter(Trait):
     def output_polars_type(self) -> pl.DataType:
         return pl.Int64()
 
-    def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
+    def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
         return {"n": f"count(*) FILTER (WHERE {flag})"}
 
-    def sql_final(self, part: Callable[[str], str]) -> str:
+    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         return f"coalesce({part('n')}, 0)"
+
+    def sql_merge(self, suffix: str, a: str, b: str) -> str:
+        return f"(coalesce({a}, 0) + coalesce({b}, 0))"
 
     def prepare(self, events: pl.DataFrame) -> pl.DataFrame:
         return events.group_by("profile_id").agg(pl.len().cast(pl.Int64).alias("n"))

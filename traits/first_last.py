@@ -17,17 +17,22 @@ class First(ValueTrait):
 
     type: ClassVar[str] = "first"
     summary: ClassVar[str] = "value of the earliest counting event with a value"
-    _sql_fn: ClassVar[str] = "arg_min"
+    _sql_fn: ClassVar[str] = "min"
     _pick: ClassVar[str] = "first"
 
-    def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
+    def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
+        # min/max of one struct (t, m, v) is cheaper than arg_min(v, {t, m}) and is its own
+        # state: (timestamp, message_id) is unique, so v never decides.
         return {
-            "x": f"{self._sql_fn}({value}, {{'t': timestamp, 'm': message_id}}) "
+            "x": f"{self._sql_fn}({{'t': timestamp, 'm': message_id, 'v': {value}}}) "
             f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
         }
 
-    def sql_final(self, part: Callable[[str], str]) -> str:
-        return part("x")
+    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
+        return f"{part('x')}.v"
+
+    def sql_merge(self, suffix: str, a: str, b: str) -> str:
+        return f"{'least' if self._sql_fn == 'min' else 'greatest'}({a}, {b})"
 
     def _select(self, frame: pl.DataFrame) -> pl.DataFrame:
         cols = [getattr(pl.col(c), self._pick)() for c in ("timestamp", "message_id", "value")]
@@ -57,5 +62,5 @@ class Last(First):
 
     type: ClassVar[str] = "last"
     summary: ClassVar[str] = "value of the latest counting event with a value"
-    _sql_fn: ClassVar[str] = "arg_max"
+    _sql_fn: ClassVar[str] = "max"
     _pick: ClassVar[str] = "last"

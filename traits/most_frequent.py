@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import polars as pl
 
-from traits.base import ValueTrait, fmt, with_values
+from traits.base import ValueTrait, concat_sql, fmt, with_values
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,11 +25,14 @@ class MostFrequent(ValueTrait):
 
     min_frequency: int = 2
 
-    def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
+    def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
         # list + list_aggregate(histogram) is several times faster than the histogram aggregate.
         return {"h": f"list({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
 
-    def sql_final(self, part: Callable[[str], str]) -> str:
+    def sql_merge(self, suffix: str, a: str, b: str) -> str:
+        return concat_sql(a, b)
+
+    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         return (
             f"list_min(list_transform(list_filter(map_entries(list_aggregate({part('h')}, 'histogram')), "
             f"lambda e: e.value >= {self.min_frequency}), "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from engine.store import DerivedColumn, quote
-from traits.base import Trait, ValueTrait
+from traits.base import Trait, ValueTrait, concat_sql
 from traits.unique_list import UniqueList
 from traits.values import VALUE_TYPES, column_name, json_expression, sql_str, ts_literal
 from traits.windows import SessionMinutes
@@ -78,6 +78,15 @@ def session_cte(trait: Trait, name: str, source: str, as_of: datetime) -> str:
     )"""
 
 
+#: How the diagnostics' partial aggregates merge (same for every type).
+STATS_MERGE = {
+    "counted": lambda a, b: f"(coalesce({a}, 0) + coalesce({b}, 0))",
+    "missing": lambda a, b: f"(coalesce({a}, 0) + coalesce({b}, 0))",
+    "rejected": lambda a, b: f"(coalesce({a}, 0) + coalesce({b}, 0))",
+    "examples": lambda a, b: f"list_slice(list_sort({concat_sql(a, b)}), 1, 5)",
+}
+
+
 def window_sql(trait: Trait, index: int, as_of: datetime, prefix: str = "") -> str:
     if trait.window.is_session:
         return f"coalesce(timestamp >= {prefix}s{index}.start, false)"
@@ -86,31 +95,49 @@ def window_sql(trait: Trait, index: int, as_of: datetime, prefix: str = "") -> s
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
-    """The one-pass SQL of a set of traits at ``as_of``."""
+    """The one-pass SQL of a set of traits at ``as_of``.
+
+    ``keys`` name each trait's partial-aggregate columns (``<key>_<suffix>``): positional
+    (``t0``, ``t1``...) for a one-off frame, the semantic hash for the stored state, so a state
+    column keeps its meaning while other definitions come and go.
+    """
 
     traits: tuple[Trait, ...]
     as_of: datetime
+    keys: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, traits: tuple[Trait, ...] | list[Trait], *, as_of: datetime) -> Plan:
-        return cls(traits=tuple(traits), as_of=utc(as_of))
+    def build(
+        cls, traits: tuple[Trait, ...] | list[Trait], *, as_of: datetime, keys: tuple[str, ...] | None = None
+    ) -> Plan:
+        traits = tuple(traits)
+        keys = tuple(keys) if keys is not None else tuple(f"t{i}" for i in range(len(traits)))
+        return cls(traits=traits, as_of=utc(as_of), keys=keys)
 
     @property
     def columns(self) -> list[DerivedColumn]:
         return derived_columns(self.traits)
 
     def part(self, index: int, suffix: str) -> str:
-        return quote(f"t{index}_{suffix}")
+        return quote(f"{self.keys[index]}_{suffix}")
 
     def flag(self, index: int) -> str:
         return quote(f"f{index}")
 
     # -- the relation of counting flags ------------------------------------------------------
-    def relation_ctes(self, *, prefix: str = "", profile_filter: str | None = None) -> list[str]:
-        """CTEs ending in ``<prefix>flags``: the events of the traits with one flag per trait."""
+    def relation_ctes(
+        self, *, prefix: str = "", profile_filter: str | None = None, event_filter: str | None = None
+    ) -> list[str]:
+        """CTEs ending in ``<prefix>flags``: the events of the traits with one flag per trait.
+
+        ``profile_filter`` (a query of profile ids) and ``event_filter`` (a predicate on ``e``)
+        restrict the events: touched profiles, or new events only.
+        """
         events = ", ".join(sorted({sql_str(t.event) for t in self.traits})) or "NULL"
         cols = "".join(f", e.{quote(c.name)}" for c in self.columns)
         where = f" AND ep.profile_id IN ({profile_filter})" if profile_filter else ""
+        if event_filter:
+            where += f" AND ({event_filter})"
         ctes = [
             f"""{prefix}ev AS (
         SELECT ep.profile_id, e.timestamp, e.message_id, e.event{cols}
@@ -132,43 +159,116 @@ class Plan:
         return ctes
 
     # -- partial aggregates per profile ------------------------------------------------------
-    def agg_select(self, *, stats: bool, source: str = "flags") -> str:
+    def stats_parts(self, index: int) -> dict[str, str]:
+        """Diagnostics of a value-reading trait as partial aggregates (counted / missing / ...)."""
+        t = self.traits[index]
+        if not isinstance(t, ValueTrait):
+            return {}
+        f, v, k = self.flag(index), quote(t.value_column().name), quote(t.kind_column().name)
+        rejected = f"{f} AND {k} <> 'NULL' AND {v} IS NULL"
+        return {
+            "counted": f"count(*) FILTER (WHERE {f})",
+            "missing": f"count(*) FILTER (WHERE {f} AND ({k} IS NULL OR {k} = 'NULL'))",
+            "rejected": f"count(*) FILTER (WHERE {rejected})",
+            "examples": f"min({{'t': timestamp, 'm': message_id}}, 5) FILTER (WHERE {rejected})",
+        }
+
+    def partials(self, index: int, *, stats: bool, state: bool) -> dict[str, str]:
+        """Suffix -> partial aggregate SQL of one trait (mergeable forms when ``state``)."""
+        t = self.traits[index]
+        v = quote(t.value_column().name) if isinstance(t, ValueTrait) else None
+        out = dict(t.sql_aggregates(self.flag(index), v, state=state))
+        if stats:
+            out.update(self.stats_parts(index))
+        return out
+
+    def agg_select(self, *, stats: bool, source: str = "flags", state: bool = False) -> str:
         """``SELECT profile_id, <partial aggregates> FROM source GROUP BY profile_id``."""
-        parts: list[str] = []
-        for i, t in enumerate(self.traits):
-            f = self.flag(i)
-            v = quote(t.value_column().name) if isinstance(t, ValueTrait) else None
-            for suffix, sql in t.sql_aggregates(f, v).items():
-                parts.append(f"{sql} AS {self.part(i, suffix)}")
-            if stats and isinstance(t, ValueTrait):
-                k = quote(t.kind_column().name)
-                rejected = f"{f} AND {k} <> 'NULL' AND {v} IS NULL"
-                parts += [
-                    f"count(*) FILTER (WHERE {f}) AS {self.part(i, 'counted')}",
-                    f"count(*) FILTER (WHERE {f} AND ({k} IS NULL OR {k} = 'NULL')) AS {self.part(i, 'missing')}",
-                    f"count(*) FILTER (WHERE {rejected}) AS {self.part(i, 'rejected')}",
-                    f"min({{'t': timestamp, 'm': message_id}}, 5) FILTER (WHERE {rejected}) AS {self.part(i, 'examples')}",
-                ]
+        parts = [
+            f"{sql} AS {self.part(i, suffix)}"
+            for i in range(len(self.traits))
+            for suffix, sql in self.partials(i, stats=stats, state=state).items()
+        ]
         body = ",\n        ".join(["profile_id", *parts])
         return f"SELECT {body}\n    FROM {source} GROUP BY profile_id"
 
-    def agg_sql(self, *, stats: bool) -> str:
+    def agg_sql(
+        self, *, stats: bool, state: bool = False, profile_filter: str | None = None,
+        event_filter: str | None = None,
+    ) -> str:
         """The one pass: partial aggregates (and diagnostics) of every trait, per profile."""
-        return "WITH " + ",\n    ".join(self.relation_ctes()) + "\n" + self.agg_select(stats=stats)
+        ctes = self.relation_ctes(profile_filter=profile_filter, event_filter=event_filter)
+        return "WITH " + ",\n    ".join(ctes) + "\n" + self.agg_select(stats=stats, state=state)
+
+    def state_columns(self, *, stats: bool = True) -> list[str]:
+        """The quoted partial-aggregate columns of the stored state, in order."""
+        return [
+            self.part(i, suffix)
+            for i in range(len(self.traits))
+            for suffix in self.partials(i, stats=stats, state=True)
+        ]
+
+    def merge_select(self, old: str, new: str, *, stats: bool = True) -> str:
+        """Merged partial aggregates of two states (``old`` and ``new`` relations, FULL JOINed).
+
+        Every partial merges associatively and commutatively (see each type's ``sql_merge``), so
+        merging the state of new events into the stored one equals aggregating all events.
+        """
+        exprs = ["coalesce(o.profile_id, n.profile_id) AS profile_id"]
+        for i, t in enumerate(self.traits):
+            for suffix in self.partials(i, stats=stats, state=True):
+                col = self.part(i, suffix)
+                merge = STATS_MERGE.get(suffix) or (lambda a, b, s=suffix, t=t: t.sql_merge(s, a, b))
+                exprs.append(f"{merge(f'o.{col}', f'n.{col}')} AS {col}")
+        body = ",\n        ".join(exprs)
+        return f"SELECT {body}\n    FROM {old} o FULL JOIN {new} n ON o.profile_id = n.profile_id"
+
+    # -- what a move of as_of touches ---------------------------------------------------------
+    def moved_sql(self, previous: datetime) -> str:
+        """A predicate on ``events`` rows: counting at ``previous`` may differ from at ``as_of``.
+
+        Exact for every window but sessions: each flag is a function of the event and ``as_of``,
+        so a profile none of whose events changes flag keeps its value. A session depends on the
+        profile's other events: every event of its selection between ``min(as_of) - M`` and
+        ``max(as_of)`` (entering, or moving the expiry) marks the profile.
+        """
+        a, b = utc(previous), self.as_of
+        lo, hi = min(a, b), max(a, b)
+        parts = []
+        for t in self.traits:
+            def flag(x: datetime, t: Trait = t) -> str:
+                return f"(timestamp <= {ts_literal(x)} AND {selection_sql(t, x)} AND {t.window.sql('timestamp', x)})"
+
+            if t.window.is_session:
+                start = ts_literal(lo - timedelta(minutes=t.window.minutes))
+                parts.append(
+                    f"(event = {sql_str(t.event)} AND timestamp <= {ts_literal(hi)} AND "
+                    f"(timestamp > {start} OR {selection_sql(t, a)} IS DISTINCT FROM {selection_sql(t, b)}))"
+                )
+            else:
+                parts.append(f"({flag(a)} IS DISTINCT FROM {flag(b)})")
+        return " OR ".join(parts) or "false"
 
     # -- final values ------------------------------------------------------------------------
-    def values_sql(self, agg: str, *, agg_cte: str | None = None) -> str:
-        """One row per profile (sorted by id), one typed column per trait, from ``agg``."""
+    def values_sql(
+        self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None
+    ) -> str:
+        """One row per profile (sorted by id), one typed column per trait, from ``agg``.
+
+        ``where`` (a query of profile ids) restricts the rows to those profiles.
+        """
         ctes = [f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else []
         joins: list[str] = []
         columns: list[str] = []
+        restrict = f"p.profile_id IN ({where})" if where else ""
         for i, t in enumerate(self.traits):
-            final = t.sql_final(lambda s, i=i: f"a.{self.part(i, s)}")
+            final = t.sql_final(lambda s, i=i: f"a.{self.part(i, s)}", state=state)
             if isinstance(t, UniqueList):
                 over = f"len(a.{self.part(i, 'u')}) > {t.max_items}"
                 capped = f"cap{i}_"
+                only = f" AND a.profile_id IN ({where})" if where else ""
                 relation = self.relation_ctes(
-                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}"
+                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}{only}"
                 )
                 ctes += relation
                 ctes.append(
@@ -181,7 +281,7 @@ class Plan:
         select = ",\n    ".join(["p.profile_id", *columns])
         return (
             f"{with_}SELECT {select}\nFROM profiles p LEFT JOIN {agg} a ON a.profile_id = p.profile_id"
-            f"{''.join(joins)}\nORDER BY p.profile_id"
+            f"{''.join(joins)}{' WHERE ' + restrict if restrict else ''}\nORDER BY p.profile_id"
         )
 
     def frame_sql(self) -> str:

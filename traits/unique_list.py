@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from traits.base import ValueTrait, canonical, fmt, with_values
+from traits.base import ValueTrait, canonical, concat_sql, fmt, with_values
 from traits.values import VALUE_TYPES
 
 #: Unify's cap on unique lists.
@@ -34,11 +34,18 @@ class UniqueListCount(ValueTrait):
     def output_polars_type(self) -> pl.DataType:
         return pl.Int64()
 
-    def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
+    def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
+        if state:  # a count does not merge; the set does
+            return {"u": f"list(DISTINCT {value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
         return {"c": f"count(DISTINCT {value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
 
-    def sql_final(self, part: Callable[[str], str]) -> str:
+    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
+        if state:
+            return f"coalesce(len({part('u')}), 0)"
         return f"coalesce({part('c')}, 0)"
+
+    def sql_merge(self, suffix: str, a: str, b: str) -> str:
+        return f"list_distinct({concat_sql(a, b)})"
 
     def _first_seen(self, frame: pl.DataFrame) -> pl.DataFrame:
         return (
@@ -82,11 +89,14 @@ class UniqueList(UniqueListCount):
     def output_polars_type(self) -> pl.DataType:
         return pl.List(self.value_polars_type)
 
-    def sql_aggregates(self, flag: str, value: str | None) -> dict[str, str]:
+    def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
         return {"u": f"list(DISTINCT {value} ORDER BY {value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
 
-    def sql_final(self, part: Callable[[str], str]) -> str:
+    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         return f"coalesce({part('u')}, CAST([] AS {self.output_sql_type}))"
+
+    def sql_merge(self, suffix: str, a: str, b: str) -> str:
+        return f"list_sort(list_distinct({concat_sql(a, b)}))"
 
     def sql_capped(self, flag: str, value: str, relation: str) -> str:
         """The capped lists of the profiles in ``relation`` (used only for lists past the cap)."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from engine.store import Store
+
+_GENERATION = itertools.count()
 
 
 @dataclass
@@ -62,7 +65,8 @@ def make_store(events: list[Ev], profiles: list[str] | None = None, *, store: St
     if links:
         con.executemany("INSERT INTO event_profiles VALUES (?, ?)", links)
     store.fill_derived_columns("true")
-    store.set_meta("identity_state", "test")
+    # a new identity state each time: the events were replaced behind the engine's back
+    store.set_meta("identity_state", f"test-{next(_GENERATION)}")
     return store
 
 

@@ -1,0 +1,231 @@
+"""Incremental compute equals a full recompute, row for row: random events arriving in random
+batches (late events included), identity resolved by the real ``resolve`` between batches (merges,
+limit drops, re-resolution), definitions edited and ``as_of`` moved between runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from engine.compute import compute_traits, trait_frame, trait_stats
+from engine.identity.resolve import resolve
+from engine.identity.rules import parse_identity
+from engine.store import Store
+from tests.traits.test_properties import AS_OF, OFFSETS, definition, properties, same
+from traits.registry import parse_traits
+
+RULES = parse_identity(None)
+USERS = ["u1", "u2", "u3", None, None]
+ANONS = ["a1", "a2", "a3", "a4", None]
+
+
+@st.composite
+def stream(draw):
+    """Events with identifiers from small pools, so batches merge and split profiles."""
+    n = draw(st.integers(1, 22))
+    out = []
+    for i in range(n):
+        user, anon = draw(st.sampled_from(USERS)), draw(st.sampled_from(ANONS))
+        if user is None and anon is None:
+            anon = "a1"
+        event = draw(st.sampled_from(["A", "A", "B", "Page Viewed"]))
+        out.append({
+            "message_id": f"m{i:02d}",
+            "type": "page" if event == "Page Viewed" else "track",
+            "event": event,
+            "timestamp": AS_OF + draw(st.sampled_from(OFFSETS)) - timedelta(minutes=draw(st.integers(0, 3))),
+            "user_id": user,
+            "anonymous_id": anon,
+            "properties": draw(properties()),
+        })
+    return out
+
+
+def insert(store: Store, events: list[dict], ingest_id: int) -> None:
+    """Store events as one ingest would: rows, their derived columns, an ingest_log row."""
+    rows = []
+    for e in events:
+        raw = json.dumps({"messageId": e["message_id"], "type": e["type"]})
+        rows.append([e["message_id"], e["type"], e["event"], e["timestamp"], e["user_id"], e["anonymous_id"],
+                     json.dumps(e["properties"]), raw, hashlib.sha256(raw.encode()).hexdigest(), ingest_id])
+    if rows:
+        store.con.executemany(
+            "INSERT INTO events (message_id, type, event, timestamp, user_id, anonymous_id, properties, raw, "
+            "payload_hash, ingest_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    store.fill_derived_columns("ingest_id = ?", [ingest_id])
+
+
+def values(store: Store) -> dict[str, dict]:
+    rows = store.con.sql("SELECT * FROM trait_values ORDER BY profile_id").pl().to_dicts()
+    return {r.pop("profile_id"): r for r in rows}
+
+
+def assert_same(got: dict, want: dict, traits) -> None:
+    assert list(got) == list(want)
+    for p in want:
+        for t in traits:
+            assert same(got[p][t.name], want[p][t.name]), (p, t, got[p][t.name], want[p][t.name])
+
+
+SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(
+    evs=stream(),
+    defs=st.lists(st.integers(0, 10**6), min_size=2, max_size=4).flatmap(
+        lambda seeds: st.tuples(*[definition(i) for i in range(len(seeds))])),
+    batches=st.integers(1, 4).flatmap(lambda k: st.tuples(st.just(k), st.randoms(use_true_random=False))),
+    as_ofs=st.lists(st.sampled_from([timedelta(0), timedelta(days=1), -timedelta(days=1), timedelta(minutes=20),
+                                     -timedelta(days=7), timedelta(days=30)]), min_size=4, max_size=4),
+    edit=st.integers(0, 3),
+)
+def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, defs, batches, as_ofs, edit):
+    k, rnd = batches
+    order = list(evs)
+    rnd.shuffle(order)  # any arrival order: later batches hold earlier (late) events
+    cuts = sorted(rnd.randint(0, len(order)) for _ in range(k - 1))
+    parts = [order[a:b] for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)]
+    all_defs = list(defs)
+    with Store.open(None) as store:
+        for b, part in enumerate(parts):
+            insert(store, part, b + 1)
+            resolve(store, RULES)
+            active = all_defs if b != edit else all_defs[1:]  # one run without the first trait
+            if b == edit and len(active) > 1:
+                active = [{**active[0], "description": "edited"}, *active[1:]]  # description only
+            traits = parse_traits(active, path="i.toml")
+            at = AS_OF + as_ofs[b]
+            report = compute_traits(store, traits, as_of=at)
+            if os.environ.get("DBG"):
+                print("batch", b, report.full, report.merged, report.recomputed, report.dropped, report.rebuilt)
+                print(store.con.sql("SELECT * FROM trait_values").fetchall())
+                print(store.con.sql("SELECT * FROM profiles").fetchall())
+                print(store.con.sql("SELECT profile_id, _n FROM trait_state").fetchall())
+            event("full" if report.full else f"merged {bool(report.merged)}, recomputed {bool(report.recomputed)}")
+            assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at).to_dicts()},
+                        traits)
+            incremental_stats = trait_stats(store).drop("as_of").to_dicts()
+        # a last run with nothing new changes nothing; then full must equal what incremental built
+        again = compute_traits(store, traits, as_of=at)
+        assert (again.recomputed, again.merged, again.dropped) == (0, 0, 0) or report.full
+        got = values(store)
+        compute_traits(store, traits, as_of=at, full=True)
+        assert_same(got, values(store), traits)
+        assert incremental_stats == trait_stats(store).drop("as_of").to_dicts()
+
+
+def test_appended_events_merge_without_recomputing_others():
+    defs = [{"name": "n", "type": "event_counter", "event": "A"},
+            {"name": "last_k", "type": "last", "event": "A", "property": "k"}]
+    traits = parse_traits(defs, path="i.toml")
+    evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=i + 1),
+            "user_id": f"u{i % 3}", "anonymous_id": None, "properties": {"k": i}} for i in range(9)]
+    with Store.open(None) as store:
+        insert(store, evs[:6], 1)
+        resolve(store, RULES)
+        assert compute_traits(store, traits, as_of=AS_OF).full
+        # u0 and u1 gain one event each: late (older than their latest) but not older than their
+        # first, which would create the profile anew under another id (identity.md) and recompute
+        insert(store, [{**e, "timestamp": AS_OF - timedelta(days=1, hours=12)} for e in evs[6:8]], 2)
+        resolve(store, RULES)
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert (report.full, report.merged, report.recomputed, report.dropped) == (False, 2, 0, 0)
+        got = values(store)
+        assert sorted(v["n"] for v in got.values()) == [2, 3, 3]
+        # a new anonymous event linking u0's and u1's events through one anonymous id: a merge
+        insert(store, [{**evs[8], "message_id": "x1", "user_id": None, "anonymous_id": "z"},
+                       {**evs[8], "message_id": "x2", "user_id": "u0", "anonymous_id": "z"}], 3)
+        resolve(store, RULES)
+        report = compute_traits(store, traits, as_of=AS_OF + timedelta(days=1))
+        assert not report.full
+        frame = trait_frame(store, traits, as_of=AS_OF + timedelta(days=1))
+        assert values(store) == {r.pop("profile_id"): r for r in frame.to_dicts()}
+
+
+CRASH = textwrap.dedent("""
+    import os, sys
+    from datetime import datetime, UTC
+    from engine.compute import compute_traits
+    from engine.store import Store
+    from traits.registry import parse_traits
+    import engine.compute as c
+    defs = [{"name": "n", "type": "event_counter", "event": "A"},
+            {"name": "u", "type": "unique_list", "event": "A", "property": "k"}]
+    store = Store.open(sys.argv[1])
+    original = c._write_update
+    def die(*a, **k):
+        original(*a, **k)
+        os.kill(os.getpid(), 9)  # killed inside the transaction, after the state was rewritten
+    c._write_update = die
+    compute_traits(store, parse_traits(defs, path="c.toml"), as_of=datetime(2025, 3, 1, tzinfo=UTC))
+""")
+
+
+def test_kill_9_mid_update_converges(tmp_path: Path):
+    defs = [{"name": "n", "type": "event_counter", "event": "A"},
+            {"name": "u", "type": "unique_list", "event": "A", "property": "k"}]
+    traits = parse_traits(defs, path="c.toml")
+    evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(hours=40 - i),
+            "user_id": f"u{i % 4}", "anonymous_id": None, "properties": {"k": f"v{i % 5}"}} for i in range(40)]
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        insert(store, evs[:30], 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        insert(store, evs[30:], 2)
+        resolve(store, RULES)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(path)], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with Store.open(path) as store:
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert not report.full and report.merged == 4  # the killed update left no trace
+        got = values(store)
+        compute_traits(store, traits, as_of=AS_OF, full=True)
+        assert got == values(store)
+        assert sum(v["n"] for v in got.values()) == 40
+
+
+def test_definition_change_rebuilds_only_that_trait():
+    a = {"name": "a", "type": "event_counter", "event": "A"}
+    b = {"name": "b", "type": "event_counter", "event": "A", "window": {"within_days": 2}}
+    evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=i),
+            "user_id": "u1", "anonymous_id": None, "properties": {}} for i in range(5)]
+    with Store.open(None) as store:
+        insert(store, evs, 1)
+        resolve(store, RULES)
+        compute_traits(store, parse_traits([a, b], path="d.toml"), as_of=AS_OF)
+        b2 = {**b, "window": {"within_days": 4}}
+        report = compute_traits(store, parse_traits([a, b2], path="d.toml"), as_of=AS_OF)
+        assert report.rebuilt == ("b",) and not report.full
+        assert list(values(store).values()) == [{"a": 5, "b": 4}]
+        report = compute_traits(store, parse_traits([{**a, "description": "x"}, b2], path="d.toml"), as_of=AS_OF)
+        assert report.rebuilt == () and report.recomputed == 0
+
+
+def test_sliding_as_of_recomputes_only_profiles_at_window_edges():
+    defs = [{"name": "recent", "type": "event_counter", "event": "A", "window": {"within_days": 7}}]
+    evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=d),
+            "user_id": u, "anonymous_id": None, "properties": {}}
+           for i, (u, d) in enumerate([("u1", 3), ("u2", 6.5), ("u3", 20), ("u3", 21)])]
+    traits = parse_traits(defs, path="s.toml")
+    with Store.open(None) as store:
+        insert(store, evs, 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        report = compute_traits(store, traits, as_of=AS_OF + timedelta(days=1))
+        assert (report.recomputed, report.merged) == (1, 0)  # only u2's event left the window
+        assert sorted(v["recent"] for v in values(store).values()) == [0, 0, 1]
+        _ = datetime.now(UTC)
