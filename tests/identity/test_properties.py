@@ -16,7 +16,7 @@ from engine.store import Store
 from tests.identity.helpers import T0, assert_same, engine_result, ev, load
 from tests.identity.oracle import oracle_resolve
 
-SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 users = st.sampled_from(["u0", "u1", "u2", "u3", 42, "unknown", None, None])
 anons = st.sampled_from(["a0", "a1", "a2", "a3", "a4", "a5", " a1 ", "000", None])
@@ -135,7 +135,7 @@ def graphs(draw):
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=graphs())
 def test_bulk_resolution_equals_event_by_event_replay(data):
     bulk = resolve_graph(data)
