@@ -172,6 +172,18 @@ def compute(
 
 
 @app.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="The folder to poll for new event files.")],
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 2.0,
+    as_of: AsOf = None,
+) -> None:
+    """Poll a folder: each new file is ingested, resolved and computed incrementally (Ctrl-C stops)."""
+    with _project() as project:
+        report = project.watch(folder, interval=interval, as_of=as_of, log=_OPTIONS.console.print)
+    _print(report)
+
+
+@app.command()
 def predict(as_of: AsOf = None) -> None:
     """Train and score the prediction models; write scores and model reports."""
     started = time.perf_counter()

@@ -168,6 +168,23 @@ class Project:
             stages.append(self.predict(as_of=when))
         return RunReport(stages=tuple(stages))
 
+    def watch(
+        self,
+        folder: str | Path,
+        *,
+        interval: float = 2.0,
+        as_of: str | datetime | None = None,
+        log: Any = print,
+        max_cycles: int | None = None,
+    ) -> Any:
+        """Poll ``folder``: new files are ingested, resolved and computed incrementally; a ``WatchReport``."""
+        from engine.watch import watch
+
+        return watch(
+            self, folder, interval=interval, as_of=None if as_of is None else parse_as_of(as_of),
+            log=log, max_cycles=max_cycles,
+        )
+
     # -- reading ---------------------------------------------------------------------------
     def find_profile(self, ident: str) -> str:
         """The profile id for a profile id or any ``type:value`` identifier."""

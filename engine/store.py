@@ -204,6 +204,13 @@ TABLES: dict[str, str] = {
             rejected_examples VARCHAR[] NOT NULL, -- up to 5 message ids, earliest first
             as_of TIMESTAMPTZ NOT NULL
         )""",
+    # Incremental state (docs/incremental.md): one row per mapped profile, its event fingerprint
+    # (_n events, _fp sum of message-id hashes) and every trait's mergeable partial aggregates as
+    # columns "h<semantic hash>_<part>". Compute replaces it; this placeholder lets readers find it.
+    "trait_state": """
+        CREATE TABLE IF NOT EXISTS trait_state (
+            profile_id VARCHAR
+        )""",
     # end traits -------------------------------------------------------------------------------
 }
 

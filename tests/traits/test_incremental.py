@@ -107,11 +107,6 @@ def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, def
             traits = parse_traits(active, path="i.toml")
             at = AS_OF + as_ofs[b]
             report = compute_traits(store, traits, as_of=at)
-            if os.environ.get("DBG"):
-                print("batch", b, report.full, report.merged, report.recomputed, report.dropped, report.rebuilt)
-                print(store.con.sql("SELECT * FROM trait_values").fetchall())
-                print(store.con.sql("SELECT * FROM profiles").fetchall())
-                print(store.con.sql("SELECT profile_id, _n FROM trait_state").fetchall())
             event("full" if report.full else f"merged {bool(report.merged)}, recomputed {bool(report.recomputed)}")
             assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at).to_dicts()},
                         traits)
