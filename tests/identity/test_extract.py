@@ -193,3 +193,16 @@ def test_escaped_and_unicode_strings_are_read_exactly():
 def test_numbers_keep_their_json_text():
     e = ev("m", type="identify", user_id="u", traits={"email": -7, "phone": 5551234})
     assert extracted(e) == ok(("user_id", "u"), ("email", "-7"), ("phone", "5551234"))
+
+
+def test_top_level_integrations_can_be_mapped_with_a_source_path():
+    rules = parse_identity(
+        {
+            "identifiers": [
+                {"type": "anonymous_id", "limit": 5},
+                {"type": "ga_client_id", "limit": 5, "sources": ["integrations.Google Analytics.clientId"]},
+            ]
+        }
+    )
+    top = ev("o", anonymous_id="a", integrations={"Google Analytics": {"clientId": "GA.2"}})
+    assert extracted(top, rules) == ok(("anonymous_id", "a"), ("ga_client_id", "GA.2"))
