@@ -243,7 +243,8 @@ def _check_pattern(pattern: str, *, path: str | Path | None) -> None:
     """Patterns run in DuckDB (RE2) and in Python tests: reject what either cannot compile."""
     try:
         re.compile(pattern)
-        duckdb.connect().execute("SELECT regexp_full_match('', ?)", [pattern]).fetchall()
+        with duckdb.connect() as con:
+            con.execute("SELECT regexp_full_match('', ?)", [pattern]).fetchall()
     except (re.error, duckdb.Error) as exc:
         raise ConfigError(
             f"invalid regular expression {pattern!r}: {exc}".splitlines()[0],
