@@ -445,7 +445,8 @@ def ingest_paths(
     progress
         Progress reporting (silent by default).
     now
-        The ingest wall-clock time (default: now, UTC); tests pass it for determinism.
+        The ingest wall-clock time (default: now; a naive datetime is UTC); tests pass it for
+        determinism.
     chunk_records
         Records per validation chunk (memory bound).
 
@@ -456,7 +457,8 @@ def ingest_paths(
     """
     started = time.perf_counter()
     progress = progress or Progress()
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
     files = resolve_paths(paths)
     reports = [
         ingest_file(store, path, fmt=fmt, compressed=compressed, progress=progress, now=now, chunk_records=chunk_records)

@@ -29,6 +29,7 @@ from uuid import UUID
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.errors import InputError
 from ingest.contract import MAX_MESSAGE_BYTES
@@ -146,28 +147,31 @@ def _stream_problem(exc: BaseException) -> str:
 
 # -- NDJSON ---------------------------------------------------------------------------------------
 def _ndjson_chunk(data: bytes, first_line: int, *, strip_bom: bool) -> Chunk:
-    """Split a block of whole lines; only a block with invalid UTF-8 is decoded line by line."""
-    failures: list[ReadFailure] = []
+    """Split a block of whole lines in Arrow (no Python string per line); the UTF-8 check is the
+    cast. Only a block holding invalid UTF-8 is decoded line by line, to name the bad lines."""
+    if strip_bom and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    pieces = pc.split_pattern(pa.array([data], pa.large_binary()), pattern=b"\n").flatten()
+    numbers = pa.array(np.arange(first_line, first_line + len(pieces), dtype=np.int64))
     try:
-        lines = data.decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        lines = []
-        for i, raw in enumerate(data.split(b"\n")):
-            try:
-                lines.append(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                lines.append("")
-                failures.append(
-                    ReadFailure(
-                        line=first_line + i,
-                        raw=_cut(raw.decode("utf-8", "replace")),
-                        reason=f"invalid UTF-8 (byte {exc.start + 1} of the line)",
-                    )
+        return Chunk(lines=numbers, texts=pieces.cast(pa.large_string()))
+    except pa.ArrowInvalid:
+        pass
+    failures: list[ReadFailure] = []
+    lines: list[str] = []
+    for i, raw in enumerate(data.split(b"\n")):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            lines.append("")
+            failures.append(
+                ReadFailure(
+                    line=first_line + i,
+                    raw=_cut(raw.decode("utf-8", "replace")),
+                    reason=f"invalid UTF-8 (byte {exc.start + 1} of the line)",
                 )
-    if strip_bom and lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]
-    numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
-    return Chunk(lines=pa.array(numbers), texts=pa.array(lines, type=pa.large_string()), failures=tuple(failures))
+            )
+    return Chunk(lines=numbers, texts=pa.array(lines, type=pa.large_string()), failures=tuple(failures))
 
 
 def read_ndjson(src: Source, chunk_records: int) -> Iterator[Chunk]:

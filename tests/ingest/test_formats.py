@@ -186,3 +186,10 @@ def test_directories_are_recursive_and_sorted_and_globs_expand(store, tmp_path):
     assert [f.path.removeprefix(str(tmp_path)) for f in report.files] == ["/a.ndjson", "/b/a.ndjson", "/b/deep/z.ndjson"]
     report = ingest(store, tmp_path / "**" / "*.ndjson")
     assert {f.status for f in report.files} == {"already ingested"}
+
+
+def test_utf8_bom_at_the_start_of_ndjson_is_dropped(store, tmp_path):
+    path = tmp_path / "bom.ndjson"
+    path.write_bytes(b'\xef\xbb\xbf{"type":"track","event":"E","userId":"u","messageId":"m"}\n')
+    assert ingest(store, path).ingested == 1
+    assert rows(store, "SELECT raw FROM events") == [('{"type":"track","event":"E","userId":"u","messageId":"m"}',)]
