@@ -77,9 +77,6 @@ FIELDS: tuple[Field, ...] = (
     Field(name="context", column="context", spellings=("context",), kind="object"),
 )
 
-_BY_COLUMN = {f.column: f for f in FIELDS}
-
-
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

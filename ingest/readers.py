@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import shutil
 import tempfile
 import zlib
@@ -167,7 +166,7 @@ def _ndjson_chunk(data: bytes, first_line: int, *, strip_bom: bool) -> Chunk:
             failures.append(
                 ReadFailure(
                     line=first_line + i,
-                    raw=_cut(raw.decode("utf-8", "replace")),
+                    raw=cut_text(raw.decode("utf-8", "replace")),
                     reason=f"invalid UTF-8 (byte {exc.start + 1} of the line)",
                 )
             )
@@ -211,7 +210,7 @@ def read_ndjson(src: Source, chunk_records: int) -> Iterator[Chunk]:
             if not piece:
                 break
         if problem is not None:
-            raise FileProblem(problem.reason, line=next_line, raw=_cut(b"".join(parts).decode("utf-8", "replace")))
+            raise FileProblem(problem.reason, line=next_line, raw=cut_text(b"".join(parts).decode("utf-8", "replace")))
 
 
 # -- JSON document ---------------------------------------------------------------------------------
@@ -260,7 +259,7 @@ def _to_text(record: Any, line: int) -> str | ReadFailure:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        return ReadFailure(line=line, raw=_cut(shown), reason=f"invalid UTF-8 (character {exc.start + 1} of the record)")
+        return ReadFailure(line=line, raw=cut_text(shown), reason=f"invalid UTF-8 (character {exc.start + 1} of the record)")
     return text
 
 
@@ -300,13 +299,13 @@ def read_json(src: Source, chunk_records: int) -> Iterator[Chunk]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FileProblem(f"not a JSON document: {exc.msg} at line {exc.lineno} column {exc.colno}", line=0, raw=_cut(text)) from None
+        raise FileProblem(f"not a JSON document: {exc.msg} at line {exc.lineno} column {exc.colno}", line=0, raw=cut_text(text)) from None
     yield from _records_to_chunks(enumerate(_json_records(doc), start=1), chunk_records, _to_text)
 
 
 # -- tabular formats (CSV, Parquet): columns -> nested JSON, vectorised --------------------------------
-_NULL_MEMBER = re.compile(r'[,]"(?:[^"\\]|\\.)*":(?:null|\{\})')
-_NULL_FIRST = re.compile(r'\{"(?:[^"\\]|\\.)*":(?:null|\{\}),?')
+_NULL_MEMBER = r'[,]"(?:[^"\\]|\\.)*":(?:null|\{\})'
+_NULL_FIRST = r'\{"(?:[^"\\]|\\.)*":(?:null|\{\}),?'
 
 
 def _drop_absent(texts: pl.Expr) -> pl.Expr:
@@ -316,7 +315,7 @@ def _drop_absent(texts: pl.Expr) -> pl.Expr:
     Two passes per nesting level; tabular exports nest a few levels at most.
     """
     for _ in range(4):
-        texts = texts.str.replace_all(_NULL_MEMBER.pattern, "").str.replace_all(_NULL_FIRST.pattern, "{")
+        texts = texts.str.replace_all(_NULL_MEMBER, "").str.replace_all(_NULL_FIRST, "{")
     return texts
 
 
@@ -488,7 +487,7 @@ def _csv_batch(batch: pa.RecordBatch, first_row: int) -> Chunk:
         failures = tuple(
             ReadFailure(
                 line=first_row + i,
-                raw=_cut(json.dumps(frame.row(i, named=True), ensure_ascii=False)),
+                raw=cut_text(json.dumps(frame.row(i, named=True), ensure_ascii=False)),
                 reason="invalid UTF-8 in column(s) "
                 + ", ".join(n for n in batch.schema.names if batch.column(n)[i].as_py() is not None and _not_utf8(batch.column(n)[i].as_py())),
             )
@@ -576,7 +575,7 @@ def _avro_text(record: Any, line: int) -> str | ReadFailure:
     try:
         return json.dumps(_strip_none(record), ensure_ascii=False, separators=(",", ":"), default=_avro_default)
     except (TypeError, ValueError) as exc:
-        return ReadFailure(line=line, raw=_cut(repr(record)), reason=f"record cannot be represented as JSON: {exc}")
+        return ReadFailure(line=line, raw=cut_text(repr(record)), reason=f"record cannot be represented as JSON: {exc}")
 
 
 def read_avro(src: Source, chunk_records: int) -> Iterator[Chunk]:
@@ -616,12 +615,10 @@ READERS: dict[str, Reader] = {
 }
 
 
-def _cut(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+def cut_text(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
     """At most ``limit`` UTF-8 bytes of ``text``, never splitting a character."""
     data = text.encode("utf-8", "replace")
     if len(data) <= limit:
         return text
     return data[:limit].decode("utf-8", "ignore")
 
-
-cut_text = _cut

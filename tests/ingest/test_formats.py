@@ -193,3 +193,14 @@ def test_utf8_bom_at_the_start_of_ndjson_is_dropped(store, tmp_path):
     path.write_bytes(b'\xef\xbb\xbf{"type":"track","event":"E","userId":"u","messageId":"m"}\n')
     assert ingest(store, path).ingested == 1
     assert rows(store, "SELECT raw FROM events") == [('{"type":"track","event":"E","userId":"u","messageId":"m"}',)]
+
+
+def test_tabular_null_stripping_never_touches_string_values(store, tmp_path):
+    path = tmp_path / "tricky.csv"
+    path.write_text(
+        'type,userId,event,messageId,properties.note,properties.empty\n'
+        'track,u1,E,t1,"{""k"":null,""x"":{}} and ,""a"":null",\n',
+        encoding="utf-8",
+    )
+    assert ingest(store, path).ingested == 1
+    assert json.loads(event(store, "t1")["properties"]) == {"note": '{"k":null,"x":{}} and ,"a":null'}
