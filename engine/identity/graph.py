@@ -24,7 +24,9 @@ reduces to union-find in canonical order:
 
 Only components that could break a limit are replayed event by event (:func:`_replay`), and even
 there an event whose identifiers all belong to one profile already is settled without a check (a
-profile alone always satisfies its limits: periodic counts only shrink as time advances).
+profile alone satisfies its limits, since periodic counts only shrink as time advances, unless it
+was created over a limit: the spec creates profiles without a check, so such a profile is checked
+in full until a checked merge or gain brings it within its limits).
 """
 
 from __future__ import annotations
@@ -270,6 +272,9 @@ def _replay(
     gains: dict[int, dict[int, list[int]]] = {}  # live profile -> type -> sorted gain times
     gain_event: dict[int, int] = {}
     ev_prof: list[int] = []
+    # profiles created over a limit: the shortcut below (a profile alone satisfies its limits)
+    # does not hold for them until a checked merge or gain
+    unchecked: set[int] = set()
 
     def find(x: int) -> int:
         root = x
@@ -286,7 +291,7 @@ def _replay(
             ty = type_of[i]
             counts[ty] = counts.get(ty, 0) + 1
         check = set(counts)
-        if len(profs) > 1:
+        if len(profs) > 1 or profs & unchecked:
             for q in profs:
                 check.update(gains[q])
         for ty in sorted(check):
@@ -306,7 +311,7 @@ def _replay(
         p0 = owner.get(ids[0])
         if p0 is not None:
             r0 = find(p0)
-            if all(i in owner and find(owner[i]) == r0 for i in ids[1:]):
+            if r0 not in unchecked and all(i in owner and find(owner[i]) == r0 for i in ids[1:]):
                 ev_prof.append(r0)
                 continue
         ids = list(ids)
@@ -314,7 +319,8 @@ def _replay(
         while ids:
             profs = {find(owner[i]) for i in ids if i in owner}
             new = [i for i in ids if i not in owner]
-            broken = breaks(profs, new, t)
+            # the spec creates a profile without a limit check ("if P is empty: create")
+            broken = breaks(profs, new, t) if profs else None
             if broken is not None:
                 dropped = ids.pop()
                 out.violation_event.append(e)
@@ -339,6 +345,9 @@ def _replay(
                 into = e
                 parent[e] = e
                 target = gains[e] = {}
+                if breaks(set(), new, t) is not None:
+                    unchecked.add(e)
+            unchecked.difference_update(profs)  # a checked merge / gain: within limits now
             for i in new:
                 owner[i] = into
                 target.setdefault(type_of[i], []).append(t)

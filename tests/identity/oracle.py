@@ -166,7 +166,7 @@ def oracle_resolve(events: list[dict[str, Any]], rules: Any) -> OracleResult:
             for i in ids:
                 merged.setdefault(i, t)
             broken = None
-            for rule in rules.identifiers:
+            for rule in rules.identifiers if owners else ():  # "if P is empty: create", no check
                 period = _PERIOD[rule.period]
                 n = sum(
                     1

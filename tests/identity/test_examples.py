@@ -100,6 +100,7 @@ def test_priority_ties_drop_the_greatest_value_of_the_lowest_priority_type():
     )
     res = run(
         [
+            ev("p", 0, user_id="u"),
             ev(
                 "a",
                 1,
@@ -107,13 +108,37 @@ def test_priority_ties_drop_the_greatest_value_of_the_lowest_priority_type():
                 type="identify",
                 traits={"email": "b@x.io"},
                 context={"traits": {"email": "a@x.io"}},
-            )
+            ),
         ],
         rules,
     )
-    # decision (docs/identity.md): a new profile obeys the limits too
-    assert idents(res, "a") == {("user_id", "u"), ("email", "a@x.io")}
+    assert idents(res, "p") == {("user_id", "u"), ("email", "a@x.io")}
     assert [v[2:] for v in res.violations] == [("email", 1, "email", "b@x.io")]
+
+
+def test_a_profile_is_created_without_a_limit_check_and_later_matches_hit_the_limit():
+    """spec: "if P is empty: create a profile owning ids" (no check at creation)."""
+    rules = parse_identity(
+        {"identifiers": [{"type": "user_id", "limit": 1}, {"type": "email", "limit": 1}]}
+    )
+    two_emails = {"traits": {"email": "a@x.io"}, "context": {"traits": {"email": "b@x.io"}}}
+    res = run(
+        [
+            ev("a", 1, user_id="u", type="identify", **two_emails),
+            # matches the over-limit profile: merged = its ids, over the email limit whatever
+            # is dropped, so every identifier is dropped and the event is unresolved
+            ev("b", 2, user_id="u"),
+            ev("c", 3, anonymous_id="x", type="identify", traits={"email": "a@x.io"}),
+        ],
+        rules,
+    )
+    assert idents(res, "a") == {("user_id", "u"), ("email", "a@x.io"), ("email", "b@x.io")}
+    assert res.event_profiles == {"a": pid("a")}
+    assert res.unresolved == {"b", "c"}
+    assert [v[2:] for v in res.violations] == [
+        ("email", 1, "user_id", "u"),
+        ("email", 1, "email", "a@x.io"),
+    ]
 
 
 def test_violation_names_the_highest_priority_broken_rule():
@@ -147,12 +172,13 @@ def test_drops_repeat_until_the_rest_fits_a_single_identifier_always_resolves():
     rules = parse_identity({"identifiers": [{"type": "email", "limit": 1}]})
     res = run(
         [
+            ev("p", 0, type="identify", traits={"email": "a@x.io"}),
             ev("a", 1, type="identify", traits={"email": "a@x.io"}, context={"traits": {"email": "b@x.io"}}),
         ],
         rules,
     )
-    assert res.event_profiles == {"a": pid("a")}
-    assert idents(res, "a") == {("email", "a@x.io")}
+    assert res.event_profiles == {"p": pid("p"), "a": pid("p")}
+    assert idents(res, "p") == {("email", "a@x.io")}
     rules2 = parse_identity({"identifiers": [{"type": "anonymous_id", "limit": 1}, {"type": "user_id", "limit": 1}]})
     res = run(
         [
