@@ -173,6 +173,33 @@ TABLES: dict[str, str] = {
             value VARCHAR NOT NULL,
             events BIGINT NOT NULL
         )""",
+    # Incremental resolution (docs/identity.md "How it runs"): the ingests already resolved and
+    # their event counts (a changed count forces a full rebuild), and the candidate component
+    # (identifiers linked transitively, limits ignored) of every event and identifier seen.
+    "identity_ingests": """
+        CREATE TABLE IF NOT EXISTS identity_ingests (
+            ingest_id BIGINT NOT NULL,
+            events BIGINT NOT NULL
+        )""",
+    "identity_components": """
+        CREATE TABLE IF NOT EXISTS identity_components (
+            message_id VARCHAR NOT NULL,        -- events with at least one usable identifier
+            component BIGINT NOT NULL
+        )""",
+    "identity_identifier_components": """
+        CREATE TABLE IF NOT EXISTS identity_identifier_components (
+            type VARCHAR NOT NULL,
+            value VARCHAR NOT NULL,
+            component BIGINT NOT NULL
+        )""",
+    # What each resolve run changed: kind is created | removed | changed (events, identifiers
+    # or identify traits of a surviving profile differ). run_id counts runs (meta identity_run).
+    "identity_changes": """
+        CREATE TABLE IF NOT EXISTS identity_changes (
+            run_id BIGINT NOT NULL,
+            profile_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL
+        )""",
     # end identity -----------------------------------------------------------------------------
     # traits (engine/compute.py rewrites these; see docs/traits.md) ---------------------------------
     # One row per profile, one typed column per trait: compute replaces the table with the

@@ -85,6 +85,7 @@ class GraphResult:
     violation_event: np.ndarray
     violation_type: np.ndarray  # the type whose limit would break (highest priority one)
     violation_ident: np.ndarray  # the dropped identifier
+    ident_component: np.ndarray  # candidate component per identifier (limits ignored), 0-based
     components: int
     replayed_events: int
 
@@ -100,7 +101,8 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
         return GraphResult(
             event_profile=empty, ident_profile=np.full(n_id, NO), ident_gain=np.full(n_id, NO),
             merge_from=empty, merge_into=empty, merge_event=empty, violation_event=empty,
-            violation_type=empty, violation_ident=empty, components=0, replayed_events=0,
+            violation_type=empty, violation_ident=empty, ident_component=np.full(n_id, NO),
+            components=0, replayed_events=0,
         )
     starts = np.flatnonzero(np.r_[True, row_ev[1:] != row_ev[:-1]])
     if len(starts) != n_ev:
@@ -155,6 +157,7 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
         violation_event=np.asarray(replay.violation_event, dtype=np.int64),
         violation_type=np.asarray(replay.violation_type, dtype=np.int64),
         violation_ident=np.asarray(replay.violation_ident, dtype=np.int64),
+        ident_component=comp,
         components=int(n_comp),
         replayed_events=len(replay.events),
     )

@@ -1,16 +1,18 @@
 """Identity resolution against the store: events in, identity tables out (the only I/O here).
 
-``resolve`` recomputes every identity table from the stored events on each run that has something
-new to do: the result is a function of the event set and the rules (``identity.md``: order
-independence), and late events need no special path. A run with the same events and rules as the
-last one changes nothing and says so. Extraction and joins run in DuckDB; the graph runs on
+The result is a function of the event set and the rules (``identity.md``: order independence).
+Candidate components (events linked transitively by shared identifiers, limits ignored) are
+closed: each resolves from scratch independently of the others. So a run with new events
+re-resolves only the components their identifiers touch (plus the new events) and leaves the
+rest alone, which makes late events exact by construction; a rules change, or an ingest whose
+event count changed, rebuilds everything. Extraction and joins run in DuckDB; the graph runs on
 integer arrays in :mod:`engine.identity.graph`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 import numpy as np
@@ -36,8 +38,14 @@ IDENTITY_TABLES = (
     "identity_violations",
     "profile_traits",
     "identity_blocked",
+    "identity_components",
+    "identity_identifier_components",
+    "identity_ingests",
 )
 _STATE_KEY = "identity_state"
+_RULES_KEY = "identity_rules"
+_RUN_KEY = "identity_run"
+_TEMP_TABLES = ("_id_occ", "_ev", "_ids", "_fresh", "_touched", "_old_events", "_old_prof", "_fp_old")
 _TOP = 10
 
 
@@ -66,6 +74,14 @@ class IdentityReport:
     replayed_events: int | None
     up_to_date: bool
     seconds: float
+    mode: str = "up to date"  # full | incremental | up to date
+    new_events: int = 0
+    reresolved_events: int = 0  # new events plus the events of the components they touched
+    touched_components: int = 0
+    run_id: int | None = None
+    created: int = 0
+    removed: int = 0
+    changed: int = 0
 
     def __rich__(self) -> Group:
         head = Table(title="Identity resolution", show_header=False, box=None)
@@ -81,6 +97,16 @@ class IdentityReport:
         head.add_row("merges", f"{self.merges:,}")
         head.add_row("limit violations (identifiers dropped)", f"{self.violations:,}")
         head.add_row("blocked identifier values", f"{self.blocked:,}")
+        if not self.up_to_date:
+            head.add_row("mode", self.mode)
+            head.add_row("new events", f"{self.new_events:,}")
+            if self.mode == "incremental":
+                head.add_row("existing components re-resolved", f"{self.touched_components:,}")
+            head.add_row("events resolved this run", f"{self.reresolved_events:,}")
+            head.add_row(
+                "profiles created / removed / changed",
+                f"{self.created:,} / {self.removed:,} / {self.changed:,}",
+            )
         if self.replayed_events is not None:
             head.add_row("events replayed one by one (limit-risky groups)", f"{self.replayed_events:,}")
         head.add_row("seconds", f"{self.seconds:.2f}")
@@ -129,20 +155,39 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
     state = _state(con, rules)
     if store.get_meta(_STATE_KEY) == state:
         return _report(con, started, up_to_date=True, result=None)
-
-    with progress.step("Extracting identifiers"):
-        _extract(con, rules)
-    with progress.step("Resolving identities"):
-        data = _graph_input(con, rules)
-        result = resolve_graph(data)
-    with progress.step("Writing identity tables"):
-        with store.transaction():
-            _write(con, rules, result)
-            store.set_meta(_STATE_KEY, state)
+    rules_hash = definition_hash({"rules": rules.semantic(), "v": 2})
+    full = store.get_meta(_RULES_KEY) != rules_hash or _ingests_changed(con)
+    run_id = int(store.get_meta(_RUN_KEY) or 0) + 1
+    try:
+        with progress.step("Extracting identifiers"):
+            touched = _extract_todo(con, rules, full=full)
+        with progress.step("Resolving identities"):
+            result = resolve_graph(_graph_input(con, rules))
+        with progress.step("Writing identity tables"):
+            with store.transaction():
+                changes = _write(con, rules, result, full=full, run_id=run_id)
+                store.set_meta(_STATE_KEY, state)
+                store.set_meta(_RULES_KEY, rules_hash)
+                store.set_meta(_RUN_KEY, str(run_id))
+        new_events = con.execute("SELECT count(*) FROM _fresh").fetchall()[0][0]
+        reresolved = con.execute("SELECT count(*) FROM _ev").fetchall()[0][0]
+    finally:
         con.execute("DROP VIEW IF EXISTS _id_rows")
-        for name in ("_id_occ", "_ev", "_ids"):
+        for name in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {name}")
-    return _report(con, started, up_to_date=False, result=result)
+    report = _report(con, started, up_to_date=False, result=result)
+    return replace(
+        report,
+        mode="full" if full else "incremental",
+        new_events=new_events,
+        reresolved_events=reresolved,
+        touched_components=touched,
+        run_id=run_id,
+        created=changes.get("created", 0),
+        removed=changes.get("removed", 0),
+        changed=changes.get("changed", 0),
+        seconds=time.perf_counter() - started,
+    )
 
 
 def find_profile(store: Store, ident: str) -> str:
@@ -212,14 +257,74 @@ def _state(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> str:
     return definition_hash({"rules": rules.semantic(), "events": [n, last, lo, hi], "v": 1})
 
 
+def _ingests_changed(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether an ingest already resolved has a different event count now (rebuild then)."""
+    return bool(
+        con.execute(
+            """SELECT count(*) FROM identity_ingests r
+            LEFT JOIN (SELECT ingest_id, count(*) AS n FROM events GROUP BY 1) e USING (ingest_id)
+            WHERE coalesce(e.n, 0) <> r.events"""
+        ).fetchall()[0][0]
+    )
+
+
 def _extract(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
-    types = ", ".join(f"({sql_literal(r.type)}, {i})" for i, r in enumerate(rules.identifiers))
-    # events are keyed by rowid (an integer) until the output joins bring message_id back
+    """Extract every event (a full rebuild; the benchmark's bare baseline uses it too)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _fresh AS SELECT rowid AS eid FROM events")
+    _occurrences(con, rules, "_id_occ", "events", "rowid")
+    _number(con, rules)
+
+
+def _extract_todo(con: duckdb.DuckDBPyConnection, rules: IdentityRules, *, full: bool) -> int:
+    """Build ``_id_occ`` / ``_ev`` / ``_ids`` for the events to resolve; the touched components.
+
+    ``_fresh`` holds the rowids of the events not resolved before (all of them when ``full``);
+    ``_id_occ.fresh`` marks their occurrences (blocked counts add only those).
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE _touched (component BIGINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _old_events (message_id VARCHAR)")
+    if full:
+        _extract(con, rules)
+        return 0
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _fresh AS SELECT rowid AS eid FROM events
+        WHERE ingest_id NOT IN (SELECT ingest_id FROM identity_ingests)"""
+    )
+    _occurrences(con, rules, "_id_occ", "(SELECT rowid AS _rid, * FROM events WHERE rowid IN (SELECT eid FROM _fresh))", "_rid")
+    con.execute(
+        """INSERT INTO _touched SELECT DISTINCT c.component
+        FROM _id_occ o JOIN identity_identifier_components c USING (type, value) WHERE NOT o.blocked"""
+    )
+    con.execute(
+        """INSERT INTO _old_events SELECT message_id FROM identity_components
+        WHERE component IN (SELECT component FROM _touched)"""
+    )
+    n_old = con.execute("SELECT count(*) FROM _old_events").fetchall()[0][0]
+    if n_old:
+        _occurrences(
+            con, rules, "_id_occ_old",
+            "(SELECT rowid AS _rid, * FROM events WHERE message_id IN (SELECT message_id FROM _old_events))",
+            "_rid",
+        )
+        con.execute("INSERT INTO _id_occ SELECT eid, type, value, blocked, false FROM _id_occ_old")
+        con.execute("DROP TABLE _id_occ_old")
+    _number(con, rules)
+    return con.execute("SELECT count(*) FROM _touched").fetchall()[0][0]
+
+
+def _occurrences(con: duckdb.DuckDBPyConnection, rules: IdentityRules, name: str, source: str, key: str) -> None:
+    # events are keyed by rowid (an integer) until the output joins bring message_id back;
     # one row per (event, identifier): an email in traits and context.traits counts once
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _id_occ AS "
-        f"SELECT DISTINCT eid, type, value, blocked FROM ({identifiers_sql(rules, key='rowid')})"
+        f"CREATE OR REPLACE TEMP TABLE {name} AS "
+        f"SELECT DISTINCT eid, type, value, blocked, true AS fresh "
+        f"FROM ({identifiers_sql(rules, source=source, key=key)})"
     )
+
+
+def _number(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
+    """Rank the events to resolve canonically and number their identifiers by priority."""
+    types = ", ".join(f"({sql_literal(r.type)}, {i})" for i, r in enumerate(rules.identifiers))
     con.execute("CREATE OR REPLACE TEMP VIEW _id_rows AS SELECT eid, type, value FROM _id_occ WHERE NOT blocked")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _ev AS
@@ -256,15 +361,42 @@ def _graph_input(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> GraphI
     )
 
 
-def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult) -> None:
-    """Replace every identity table from the graph result (inside the caller's transaction)."""
+def _fingerprints(con: duckdb.DuckDBPyConnection, name: str, profiles_sql: str) -> None:
+    """Temp table ``name(profile_id, fp)``: a hash of each profile's events, identifiers, traits."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {name} AS
+        WITH sel AS ({profiles_sql}),
+        e AS (SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS h FROM event_profiles
+              WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1),
+        i AS (SELECT profile_id, sum(hash(type, value, first_seen_at, message_id)) AS h
+              FROM profile_identifiers WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1),
+        t AS (SELECT profile_id, sum(hash(key, value::VARCHAR, message_id)) AS h FROM profile_traits
+              WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1)
+        SELECT sel.profile_id, hash(e.n, e.h, i.h, t.h) AS fp
+        FROM sel LEFT JOIN e USING (profile_id) LEFT JOIN i USING (profile_id)
+        LEFT JOIN t USING (profile_id)"""
+    )
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult, *, full: bool, run_id: int
+) -> dict[str, int]:
+    """Replace the rows of the re-resolved components (every row when ``full``) from the graph
+    result, inside the caller's transaction; record and count the profile changes."""
     resolved = np.flatnonzero(r.event_profile >= 0)
     attached = np.flatnonzero(r.ident_profile >= 0)
     creators = np.unique(np.r_[r.event_profile[resolved], r.merge_from, r.merge_into])
+    base = 0 if full else con.execute(
+        "SELECT coalesce(max(component), -1) + 1 FROM identity_identifier_components"
+    ).fetchall()[0][0]
+    n_ids = len(r.ident_component)
     frames = {
         "_g_events": pa.table({"erank": resolved, "prank": r.event_profile[resolved]}),
         "_g_idents": pa.table(
             {"iid": attached, "prank": r.ident_profile[attached], "gain": r.ident_gain[attached]}
+        ),
+        "_g_icomp": pa.table(
+            {"iid": np.arange(n_ids, dtype=np.int64), "component": r.ident_component + base}
         ),
         "_g_creators": pa.table({"prank": creators}),
         "_g_merges": pa.table(
@@ -284,16 +416,34 @@ def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult)
     for name, frame in frames.items():
         con.register(name, frame)
     try:
-        for table in IDENTITY_TABLES:
-            con.execute(f"DELETE FROM {table}")
+        if full:
+            _fingerprints(con, "_fp_old", "SELECT profile_id FROM profiles")
+            for table in IDENTITY_TABLES:
+                con.execute(f"DELETE FROM {table}")
+        else:
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE _old_prof AS SELECT DISTINCT profile_id
+                FROM event_profiles WHERE message_id IN (SELECT message_id FROM _old_events)"""
+            )
+            _fingerprints(con, "_fp_old", "SELECT profile_id FROM _old_prof")
+            for table in ("profiles", "profile_identifiers", "profile_traits"):
+                con.execute(f"DELETE FROM {table} WHERE profile_id IN (SELECT profile_id FROM _old_prof)")
+            for table in ("event_profiles", "identity_merges", "identity_violations"):
+                con.execute(f"DELETE FROM {table} WHERE message_id IN (SELECT message_id FROM _old_events)")
+            for table in ("identity_components", "identity_identifier_components"):
+                con.execute(f"DELETE FROM {table} WHERE component IN (SELECT component FROM _touched)")
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _g_pid AS
             SELECT c.prank, 'prf_' || substr(sha256(e.message_id), 1, 16) AS profile_id,
                    e.message_id AS created_by, e.timestamp AS created_at
             FROM _g_creators c JOIN _ev e ON e.erank = c.prank"""
         )
-        n, distinct = con.execute("SELECT count(*), count(DISTINCT profile_id) FROM _g_pid").fetchall()[0]
-        if n != distinct:
+        n, distinct, clash = con.execute(
+            """SELECT count(*), count(DISTINCT profile_id),
+                      count(*) FILTER (WHERE profile_id IN (SELECT profile_id FROM profiles))
+            FROM _g_pid"""
+        ).fetchall()[0]
+        if n != distinct or clash:
             raise IdentityError(
                 "two creating events hash to the same profile id (sha256 prefix collision); "
                 "report this with the store"
@@ -332,10 +482,28 @@ def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult)
             ORDER BY v.seq"""
         )
         con.execute(
-            """INSERT INTO identity_blocked
-            SELECT type, value, count(*) FROM _id_occ WHERE blocked
-            GROUP BY type, value ORDER BY type, value"""
+            """INSERT INTO identity_identifier_components
+            SELECT i.type, i.value, c.component FROM _g_icomp c JOIN _ids i USING (iid)"""
         )
+        # an event's component is its first (any) identifier's
+        con.execute(
+            """INSERT INTO identity_components
+            SELECT e.message_id, min(c.component)
+            FROM _id_rows r JOIN _ev e USING (eid) JOIN _ids i USING (type, value)
+            JOIN _g_icomp c USING (iid) GROUP BY e.message_id"""
+        )
+        # blocked counts are per event: add the new events' (re-resolved ones are counted already)
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _g_blocked AS
+            SELECT type, value, sum(events)::BIGINT AS events FROM (
+                SELECT type, value, events FROM identity_blocked
+                UNION ALL
+                SELECT type, value, count(*) FROM _id_occ WHERE blocked AND fresh GROUP BY type, value
+            ) GROUP BY type, value"""
+        )
+        con.execute("DELETE FROM identity_blocked")
+        con.execute("INSERT INTO identity_blocked SELECT * FROM _g_blocked ORDER BY type, value")
+        con.execute("DROP TABLE _g_blocked")
         # identify traits: per profile and key, the latest identify (canonical order) wins;
         # a JSON null removes the key.
         con.execute(
@@ -348,10 +516,28 @@ def _write(con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult)
                 FROM events ev JOIN event_profiles ep USING (message_id),
                      json_each(ev.traits) k
                 WHERE ev.type = 'identify' AND json_type(ev.traits) = 'OBJECT'
+                  AND ev.rowid IN (SELECT eid FROM _ev)
             )
             WHERE rn = 1 AND json_type(value) <> 'NULL'
             ORDER BY profile_id, key"""
         )
+        con.execute("DELETE FROM identity_ingests")
+        con.execute("INSERT INTO identity_ingests SELECT ingest_id, count(*) FROM events GROUP BY 1 ORDER BY 1")
+        _fingerprints(con, "_g_fp_new", "SELECT DISTINCT profile_id FROM _g_pid JOIN _g_events USING (prank)")
+        con.execute(
+            f"""INSERT INTO identity_changes
+            SELECT {int(run_id)}, coalesce(n.profile_id, o.profile_id),
+                   CASE WHEN o.profile_id IS NULL THEN 'created'
+                        WHEN n.profile_id IS NULL THEN 'removed' ELSE 'changed' END
+            FROM _g_fp_new n FULL JOIN _fp_old o USING (profile_id)
+            WHERE n.fp IS DISTINCT FROM o.fp
+            ORDER BY 2"""
+        )
+        con.execute("DROP TABLE _g_fp_new")
+        counts = con.execute(
+            "SELECT kind, count(*) FROM identity_changes WHERE run_id = ? GROUP BY 1", [int(run_id)]
+        ).fetchall()
+        return {k: int(n) for k, n in counts}
     finally:
         for name in frames:
             con.unregister(name)

@@ -113,7 +113,7 @@ def engine_result(store: Store) -> OracleResult:
         tuple(r)
         for r in con.execute(
             "SELECT message_id, timestamp, rule_type, limit_value, dropped_type, dropped_value "
-            "FROM identity_violations ORDER BY rowid"
+            "FROM identity_violations ORDER BY timestamp, message_id, rowid"
         ).fetchall()
     ]
     res.blocked = Counter(

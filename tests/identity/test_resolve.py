@@ -59,6 +59,44 @@ def test_late_events_and_rule_changes_give_the_from_scratch_result(store):
     assert_same(engine_result(store), oracle_resolve(EVENTS, loose))
 
 
+def test_new_events_re_resolve_only_the_components_they_touch(store):
+    other = [ev("o1", 1, anonymous_id="z"), ev("o2", 2, anonymous_id="z", user_id="u9")]
+    load(store, EVENTS + other, ingest_id=1)
+    first = resolve(store, EXAMPLE_RULES)
+    assert first.mode == "full" and first.created == 3 and first.new_events == 8
+    # a late event that links y to a fresh anonymous id: only e1..e5's component is redone
+    late = ev("e0", 0.5, anonymous_id="w", type="identify", traits={"email": "j@k.com"})
+    load(store, [late], ingest_id=2)
+    report = resolve(store, EXAMPLE_RULES)
+    assert report.mode == "incremental" and report.touched_components == 1
+    assert (report.new_events, report.reresolved_events) == (1, 6)  # e6 has no usable identifier
+    # e0 is now the oldest event of the component: its profile replaces e1's
+    kinds = dict(store.con.execute(
+        "SELECT profile_id, kind FROM identity_changes WHERE run_id = ?", [report.run_id]
+    ).fetchall())
+    assert kinds == {pid("e1"): "removed", pid("e0"): "created"}
+    assert_same(engine_result(store), oracle_resolve([*EVENTS, *other, late], EXAMPLE_RULES))
+    # an event touching nothing known resolves alone and changes nothing else
+    load(store, [ev("n1", 9, anonymous_id="new")], ingest_id=3)
+    report = resolve(store, EXAMPLE_RULES)
+    assert (report.touched_components, report.reresolved_events, report.created, report.changed) == (0, 1, 1, 0)
+    # a known profile gaining an event is "changed"
+    load(store, [ev("o3", 9, anonymous_id="z")], ingest_id=4)
+    report = resolve(store, EXAMPLE_RULES)
+    assert (report.created, report.removed, report.changed) == (0, 0, 1)
+
+
+def test_rules_change_or_a_changed_ingest_rebuilds_everything(store):
+    load(store, EVENTS, ingest_id=1)
+    resolve(store, EXAMPLE_RULES)
+    loose = parse_identity({"identifiers": [{"type": "user_id", "limit": 2}, {"type": "anonymous_id", "limit": 5}]})
+    assert resolve(store, loose).mode == "full"
+    store.con.execute("DELETE FROM events WHERE message_id = 'e5'")
+    report = resolve(store, loose)
+    assert report.mode == "full"
+    assert_same(engine_result(store), oracle_resolve([e for e in EVENTS if e["message_id"] != "e5"], loose))
+
+
 def test_empty_store_resolves_to_nothing(store):
     report = resolve(store, EXAMPLE_RULES)
     assert (report.events, report.profiles) == (0, 0)
