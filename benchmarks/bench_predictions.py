@@ -90,18 +90,21 @@ def _child(store_path: str, as_of: str, reports: str) -> None:
         profiles = store.first_row("SELECT count(*) FROM profiles")[0]
         report = run_predictions(store, Config, as_of=datetime.fromisoformat(as_of))
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = usage.ru_maxrss / 1024
     print(json.dumps({
         "events": events,
         "profiles": profiles,
         "wall_seconds": round(wall, 2),
         "peak_rss_mib": round(peak, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "load_events_seconds": report.load_seconds,
         "events_per_second": round(events / wall),
         "profiles_per_second": round(profiles / wall),
         "predictions": [
             {"name": p.name, "status": p.status, "model": p.model, "metric": p.metric,
              "holdout": p.value, "baseline": p.baseline_value, "grade": p.grade, "scored": p.scored,
-             "reason": p.reason}
+             "reason": p.reason, "stage_seconds": p.seconds}
             for p in report.predictions
         ],
     }))

@@ -10,6 +10,8 @@ little data is *skipped* with the reason: its old scores are removed, never left
 from __future__ import annotations
 
 import json
+import time
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +57,7 @@ class PredictionSummary:
     extra: dict[str, float] | None = None
     report_html: str | None = None
     report_json: str | None = None
+    seconds: dict[str, float] | None = None  # wall time per stage (features, training, writing)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +66,7 @@ class PredictReport:
 
     as_of: datetime
     predictions: tuple[PredictionSummary, ...]
+    load_seconds: float = 0.0
 
     @property
     def scored(self) -> int:
@@ -247,8 +251,10 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
         reason = "no identity resolution yet (no event_profiles table): run 'profiles resolve' first"
         return PredictReport(as_of=as_of, predictions=tuple(
             PredictionSummary(name=p.name, type=p.type, status="skipped", reason=reason) for p in preds))
+    started = time.perf_counter()
     with progress.step("Loading events for predictions"):
         events, names = load_events(store, preds, as_of=as_of)
+    load_seconds = time.perf_counter() - started
     n_profiles = int(store.con.execute("SELECT count(*) FROM _pred_profiles").fetchall()[0][0])
     first = events["ts"].min() if events.height else None
     train_events = _sample(events, n_profiles, MAX_TRAIN_PROFILES)
@@ -258,6 +264,7 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
             ev = events.select("pid", "ts", "ev", pl.col(f"c{i}").alias("counting"), pl.col(f"a{i}").alias("amount"))
             tev = train_events.select("pid", "ts", "ev", pl.col(f"c{i}").alias("counting"),
                                       pl.col(f"a{i}").alias("amount"))
+            clock = {"start": time.perf_counter()}
             try:
                 cutoffs = training_cutoffs(as_of, pred.horizon_days, first)
                 spec = FeatureSpec(vocabulary=choose_vocabulary(ev, names, before=min(cutoffs)),
@@ -267,6 +274,7 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
                     build_features(tev, cutoffs=cutoffs, spec=spec),
                     build_labels(tev, cutoffs=cutoffs, horizon_days=pred.horizon_days)), traits)
                 score = _with_traits(build_features(ev, cutoffs=[as_of], spec=spec), traits)
+                clock["features"] = time.perf_counter()
                 outcome = run_prediction(pred, task, train=train, score=score, as_of=as_of, cutoffs=cutoffs)
             except DataError as exc:
                 json_path = write_skipped(pred, str(exc), reports, as_of=as_of)
@@ -277,16 +285,20 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
                 summaries.append(summary)
                 step.advance()
                 continue
+            clock["training"] = time.perf_counter()
             paths = write_report(outcome, reports)
-            summary = _summarise(outcome, paths)
             _write_scores(store, pred, outcome, as_of=as_of)
+            clock["writing"] = time.perf_counter()
+            stages = list(clock)
+            summary = dataclasses.replace(_summarise(outcome, paths), seconds={
+                k: round(clock[k] - clock[prev], 3) for prev, k in zip(stages, stages[1:])})
             _write_run(store, pred, summary, as_of=as_of, metrics={"counts": outcome.counts,
                                                                   "holdout": _headline(outcome)})
             summaries.append(summary)
             step.advance()
     store.con.execute("DROP TABLE IF EXISTS _pred_profiles")
     store.con.execute("DROP TABLE IF EXISTS _pred_names")
-    return PredictReport(as_of=as_of, predictions=tuple(summaries))
+    return PredictReport(as_of=as_of, predictions=tuple(summaries), load_seconds=round(load_seconds, 3))
 
 
 def _headline(outcome: Outcome) -> dict[str, dict[str, float]]:
