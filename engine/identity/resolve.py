@@ -82,6 +82,7 @@ class IdentityReport:
     created: int = 0
     removed: int = 0
     changed: int = 0
+    step_seconds: tuple[tuple[str, float], ...] = ()  # extract, graph, write
 
     def __rich__(self) -> Group:
         head = Table(title="Identity resolution", show_header=False, box=None)
@@ -158,11 +159,14 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
     rules_hash = definition_hash({"rules": rules.semantic(), "v": 2})
     full = store.get_meta(_RULES_KEY) != rules_hash or _ingests_changed(con)
     run_id = int(store.get_meta(_RUN_KEY) or 0) + 1
+    marks = [time.perf_counter()]
     try:
         with progress.step("Extracting identifiers"):
             touched = _extract_todo(con, rules, full=full)
+        marks.append(time.perf_counter())
         with progress.step("Resolving identities"):
             result = resolve_graph(_graph_input(con, rules))
+        marks.append(time.perf_counter())
         with progress.step("Writing identity tables"):
             with store.transaction():
                 changes = _write(con, rules, result, full=full, run_id=run_id)
@@ -171,6 +175,7 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
                 store.set_meta(_RUN_KEY, str(run_id))
         new_events = con.execute("SELECT count(*) FROM _fresh").fetchall()[0][0]
         reresolved = con.execute("SELECT count(*) FROM _ev").fetchall()[0][0]
+        marks.append(time.perf_counter())
     finally:
         con.execute("DROP VIEW IF EXISTS _id_rows")
         for name in _TEMP_TABLES:
@@ -186,6 +191,7 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
         created=changes.get("created", 0),
         removed=changes.get("removed", 0),
         changed=changes.get("changed", 0),
+        step_seconds=tuple(zip(("extract", "graph", "write"), np.diff(marks).tolist())),
         seconds=time.perf_counter() - started,
     )
 
