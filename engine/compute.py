@@ -129,7 +129,7 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
 STATE_VERSION = 1
 _META = "traits_state"
 #: Temporary tables of one run.
-_TEMPS = ("__t_fp", "__t_new", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
+_TEMPS = ("__t_fp", "__t_new", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
 
 
 def state_key(trait: Trait) -> str:
@@ -271,15 +271,25 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
 
         recompute = "SELECT profile_id FROM __t_touched WHERE kind = 'recompute'"
         merge = "SELECT profile_id FROM __t_touched WHERE kind = 'merge'"
+        new_map = (
+            f"(SELECT message_id, profile_id FROM __t_new WHERE profile_id IN ({merge}))"
+            if identity_changed else "(SELECT NULL::VARCHAR AS message_id, NULL::VARCHAR AS profile_id)"
+        )
+        # the touched profiles' slice of the map first: joining events to a small table lets DuckDB
+        # push a filter on message_id into the events scan (3x cheaper than filtering the join)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS
+            SELECT message_id, profile_id FROM event_profiles WHERE profile_id IN ({recompute})"""
+        )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __t_r AS
-            WITH a AS ({kplan.agg_sql(stats=True, state=True, profile_filter=recompute)})
+            WITH a AS ({kplan.agg_sql(stats=True, state=True, event_map="__t_rmap")})
             SELECT {cols("a")} FROM __t_touched t LEFT JOIN a ON a.profile_id = t.profile_id
             WHERE t.kind = 'recompute'"""
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __t_d AS
-            {kplan.agg_sql(stats=True, state=True, profile_filter=merge, event_filter=f"e.ingest_id > {prev.watermark}")}"""
+            {kplan.agg_sql(stats=True, state=True, event_map=new_map, event_filter=f"e.ingest_id > {prev.watermark}")}"""
         )
         old = f"(SELECT * FROM trait_state WHERE profile_id IN ({merge}))"
         con.execute(

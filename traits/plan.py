@@ -118,6 +118,18 @@ class Plan:
     def columns(self) -> list[DerivedColumn]:
         return derived_columns(self.traits)
 
+    def read_columns(self, *, stats: bool) -> list[DerivedColumn]:
+        """The derived columns the pass scans: the kind columns only feed diagnostics, so a
+        values-only pass skips them (five fewer VARCHAR columns for the Flex traits)."""
+        if stats:
+            return self.columns
+        out: dict[str, DerivedColumn] = {}
+        for t in self.traits:
+            for c in [*(d for cond in t.conditions for d in cond.derived_columns()), t.value_column()]:
+                if c is not None:
+                    out.setdefault(c.name, c)
+        return list(out.values())
+
     def part(self, index: int, suffix: str) -> str:
         return quote(f"{self.keys[index]}_{suffix}")
 
@@ -126,22 +138,24 @@ class Plan:
 
     # -- the relation of counting flags ------------------------------------------------------
     def relation_ctes(
-        self, *, prefix: str = "", profile_filter: str | None = None, event_filter: str | None = None
+        self, *, prefix: str = "", profile_filter: str | None = None, event_filter: str | None = None,
+        stats: bool = True, event_map: str = "event_profiles",
     ) -> list[str]:
         """CTEs ending in ``<prefix>flags``: the events of the traits with one flag per trait.
 
         ``profile_filter`` (a query of profile ids) and ``event_filter`` (a predicate on ``e``)
-        restrict the events: touched profiles, or new events only.
+        restrict the events: touched profiles, or new events only. ``event_map`` replaces
+        ``event_profiles`` by a (smaller) relation of ``message_id, profile_id``.
         """
         events = ", ".join(sorted({sql_str(t.event) for t in self.traits})) or "NULL"
-        cols = "".join(f", e.{quote(c.name)}" for c in self.columns)
+        cols = "".join(f", e.{quote(c.name)}" for c in self.read_columns(stats=stats))
         where = f" AND ep.profile_id IN ({profile_filter})" if profile_filter else ""
         if event_filter:
             where += f" AND ({event_filter})"
         ctes = [
             f"""{prefix}ev AS (
         SELECT ep.profile_id, e.timestamp, e.message_id, e.event{cols}
-        FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+        FROM events e JOIN {event_map} ep ON ep.message_id = e.message_id
         WHERE e.type IN ({", ".join(sql_str(t) for t in EVENT_TYPES)}) AND e.event IN ({events})
           AND e.timestamp <= {ts_literal(self.as_of)}{where}
     )"""
@@ -194,10 +208,12 @@ class Plan:
 
     def agg_sql(
         self, *, stats: bool, state: bool = False, profile_filter: str | None = None,
-        event_filter: str | None = None,
+        event_filter: str | None = None, event_map: str = "event_profiles",
     ) -> str:
         """The one pass: partial aggregates (and diagnostics) of every trait, per profile."""
-        ctes = self.relation_ctes(profile_filter=profile_filter, event_filter=event_filter)
+        ctes = self.relation_ctes(
+            profile_filter=profile_filter, event_filter=event_filter, stats=stats, event_map=event_map
+        )
         return "WITH " + ",\n    ".join(ctes) + "\n" + self.agg_select(stats=stats, state=state)
 
     def state_columns(self, *, stats: bool = True) -> list[str]:
@@ -228,25 +244,40 @@ class Plan:
         """A predicate on ``events`` rows: counting at ``previous`` may differ from at ``as_of``.
 
         Exact for every window but sessions: each flag is a function of the event and ``as_of``,
-        so a profile none of whose events changes flag keeps its value. A session depends on the
-        profile's other events: every event of its selection between ``min(as_of) - M`` and
-        ``max(as_of)`` (entering, or moving the expiry) marks the profile.
+        so a profile none of whose events changes flag keeps its value. When no condition depends
+        on ``as_of`` the flag can only change for events between two positions of a window edge
+        (``as_of`` itself, and the window's low and high bounds): plain time ranges, which DuckDB
+        prunes by row-group statistics. A ``within_last_days`` condition gets the exact per-row
+        comparison of both flags. A session depends on the profile's other events: every event of
+        its selection between ``min(as_of) - M`` and ``max(as_of)`` (entering, or moving the
+        expiry) marks the profile.
         """
         a, b = utc(previous), self.as_of
-        lo, hi = min(a, b), max(a, b)
+
+        def between(x: datetime | None, y: datetime | None) -> list[str]:
+            if x is None or y is None or x == y:
+                return []
+            return [f"(timestamp > {ts_literal(min(x, y))} AND timestamp <= {ts_literal(max(x, y))})"]
+
         parts = []
         for t in self.traits:
-            def flag(x: datetime, t: Trait = t) -> str:
-                return f"(timestamp <= {ts_literal(x)} AND {selection_sql(t, x)} AND {t.window.sql('timestamp', x)})"
-
+            event = f"event = {sql_str(t.event)}"
             if t.window.is_session:
-                start = ts_literal(lo - timedelta(minutes=t.window.minutes))
+                start = ts_literal(min(a, b) - timedelta(minutes=t.window.minutes))
                 parts.append(
-                    f"(event = {sql_str(t.event)} AND timestamp <= {ts_literal(hi)} AND "
+                    f"({event} AND timestamp <= {ts_literal(max(a, b))} AND "
                     f"(timestamp > {start} OR {selection_sql(t, a)} IS DISTINCT FROM {selection_sql(t, b)}))"
                 )
-            else:
+            elif condition_sql(t, a) != condition_sql(t, b):
+                def flag(x: datetime, t: Trait = t) -> str:
+                    return f"(timestamp <= {ts_literal(x)} AND {selection_sql(t, x)} AND {t.window.sql('timestamp', x)})"
+
                 parts.append(f"({flag(a)} IS DISTINCT FROM {flag(b)})")
+            else:
+                (low_a, high_a), (low_b, high_b) = t.window.bounds(a), t.window.bounds(b)
+                edges = between(a, b) + between(low_a, low_b) + between(high_a, high_b)
+                if edges:
+                    parts.append(f"({selection_sql(t, b)} AND ({' OR '.join(edges)}))")
         return " OR ".join(parts) or "false"
 
     # -- final values ------------------------------------------------------------------------
@@ -268,7 +299,7 @@ class Plan:
                 capped = f"cap{i}_"
                 only = f" AND a.profile_id IN ({where})" if where else ""
                 relation = self.relation_ctes(
-                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}{only}"
+                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}{only}", stats=False
                 )
                 ctes += relation
                 ctes.append(

@@ -35,6 +35,13 @@ class Window:
         """A predicate on the event time column ``ts`` (``timestamp <= as_of`` is implied)."""
         return "true"
 
+    def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
+        """``(low, high)``: the window is ``low < t <= high`` (None: unbounded), besides ``t <= as_of``.
+
+        Incremental compute reads the edges that move with ``as_of`` from here.
+        """
+        return None, None
+
     def describe(self) -> str:
         return "all time"
 
@@ -65,6 +72,9 @@ class WithinDays(Window):
     def sql(self, ts: str, as_of: datetime) -> str:
         return f"{ts} > {ts_literal(as_of - timedelta(days=self.days))}"
 
+    def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
+        return as_of - timedelta(days=self.days), None
+
     def describe(self) -> str:
         return f"within the last {self.days} days"
 
@@ -83,6 +93,9 @@ class WithinHours(Window):
 
     def sql(self, ts: str, as_of: datetime) -> str:
         return f"{ts} > {ts_literal(as_of - timedelta(hours=self.hours))}"
+
+    def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
+        return as_of - timedelta(hours=self.hours), None
 
     def describe(self) -> str:
         return f"within the last {self.hours} hours"
@@ -110,6 +123,9 @@ class BetweenDaysAgo(Window):
         low = ts_literal(as_of - timedelta(days=self.end_days))
         high = ts_literal(as_of - timedelta(days=self.start_days))
         return f"({ts} > {low} AND {ts} <= {high})"
+
+    def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
+        return as_of - timedelta(days=self.end_days), as_of - timedelta(days=self.start_days)
 
     def describe(self) -> str:
         return f"between {self.start_days} and {self.end_days} days ago"
@@ -146,6 +162,9 @@ class Between(Window):
 
     def sql(self, ts: str, as_of: datetime) -> str:
         return f"({ts} >= {ts_literal(self.start)} AND {ts} <= {ts_literal(self.end)})"
+
+    def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
+        return self.start - timedelta(microseconds=1), self.end
 
     def describe(self) -> str:
         return f"between {self.start.isoformat()} and {self.end.isoformat()} (inclusive)"
