@@ -86,6 +86,7 @@ class GraphResult:
     violation_type: np.ndarray  # the type whose limit would break (highest priority one)
     violation_ident: np.ndarray  # the dropped identifier
     ident_component: np.ndarray  # candidate component per identifier (limits ignored), 0-based
+    event_component: np.ndarray  # candidate component per event rank
     components: int
     replayed_events: int
 
@@ -102,6 +103,7 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
             event_profile=empty, ident_profile=np.full(n_id, NO), ident_gain=np.full(n_id, NO),
             merge_from=empty, merge_into=empty, merge_event=empty, violation_event=empty,
             violation_type=empty, violation_ident=empty, ident_component=np.full(n_id, NO),
+            event_component=empty,
             components=0, replayed_events=0,
         )
     starts = np.flatnonzero(np.r_[True, row_ev[1:] != row_ev[:-1]])
@@ -158,6 +160,7 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
         violation_type=np.asarray(replay.violation_type, dtype=np.int64),
         violation_ident=np.asarray(replay.violation_ident, dtype=np.int64),
         ident_component=comp,
+        event_component=ev_comp,
         components=int(n_comp),
         replayed_events=len(replay.events),
     )

@@ -404,6 +404,10 @@ def _write(
         "_g_icomp": pa.table(
             {"iid": np.arange(n_ids, dtype=np.int64), "component": r.ident_component + base}
         ),
+        "_g_ecomp": pa.table(
+            {"erank": np.arange(len(r.event_component), dtype=np.int64),
+             "component": r.event_component + base}
+        ),
         "_g_creators": pa.table({"prank": creators}),
         "_g_merges": pa.table(
             {"mfrom": r.merge_from, "minto": r.merge_into, "erank": r.merge_event,
@@ -491,12 +495,9 @@ def _write(
             """INSERT INTO identity_identifier_components
             SELECT i.type, i.value, c.component FROM _g_icomp c JOIN _ids i USING (iid)"""
         )
-        # an event's component is its first (any) identifier's
         con.execute(
             """INSERT INTO identity_components
-            SELECT e.message_id, min(c.component)
-            FROM _id_rows r JOIN _ev e USING (eid) JOIN _ids i USING (type, value)
-            JOIN _g_icomp c USING (iid) GROUP BY e.message_id"""
+            SELECT e.message_id, c.component FROM _g_ecomp c JOIN _ev e USING (erank)"""
         )
         # blocked counts are per event: add the new events' (re-resolved ones are counted already)
         con.execute(
@@ -529,17 +530,24 @@ def _write(
         )
         con.execute("DELETE FROM identity_ingests")
         con.execute("INSERT INTO identity_ingests SELECT ingest_id, count(*) FROM events GROUP BY 1 ORDER BY 1")
-        _fingerprints(con, "_g_fp_new", "SELECT DISTINCT profile_id FROM _g_pid JOIN _g_events USING (prank)")
-        con.execute(
-            f"""INSERT INTO identity_changes
-            SELECT {int(run_id)}, coalesce(n.profile_id, o.profile_id),
-                   CASE WHEN o.profile_id IS NULL THEN 'created'
-                        WHEN n.profile_id IS NULL THEN 'removed' ELSE 'changed' END
-            FROM _g_fp_new n FULL JOIN _fp_old o USING (profile_id)
-            WHERE n.fp IS DISTINCT FROM o.fp
-            ORDER BY 2"""
-        )
-        con.execute("DROP TABLE _g_fp_new")
+        if con.execute("SELECT count(*) FROM _fp_old").fetchall()[0][0] == 0:
+            # no profile before in what was re-resolved: every new one is created, no fingerprint
+            con.execute(
+                f"""INSERT INTO identity_changes SELECT DISTINCT {int(run_id)}, p.profile_id, 'created'
+                FROM _g_pid p JOIN _g_events USING (prank) ORDER BY 2"""
+            )
+        else:
+            _fingerprints(con, "_g_fp_new", "SELECT DISTINCT profile_id FROM _g_pid JOIN _g_events USING (prank)")
+            con.execute(
+                f"""INSERT INTO identity_changes
+                SELECT {int(run_id)}, coalesce(n.profile_id, o.profile_id),
+                       CASE WHEN o.profile_id IS NULL THEN 'created'
+                            WHEN n.profile_id IS NULL THEN 'removed' ELSE 'changed' END
+                FROM _g_fp_new n FULL JOIN _fp_old o USING (profile_id)
+                WHERE n.fp IS DISTINCT FROM o.fp
+                ORDER BY 2"""
+            )
+            con.execute("DROP TABLE _g_fp_new")
         counts = con.execute(
             "SELECT kind, count(*) FROM identity_changes WHERE run_id = ? GROUP BY 1", [int(run_id)]
         ).fetchall()
