@@ -22,7 +22,7 @@ PURCHASE = "Order Completed"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     rng = np.random.default_rng(7)
-    n = 2500
+    n = 1800
     rates = rng.gamma(1.2, 0.025, n)
     events = poisson_events(rates, start=AS_OF - timedelta(days=400), days=400 + 30, seed=8, event=PURCHASE)
     spend = rng.gamma(4.0, 12.0, n)  # each profile's typical order value
