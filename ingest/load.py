@@ -19,11 +19,13 @@ from __future__ import annotations
 import glob
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +41,11 @@ from ingest.readers import READERS, Chunk, FileProblem, Source, cut_text, detect
 
 #: Records per chunk: large enough to amortise a query, small enough to bound memory.
 CHUNK_RECORDS = 100_000
+#: DuckDB memory cap while ingesting into a store file (bytes). DuckDB keeps the blocks it has
+#: written cached up to its limit (80% of RAM by default), so without a cap a 10M-event file
+#: would hold gigabytes of already-written pages; above the cap it evicts them (it can: they are
+#: on disk). In-memory stores are not capped: their data has nowhere else to go.
+INGEST_MEMORY_LIMIT = 1 << 30
 
 #: The columns of ``events`` written by ingest, in the order of the contract query's output.
 EVENT_COLUMNS = (
@@ -460,11 +467,46 @@ def ingest_paths(
     now = now or datetime.now(timezone.utc)
     now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
     files = resolve_paths(paths)
-    reports = [
-        ingest_file(store, path, fmt=fmt, compressed=compressed, progress=progress, now=now, chunk_records=chunk_records)
-        for path, fmt, compressed in files
-    ]
+    with _memory_capped(store):
+        reports = [
+            ingest_file(store, path, fmt=fmt, compressed=compressed, progress=progress, now=now, chunk_records=chunk_records)
+            for path, fmt, compressed in files
+        ]
     return IngestReport(files=tuple(reports), seconds=time.perf_counter() - started)
+
+
+@contextmanager
+def _memory_capped(store: Store) -> Iterator[None]:
+    """Lower DuckDB's memory limit to :data:`INGEST_MEMORY_LIMIT` for a file store, then restore it."""
+    if store.path is None:
+        yield
+        return
+    limit = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    if _bytes(limit) <= INGEST_MEMORY_LIMIT:
+        yield
+        return
+    store.con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT // 2**20}MiB'")
+    try:
+        yield
+    finally:
+        # the shown value is rounded: RESET restores an untouched default exactly
+        default = limit == _default_limit()
+        store.con.execute("RESET memory_limit" if default else f"SET memory_limit = '{limit}'")
+
+
+def _default_limit() -> str:
+    with duckdb.connect() as fresh:
+        return fresh.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+_UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _bytes(text: str) -> float:
+    """``'18.6 GiB'`` -> bytes (DuckDB's way of showing a memory setting)."""
+    number, _, unit = str(text).strip().partition(" ")
+    return float(number) * _UNITS.get(unit.strip().lower(), 1)
 
 
 def quarantine_frame(store: Store, limit: int | None = None) -> pl.DataFrame:

@@ -163,3 +163,13 @@ def test_quarantine_frame(store):
     assert frame.row(0) == (str(CASES / "array.json"), 3, "message is a number, not a JSON object", "42")
     limited = load.quarantine_frame(store, limit=3)
     assert limited.height == 3 and isinstance(limited, pl.DataFrame)
+
+
+def test_file_store_memory_cap_is_lifted_after_ingest(tmp_path):
+    from engine.store import Store
+
+    with Store.open(tmp_path / "s.duckdb") as store:
+        setting = "SELECT current_setting('memory_limit')"
+        before = rows(store, setting)
+        report = ingest(store, CASES / "valid.ndjson")
+        assert report.ingested == 10 and rows(store, setting) == before
