@@ -22,6 +22,7 @@ from engine.errors import ProfilesError
 from engine.progress import Progress
 from engine.project import Project, parse_as_of
 from engine.resources import SAMPLE_EVENTS, STARTER_CONFIG, bundled_file
+from engine.views import format_value
 
 SHOWN_PROFILES = 5
 
@@ -47,7 +48,7 @@ class DemoSummary:
         for col in self.profiles.columns:
             glimpse.add_column(col, overflow="fold")
         for row in self.profiles.iter_rows():
-            glimpse.add_row(*(_cell(v) for v in row))
+            glimpse.add_row(*(format_value(v, digits=3) for v in row))
         store = f"--config {self.config}"
         lines = [
             f"Store: {self.store}",
@@ -71,16 +72,6 @@ class DemoSummary:
         if self.predict is not None:
             parts.append(self.predict)
         return Group(*parts, glimpse, Text("\n".join(lines)))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
 
 
 def run_demo(store: Path, *, as_of: str | datetime | None = None, progress: Progress | None = None) -> DemoSummary:

@@ -50,29 +50,30 @@ class ProfileView:
         ct.add_column("trait")
         ct.add_column("value")
         for k, v in self.traits.items():
-            ct.add_row(k, _show(v))
+            ct.add_row(k, format_value(v))
         parts.append(ct)
         if self.predictions.height:
             pr = Table(title="Predictions", title_justify="left")
             for col in ("prediction", "score", "percentile", "model"):
                 pr.add_column(col)
             for name, score, pct, model in self.predictions.iter_rows():
-                pr.add_row(name, _show(score), _show(pct), str(model))
+                pr.add_row(name, format_value(score), format_value(pct), str(model))
             parts.append(pr)
         ev = Table(title=f"Recent events (latest {self.recent_events.height})", title_justify="left")
         for col in ("timestamp", "type", "event", "message id"):
             ev.add_column(col)
         for row in self.recent_events.iter_rows():
-            ev.add_row(*(_show(v) for v in row))
+            ev.add_row(*(format_value(v) for v in row))
         parts.append(ev)
         return Group(*parts)
 
 
-def _show(value: Any) -> str:
+def format_value(value: Any, *, digits: int = 6) -> str:
+    """A trait or score as a person reads it: ``null``, short floats, ISO times, JSON lists."""
     if value is None:
         return "null"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.{digits}g}"
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, list | pl.Series):
