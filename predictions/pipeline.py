@@ -32,7 +32,7 @@ from predictions.features import feature_columns
 
 MIN_CLASS_ROWS = 100
 #: A model fits on at most this many (profile, cutoff) rows, a seeded sample.
-MAX_FIT_ROWS = 200_000
+MAX_FIT_ROWS = 100_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

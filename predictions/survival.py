@@ -48,7 +48,7 @@ class SurvivalClassifier(ClassifierMixin, BaseEstimator):
     _EVENT: ClassVar[str] = "_observed"
     _DURATION: ClassVar[str] = "_duration"
 
-    def __init__(self, *, horizon_days: int = 30, penalizer: float = 0.05, max_rows: int = 50_000,
+    def __init__(self, *, horizon_days: int = 30, penalizer: float = 0.05, max_rows: int = 20_000,
                  random_state: int = 0) -> None:
         self.horizon_days = horizon_days
         self.penalizer = penalizer
