@@ -238,7 +238,7 @@ def work_engine_compute(store_path: Path) -> dict[str, Any]:
 
     with Store.open(store_path) as store:
         started = time.perf_counter()
-        report = compute_traits(store, parsed(eight_traits()), as_of=as_of())
+        report = compute_traits(store, parsed(eight_traits()), as_of=as_of(), full=True)
         seconds = time.perf_counter() - started
     return {"seconds": seconds, "profiles": report.profiles, "peak_rss_mib": _peak_rss_mib()}
 

@@ -35,9 +35,13 @@ class UniqueListCount(ValueTrait):
         return pl.Int64()
 
     def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
+        # No DISTINCT aggregate: one of them moves DuckDB's whole GROUP BY onto its slower
+        # distinct path (100 traits: 9.2 -> 4.0 CPU-s at 1M events); a plain list, de-duplicated
+        # per profile afterwards, gives the same set.
+        values = f"list({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"
         if state:  # a count does not merge; the set does
-            return {"u": f"list(DISTINCT {value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
-        return {"c": f"count(DISTINCT {value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
+            return {"u": f"list_distinct({values})"}
+        return {"c": f"len(list_distinct({values}))"}
 
     def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         if state:
@@ -90,7 +94,7 @@ class UniqueList(UniqueListCount):
         return pl.List(self.value_polars_type)
 
     def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
-        return {"u": f"list(DISTINCT {value} ORDER BY {value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
+        return {"u": f"list_sort(list_distinct(list({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)))"}
 
     def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         return f"coalesce({part('u')}, CAST([] AS {self.output_sql_type}))"

@@ -150,7 +150,7 @@ def test_engine_equals_oracle_and_explain_agrees(evs, defs, pick):
     traits = parse_traits(defs, path="h.toml")
     store = shared_store(evs)
     compute_traits(store, traits, as_of=AS_OF)
-    got = {r.pop("profile_id"): r for r in store.con.sql("SELECT * FROM trait_values").pl().to_dicts()}
+    got = {r.pop("profile_id"): r for r in store.con.sql("SELECT * FROM trait_values ORDER BY profile_id").pl().to_dicts()}
     want = oracle.compute(traits, evs, ["p0"], AS_OF)
     assert list(got) == list(want)
     for p in want:

@@ -119,15 +119,15 @@ def test_runs_record_as_of_and_definitions_hash(store, traits):
 
 def test_same_inputs_and_as_of_give_identical_values(store, traits):
     compute_traits(store, traits, as_of=AS_OF)
-    first = store.con.sql("SELECT * FROM trait_values").pl()
+    first = store.con.sql("SELECT * FROM trait_values ORDER BY profile_id").pl()
     compute_traits(store, traits, as_of=AS_OF)
-    assert store.con.sql("SELECT * FROM trait_values").pl().equals(first)
+    assert store.con.sql("SELECT * FROM trait_values ORDER BY profile_id").pl().equals(first)
 
 
 def test_trait_frame_equals_stored_values(store, traits):
     frame = trait_frame(store, traits, as_of=AS_OF)
     compute_traits(store, traits, as_of=AS_OF)
-    assert frame.equals(store.con.sql("SELECT * FROM trait_values").pl())
+    assert frame.equals(store.con.sql("SELECT * FROM trait_values ORDER BY profile_id").pl())
 
 
 def test_events_after_as_of_do_not_exist(store, traits):
