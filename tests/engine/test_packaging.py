@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.metadata
 import json
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -27,7 +28,10 @@ def test_package_data_patterns_cover_the_bundled_files():
 
 
 def test_an_installed_distribution_contains_the_bundled_files():
-    dist = importlib.metadata.distribution("profiles")
+    # Look in site-packages only: a build leaves profiles.egg-info in the source tree, which
+    # lists source paths and would shadow the installed distribution's record.
+    site = sysconfig.get_paths()["purelib"]
+    dist = next(importlib.metadata.distributions(name="profiles", path=[site]))
     if _is_editable(dist):
         return  # an editable install reads data/ in place; the pattern test above covers it
     files = {str(f) for f in dist.files or ()}
