@@ -75,7 +75,7 @@ def test_a_failed_transaction_leaves_nothing_behind():
         with store.transaction() as con:
             con.execute(EVENT, ["m1", "{}"])
             raise RuntimeError("boom")
-    assert store.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert store.first_row("SELECT count(*) FROM events") == (0,)
 
 
 def test_derived_columns_are_back_filled_and_computed_for_new_rows():
