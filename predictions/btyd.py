@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from predictions.models import check_fitted, sample_rows
 
@@ -93,6 +93,24 @@ class BetaGeoModel(BaseEstimator):
         den = 1.0 + (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * ((alpha + T) / (alpha + tx)) ** (r + x)
         out = first * num / den
         return np.where(np.isfinite(out), np.maximum(out, 0.0), np.nan)
+
+    def probability_no_purchases(self, X: np.ndarray, t: float) -> np.ndarray:
+        """P(no purchase in (T, T + t] | x, t_x, T), exactly.
+
+        A dropout happens only at a purchase, so zero purchases in the window means: dead at T, or
+        alive with no Poisson arrival in t. Integrating the alive term of the FHL (2005) likelihood
+        over lambda with ``T + t`` in place of ``T`` gives
+        ``(((alpha + T) / (alpha + T + t)) ** (r + x) + odds) / (1 + odds)``, ``odds`` being the
+        odds of having dropped out (as in :meth:`probability_alive`).
+        """
+        check_fitted(self, "r_")
+        X = np.asarray(X, dtype=float)
+        x, tx, T = X[:, 0], X[:, 1], X[:, 2]
+        r, alpha, a, b = self.r_, self.alpha_, self.a_, self.b_
+        odds = (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * ((alpha + T) / (alpha + tx)) ** (r + x)
+        quiet = ((alpha + T) / (alpha + T + t)) ** (r + x)
+        out = (quiet + odds) / (1.0 + odds)
+        return np.where(np.isfinite(out), np.clip(out, 0.0, 1.0), np.nan)
 
     def probability_alive(self, X: np.ndarray) -> np.ndarray:
         """P(still active at T | x, t_x, T)."""
@@ -199,3 +217,52 @@ class BTYDRegressor(RegressorMixin, BaseEstimator):
         purchases = self.bgnbd_.expected_purchases(X[:, :3], float(self.horizon_days))
         value = self.gamma_gamma_.predict(X[:, 3:5])
         return np.nan_to_num(purchases * value, nan=0.0)
+
+
+class BetaGeoClassifier(ClassifierMixin, BaseEstimator):
+    """P(a counting event in the next ``horizon_days``) from BG/NBD: the buy-till-you-die reference
+    for churn and goals, so the engine never picks a model that ranks worse than it on the holdout.
+
+    ``X`` columns (:attr:`INPUTS`): counting events so far, days from the first one to the cutoff,
+    days from the last one to the cutoff. A profile without a counting event has no BG/NBD history
+    and gets P(event) = 0. ``predict_proba`` columns: P(no event), P(event). ``fit`` ignores ``y``
+    (the model learns from the history alone).
+
+    Parameters
+    ----------
+    horizon_days
+        The window H.
+    max_rows, random_state
+        As :class:`BetaGeoModel`.
+    """
+
+    INPUTS: ClassVar[tuple[str, ...]] = ("target_count_all", "target_tenure_days", "target_recency_days")
+
+    def __init__(self, *, horizon_days: int = 30, max_rows: int = 200_000, random_state: int = 0) -> None:
+        self.horizon_days = horizon_days
+        self.max_rows = max_rows
+        self.random_state = random_state
+
+    @staticmethod
+    def _rfm(X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        n, tenure, recency = X[:, 0], X[:, 1], X[:, 2]
+        return np.column_stack([n - 1.0, tenure - recency, tenure])
+
+    def fit(self, X: np.ndarray, y: object = None) -> BetaGeoClassifier:
+        X = np.asarray(X, dtype=float)
+        self.bgnbd_ = BetaGeoModel(max_rows=self.max_rows, random_state=self.random_state).fit(
+            self._rfm(X[np.nan_to_num(X[:, 0]) >= 1]))
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        check_fitted(self, "bgnbd_")
+        X = np.asarray(X, dtype=float)
+        quiet = self.bgnbd_.probability_no_purchases(self._rfm(X), float(self.horizon_days))
+        quiet = np.where(np.nan_to_num(X[:, 0]) >= 1, np.nan_to_num(quiet, nan=1.0), 1.0)
+        return np.column_stack([quiet, 1.0 - quiet])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

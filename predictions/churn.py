@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from predictions.classify import gbt, recency_baseline, survival
+from predictions.classify import btyd, gbt, recency, recency_baseline, survival
 from predictions.pipeline import Task
 
 TASK = Task(
@@ -14,6 +14,7 @@ TASK = Task(
     negative="retained profiles (a counting event in the window)",
     eligible=lambda pred: pl.col(f"target_count_{pred.horizon_days}d") >= 1,
     label=lambda pred: (pl.col("label_count") == 0).cast(pl.Int64).alias("label"),
-    candidates=(gbt(positive="churn"), survival(event_is_positive=False)),
+    candidates=(btyd(event_is_positive=False), gbt(positive="churn"), recency(),
+                survival(event_is_positive=False)),
     baseline=recency_baseline(),
 )

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import polars as pl
+
 from predictions.definitions import Prediction
-from predictions.models import RecencyBaseline, gbt_classifier
+from predictions.btyd import BetaGeoClassifier
+from predictions.models import RecencyBaseline, RecencyClassifier, gbt_classifier
 from predictions.pipeline import Candidate
 from predictions.survival import SURVIVAL_BASE_INPUTS, SurvivalClassifier
 
@@ -48,5 +51,32 @@ def recency_baseline() -> Candidate:
         title="naive: the training rate per bucket of days since the last counting event",
         inputs=lambda columns, pred: ["target_recency_days"],
         build=lambda pred, y: RecencyBaseline(),
+        score=lambda m, X: m.predict_proba(X)[:, 1],
+    )
+
+
+def btyd(*, event_is_positive: bool) -> Candidate:
+    """BG/NBD's exact P(no counting event in the window), fitted on the counting events' history."""
+    column = 1 if event_is_positive else 0
+    return Candidate(
+        name="btyd",
+        title="BG/NBD (Fader, Hardie & Lee 2005) fitted on the counting events' frequency, recency and age; "
+              "exact P(no counting event in H)",
+        inputs=lambda columns, pred: list(BetaGeoClassifier.INPUTS),
+        build=lambda pred, y: BetaGeoClassifier(horizon_days=pred.horizon_days),
+        target="none",
+        score=lambda m, X: m.predict_proba(X)[:, column],
+        fit_rows=lambda pred: pl.col("target_count_all") >= 1,
+        unsupervised=True,
+    )
+
+
+def recency() -> Candidate:
+    """The recency reference itself, ranked exactly as days since the last counting event."""
+    return Candidate(
+        name="recency",
+        title="logistic regression on log days since the last counting event (ranks exactly as recency)",
+        inputs=lambda columns, pred: ["target_recency_days"],
+        build=lambda pred, y: RecencyClassifier(),
         score=lambda m, X: m.predict_proba(X)[:, 1],
     )

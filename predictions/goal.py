@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from predictions.classify import gbt, recency_baseline, survival
+from predictions.classify import btyd, gbt, recency, recency_baseline, survival
 from predictions.pipeline import Task
 
 TASK = Task(
@@ -14,6 +14,7 @@ TASK = Task(
     negative="profiles not reaching it",
     eligible=lambda pred: pl.col("events_count_all") >= 1,
     label=lambda pred: (pl.col("label_count") > 0).cast(pl.Int64).alias("label"),
-    candidates=(gbt(positive="goal"), survival(event_is_positive=True)),
+    candidates=(btyd(event_is_positive=True), gbt(positive="goal"), recency(),
+                survival(event_is_positive=True)),
     baseline=recency_baseline(),
 )

@@ -30,6 +30,7 @@ TASK = Task(
             target="none",
             score=lambda m, X: m.predict(X),
             fit_rows=lambda pred: pl.col("target_count_all") >= 1,
+            unsupervised=True,
         ),
         Candidate(
             name="gbt",
@@ -48,4 +49,6 @@ TASK = Task(
         score=lambda m, X: m.predict(X),
     ),
     with_rfm=True,
+    reference="btyd",
+    guards=(("rmse", "min"),),
 )

@@ -55,6 +55,10 @@ class Candidate:
         The prediction's score from a fitted estimator and ``X``.
     fit_rows
         Which training rows it fits on (default: the eligible ones).
+    unsupervised
+        It learns from the history alone (no labels, e.g. BG/NBD), so it fits on the features of
+        the very cutoff it scores: the holdout cutoff when evaluated, ``as_of`` when scoring, as
+        the textbook calibration-period fit does. No label is read, so nothing leaks.
     """
 
     name: str
@@ -64,6 +68,7 @@ class Candidate:
     target: str = "label"
     score: Callable[[Any, np.ndarray], np.ndarray] = lambda m, X: m.predict_proba(X)[:, 1]
     fit_rows: Callable[[Prediction], pl.Expr] | None = None
+    unsupervised: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +84,10 @@ class Task:
     candidates: tuple[Candidate, ...]
     baseline: Candidate
     with_rfm: bool = False
+    #: The reference candidate a challenger must not lose to on any ``guards`` metric.
+    reference: str | None = None
+    #: ``(metric, "min" | "max")``: secondary metrics a challenger must be no worse on than the reference.
+    guards: tuple[tuple[str, str], ...] = ()
 
     @property
     def metric_name(self) -> str:
@@ -110,6 +119,8 @@ class Outcome:
     failures: dict[str, str]
     top_features: list[dict[str, Any]]
     cutoffs: dict[str, Any]
+    candidates: list[str]  # every candidate that competed (failed ones included)
+    selection_rule: str
     scores: pl.DataFrame = field(repr=False)  # pid, score, percentile (eligible profiles at as_of)
 
 
@@ -151,7 +162,9 @@ def _matrix(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return frame.select(pl.col(list(columns)).cast(pl.Float64)).to_numpy()
 
 
-def _target(candidate: Candidate, task: Task, frame: pl.DataFrame, pred: Prediction) -> np.ndarray:
+def _target(candidate: Candidate, task: Task, frame: pl.DataFrame, pred: Prediction) -> np.ndarray | None:
+    if candidate.target == "none":
+        return None
     y = frame.select(task.label(pred)).to_series().to_numpy()
     if candidate.target == "survival":
         return np.column_stack([
@@ -222,34 +235,35 @@ def run_prediction(pred: Prediction, task: Task, *, train: pl.DataFrame, score: 
     for cand in (*task.candidates, task.baseline):
         cols = cand.inputs(columns, pred)
         try:
-            model = _fit(cand, task, pred, holdout_train, cols)
+            fit_on = train.filter(pl.col("cutoff") == evaluation_cutoff) if cand.unsupervised else holdout_train
+            model = _fit(cand, task, pred, fit_on, cols)
             s = cand.score(model, _matrix(holdout_eval, cols))
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             failures[cand.name] = f"{type(exc).__name__}: {exc}"
             continue
         holdout[cand.name] = task.metrics(y_eval, s)
         fitted[cand.name] = (model, cols)
-    ranked = sorted(
-        (c for c in task.candidates if c.name in holdout),
-        key=lambda c: (-_finite(holdout[c.name][task.metric_name]), c.name),
-    )
-    if not ranked:
+    names = [c.name for c in task.candidates if c.name in holdout]
+    if not names:
         raise DataError("every candidate model failed to fit: " + "; ".join(f"{k}: {v}" for k, v in failures.items()))
-    best = ranked[0]
     metric = task.metric_name
+    chosen, notes = select_model(holdout, names, metric, reference=task.reference, guards=task.guards)
+    best = next(c for c in task.candidates if c.name == chosen)
     value = holdout[best.name][metric]
-    parts = [f"{c.name} {holdout[c.name][metric]:.3f}" for c in ranked[1:]]
+    parts = [f"{n} {holdout[n][metric]:.3f}" for n in _ranked(holdout, names, metric) if n != chosen]
     if task.baseline.name in holdout:
         parts.append(f"naive baseline {holdout[task.baseline.name][metric]:.3f}")
-    why = (f"{best.name} had the best holdout {metric.upper() if metric == 'auc' else metric} "
-           f"at {evaluation_cutoff:%Y-%m-%d}: {value:.3f}" + (f" (vs {', '.join(parts)})" if parts else ""))
+    label = metric.upper() if metric == "auc" else metric
+    lead = "had the best" if not notes else "was chosen with the best admissible"
+    why = (f"{best.name} {lead} holdout {label} at {evaluation_cutoff:%Y-%m-%d}: {value:.3f}"
+           + (f" (vs {', '.join(parts)})" if parts else "") + "".join(f"; {n}" for n in notes))
 
     model, cols = fitted[best.name]
     top = permutation_importance(
         lambda X: best.score(model, X), _matrix(holdout_eval, cols), y_eval,
         lambda y, s: task.primary(y, s), cols, random_state=random_state,
     )
-    final_model = _fit(best, task, pred, final_train, cols)
+    final_model = _fit(best, task, pred, score if best.unsupervised else final_train, cols)
     eligible = score.filter(task.eligible(pred))
     values = best.score(final_model, _matrix(eligible, cols)) if eligible.height else np.array([])
     scores = pl.DataFrame({
@@ -269,6 +283,8 @@ def run_prediction(pred: Prediction, task: Task, *, train: pl.DataFrame, score: 
     return Outcome(
         prediction=pred, model=best.name, model_title=best.title, why=why, metric_name=metric,
         grade=task.grade(value), counts=counts, holdout=holdout, failures=failures, top_features=top,
+        candidates=[c.name for c in task.candidates],
+        selection_rule=selection_rule(task),
         cutoffs={"as_of": as_of.isoformat(), "holdout_evaluation": evaluation_cutoff.isoformat(),
                  "holdout_training": [c.isoformat() for c in fit_cutoffs],
                  "final_training": [c.isoformat() for c in cutoffs]},
@@ -278,3 +294,47 @@ def run_prediction(pred: Prediction, task: Task, *, train: pl.DataFrame, score: 
 
 def _finite(v: float) -> float:
     return float(v) if v is not None and np.isfinite(v) else -np.inf
+
+
+def _ranked(holdout: dict[str, dict[str, Any]], names: Sequence[str], metric: str) -> list[str]:
+    """Best primary metric first; ties go to the alphabetically first name."""
+    return sorted(names, key=lambda n: (-_finite(holdout[n][metric]), n))
+
+
+def _no_worse(a: float, b: float, direction: str) -> bool:
+    a, b = _finite(a if direction == "max" else -a), _finite(b if direction == "max" else -b)
+    return a >= b
+
+
+def select_model(holdout: dict[str, dict[str, Any]], names: Sequence[str], metric: str, *,
+                 reference: str | None = None, guards: Sequence[tuple[str, str]] = ()) -> tuple[str, list[str]]:
+    """The chosen candidate among ``names`` and notes on challengers the rule set aside.
+
+    The highest holdout ``metric`` wins (ties: alphabetical). With a ``reference`` that fitted, a
+    challenger must also be no worse than it on every ``guards`` metric (e.g. LTV: a model that
+    ranks better but errs more than BG/NBD x Gamma-Gamma does not replace it), so the choice is
+    never worse than the reference on any of these metrics.
+    """
+    ranked = _ranked(holdout, names, metric)
+    if reference is None or reference not in holdout or reference not in names:
+        return ranked[0], []
+    ref = holdout[reference]
+    notes = []
+    for name in ranked:
+        if name == reference:
+            return name, notes
+        worse = [(g, d) for g, d in guards if not _no_worse(holdout[name][g], ref[g], d)]
+        if not worse and _no_worse(holdout[name][metric], ref[metric], "max"):
+            return name, notes
+        notes.append(f"{name} ({metric} {holdout[name][metric]:.3f}) set aside: " + ", ".join(
+            f"{g} {holdout[name][g]:.3f} worse than {reference}'s {ref[g]:.3f}" for g, _ in worse))
+    return reference, notes
+
+
+def selection_rule(task: Task) -> str:
+    """The selection rule in words, for the report."""
+    rule = f"highest holdout {task.metric_name} among the candidates (ties: alphabetical)"
+    if task.reference and task.guards:
+        rule += (f"; a challenger of {task.reference} must also be no worse on "
+                 + ", ".join(f"{g} ({'lower' if d == 'min' else 'higher'} is better)" for g, d in task.guards))
+    return rule

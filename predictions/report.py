@@ -50,6 +50,8 @@ def report_data(outcome: Outcome) -> dict[str, Any]:
         "model": outcome.model,
         "model_description": outcome.model_title,
         "why": outcome.why,
+        "candidates": outcome.candidates,
+        "selection_rule": outcome.selection_rule,
         "metric": outcome.metric_name,
         "grade": outcome.grade,
         "grade_thresholds": {name: bound for bound, name in thresholds if math.isfinite(bound)},
@@ -144,6 +146,7 @@ td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}td:first-child
 As of {html.escape(data['cutoffs']['as_of'])}; holdout evaluated at {html.escape(data['cutoffs']['holdout_evaluation'])}.</p>
 <h2>Grade: {html.escape(data['grade'])}</h2><p>From the holdout {html.escape(data['metric'])} ({grades}; below: Poor).</p>
 <h2>Model: {html.escape(data['model'])}</h2><p>{html.escape(data['model_description'])}.</p><p>{html.escape(data['why'])}.</p>
+<p>Candidates: {html.escape(', '.join(data['candidates']))}; naive baseline reported beside them. Rule: {html.escape(data['selection_rule'])}.</p>
 {'<p>Candidates that failed:</p><ul>' + failed + '</ul>' if failed else ''}
 <h2>Holdout metrics</h2><table><tr>{header}</tr>{rows}</table>
 <h2>Counts</h2><table>{counts}</table>
