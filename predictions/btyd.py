@@ -107,9 +107,10 @@ class BetaGeoModel(BaseEstimator):
         X = np.asarray(X, dtype=float)
         x, tx, T = X[:, 0], X[:, 1], X[:, 2]
         r, alpha, a, b = self.r_, self.alpha_, self.a_, self.b_
-        odds = (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * ((alpha + T) / (alpha + tx)) ** (r + x)
-        quiet = ((alpha + T) / (alpha + T + t)) ** (r + x)
-        out = (quiet + odds) / (1.0 + odds)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN rows (no history) stay NaN
+            odds = (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * ((alpha + T) / (alpha + tx)) ** (r + x)
+            quiet = ((alpha + T) / (alpha + T + t)) ** (r + x)
+            out = (quiet + odds) / (1.0 + odds)
         return np.where(np.isfinite(out), np.clip(out, 0.0, 1.0), np.nan)
 
     def probability_alive(self, X: np.ndarray) -> np.ndarray:
