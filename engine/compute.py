@@ -204,8 +204,10 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
 
     * identity changed: fresh fingerprints vs stored ones. A profile whose fingerprint equals the
       stored one plus its new events' (``ingest_id`` above the watermark) only gained events:
-      *merge*; any other difference (merged, split, re-resolved, events resolved late): *recompute*;
-      a profile no longer mapped: *gone*.
+      *merge*; a new profile id whose fingerprint equals a vanished profile's plus its new events
+      is that profile *renamed* (a late event became its first, identity.md): *merge* from the old
+      id's state; any other difference (merged, split, re-resolved, events resolved late):
+      *recompute*; a profile no longer mapped: *gone*.
     * ``as_of`` moved: profiles with an event whose counting flag differs between the two
       instants (``Plan.moved_sql``): *recompute*.
     * a session trait does not merge: its merge candidates are recomputed.
@@ -215,7 +217,8 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
     identity_changed = identity != prev.identity
     watermark = prev.watermark
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE __t_touched (profile_id VARCHAR, kind VARCHAR, _n BIGINT, _fp HUGEINT)"
+        "CREATE OR REPLACE TEMP TABLE __t_touched "
+        "(profile_id VARCHAR, kind VARCHAR, _n BIGINT, _fp HUGEINT, source VARCHAR)"
     )
     if identity_changed:
         con.execute(
@@ -234,11 +237,26 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
                               AND coalesce(s._fp, 0) + coalesce(nf.fp, 0) = f._fp
                          THEN (CASE WHEN nf.n IS NULL THEN 'same' ELSE 'merge' END)
                          ELSE 'recompute' END AS kind,
-                    f._n, f._fp
+                    f._n, f._fp, NULL AS source
                 FROM __t_fp f FULL JOIN (SELECT profile_id, _n, _fp FROM trait_state) s
                     ON s.profile_id = f.profile_id
                 LEFT JOIN nf ON nf.profile_id = f.profile_id
             ) WHERE kind <> 'same'"""
+        )
+        # renamed profiles: a new id holding exactly a vanished id's events plus new ones
+        con.execute(
+            """UPDATE __t_touched SET kind = 'merge', source = r.source FROM (
+                WITH nf AS (SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS fp
+                            FROM __t_new GROUP BY 1),
+                gone AS (SELECT s.profile_id, s._n, s._fp FROM __t_touched g
+                         JOIN trait_state s ON s.profile_id = g.profile_id WHERE g.kind = 'gone')
+                SELECT t.profile_id, any_value(gone.profile_id) AS source
+                FROM __t_touched t LEFT JOIN nf ON nf.profile_id = t.profile_id
+                JOIN gone ON gone._n = t._n - coalesce(nf.n, 0) AND gone._fp = t._fp - coalesce(nf.fp, 0)
+                WHERE t.kind = 'recompute' AND gone._n > 0
+                  AND NOT EXISTS (SELECT 1 FROM trait_state x WHERE x.profile_id = t.profile_id)
+                GROUP BY t.profile_id HAVING count(*) = 1
+            ) r WHERE __t_touched.profile_id = r.profile_id"""
         )
         top = store.first_row("SELECT max(ingest_id) FROM __t_new")[0]
         watermark = max(watermark, int(top)) if top is not None else watermark
@@ -247,7 +265,7 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
         events = ", ".join(sorted({sql_str(t.event) for t in kplan.traits}))
         con.execute(
             f"""INSERT INTO __t_touched
-            SELECT DISTINCT ep.profile_id, 'recompute', NULL, NULL
+            SELECT DISTINCT ep.profile_id, 'recompute', NULL, NULL, NULL
             FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
             WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND e.event IN ({events})
               AND ({kplan.moved_sql(prev.as_of)})"""
@@ -260,7 +278,8 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
         SELECT t.profile_id,
             CASE WHEN bool_or(t.kind = 'gone') THEN 'gone'
                  WHEN bool_or(t.kind = 'recompute') THEN 'recompute' ELSE 'merge' END AS kind,
-            coalesce(max(t._n), any_value(s._n)) AS _n, coalesce(max(t._fp), any_value(s._fp)) AS _fp
+            coalesce(max(t._n), any_value(s._n)) AS _n, coalesce(max(t._fp), any_value(s._fp)) AS _fp,
+            max(t.source) AS source
         FROM __t_touched t LEFT JOIN trait_state s ON s.profile_id = t.profile_id
         GROUP BY t.profile_id"""
     )
@@ -291,7 +310,10 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
             f"""CREATE OR REPLACE TEMP TABLE __t_d AS
             {kplan.agg_sql(stats=True, state=True, event_map=new_map, event_filter=f"e.ingest_id > {prev.watermark}")}"""
         )
-        old = f"(SELECT * FROM trait_state WHERE profile_id IN ({merge}))"
+        old = (
+            "(SELECT s.* REPLACE (t.profile_id AS profile_id) FROM __t_touched t JOIN trait_state s "
+            "ON s.profile_id = coalesce(t.source, t.profile_id) WHERE t.kind = 'merge')"
+        )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __t_m AS
             WITH m AS ({kplan.merge_select(old, "__t_d")})

@@ -65,8 +65,10 @@ def make_store(events: list[Ev], profiles: list[str] | None = None, *, store: St
     if links:
         con.executemany("INSERT INTO event_profiles VALUES (?, ?)", links)
     store.fill_derived_columns("true")
-    # a new identity state each time: the events were replaced behind the engine's back
+    # the events were replaced behind the engine's back (real events are append-only and a
+    # message id never changes content): a new identity state, and no incremental trait state
     store.set_meta("identity_state", f"test-{next(_GENERATION)}")
+    con.execute("DELETE FROM meta WHERE key = 'traits_state'")
     return store
 
 

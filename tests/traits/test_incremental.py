@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from hypothesis import HealthCheck, event, given, settings
@@ -223,4 +223,23 @@ def test_sliding_as_of_recomputes_only_profiles_at_window_edges():
         report = compute_traits(store, traits, as_of=AS_OF + timedelta(days=1))
         assert (report.recomputed, report.merged) == (1, 0)  # only u2's event left the window
         assert sorted(v["recent"] for v in values(store).values()) == [0, 0, 1]
-        _ = datetime.now(UTC)
+
+
+def test_a_late_first_event_renames_the_profile_and_merges():
+    defs = [{"name": "n", "type": "event_counter", "event": "A"},
+            {"name": "first_k", "type": "first", "event": "A", "property": "k"}]
+    traits = parse_traits(defs, path="r.toml")
+    evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=5 - i),
+            "user_id": "u1", "anonymous_id": None, "properties": {"k": i}} for i in range(3)]
+    with Store.open(None) as store:
+        insert(store, evs, 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        (before,) = values(store)
+        late = {**evs[0], "message_id": "late", "timestamp": AS_OF - timedelta(days=9), "properties": {"k": 9}}
+        insert(store, [late], 2)  # now the profile's first event: a new profile id (identity.md)
+        resolve(store, RULES)
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert (report.merged, report.recomputed, report.dropped) == (1, 0, 1)
+        (after,) = values(store).items()
+        assert after[0] != before and after[1] == {"n": 4, "first_k": "9"}
