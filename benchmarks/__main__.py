@@ -22,7 +22,6 @@ import importlib
 import inspect
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from benchmarks.machine import machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -180,33 +181,6 @@ def markdown(rows: list[Row], *, events: int, machine: dict[str, Any], when: str
         )
     lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), ""]
     return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers depend on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    facts: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
-    try:
-        import psutil
-
-        facts["ram_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
-    for lib in ("duckdb", "polars", "pyarrow", "numpy", "sklearn"):
-        try:
-            facts[lib] = importlib.import_module(lib).__version__
-        except ImportError:
-            continue
-    facts["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    facts["platform"] = platform.platform()
-    return facts
 
 
 def _child(name: str, events: int, out: Path) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -41,6 +40,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from benchmarks.machine import machine
 
 CACHE = Path(__file__).parent / "cache"
 
@@ -231,18 +232,6 @@ def _run_worker(name: str, store_path: Path, sample: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _machine() -> dict[str, Any]:
-    import psutil
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "processor": platform.processor() or platform.machine(),
-        # the machine is shared: a load above the core count inflates every wall time alike
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def run(n_events: int, *, oracle_sample: int = 100_000, json_path: Path | None = None) -> dict[str, Any]:
@@ -277,7 +266,7 @@ def run(n_events: int, *, oracle_sample: int = 100_000, json_path: Path | None =
                   "50x_faster_than_oracle_per_event":
                       prof["events_per_second"] >= 50 * oracle["events_per_second"],
                   "oracle_agrees_on_sample": oracle["oracle_agrees"]},
-        "machine": _machine(),
+        "machine": machine(),
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     print(json.dumps(summary, indent=2, default=str))

@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).parent / "cache"
 INGEST_NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -133,13 +135,6 @@ def work(base: Path, new: Path) -> dict[str, Any]:
     return out
 
 
-def _machine() -> dict[str, Any]:
-    import platform
-
-    import psutil
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
 
 
 def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dict[str, Any]:
@@ -176,7 +171,7 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
             "slide_cpu": ratio("slide_full", "slide_incremental", "cpu_seconds"),
         },
         "agree": {"append": best["append_agree"], "slide": best["slide_agree"]},
-        "machine": _machine(),
+        "machine": machine(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     s = out["speedup"]

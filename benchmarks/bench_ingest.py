@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -25,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.machine import machine
 
 CACHE = Path(__file__).parent / "cache"
 
@@ -101,30 +101,6 @@ def _run(mode: str, source: Path) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict[str, Any]:
-    import duckdb
-    import polars
-    import pyarrow
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        ram = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        ram = None
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram, "python": platform.python_version(),
-        "duckdb": duckdb.__version__, "polars": polars.__version__, "pyarrow": pyarrow.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def run(n_events: int, *, json_out: Path | None = None, source: Path | None = None, bare: bool = True) -> dict[str, Any]:

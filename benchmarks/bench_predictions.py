@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.machine import machine
 
 CACHE = Path(__file__).parent / "cache"
 
@@ -130,8 +131,7 @@ def run(n_events: int) -> dict[str, Any]:
         "as_of": as_of,
         "store_setup_seconds": round(setup, 2),
         "goal": "10M events / 1M profiles: < 300 s and < 8192 MiB",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_at_end": os.getloadavg()},
+        "machine": machine() | {"load_average_at_end": os.getloadavg()},
     }
     print(json.dumps(result, indent=2))
     return result

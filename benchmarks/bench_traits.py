@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -35,6 +33,8 @@ import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from benchmarks.machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).parent / "cache"
@@ -338,16 +338,6 @@ def _run_worker(name: str, store_path: Path, flat: Path) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _machine() -> dict[str, Any]:
-    import psutil
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "processor": platform.processor() or platform.machine(),
-    }
 
 
 def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dict[str, Any]:
@@ -395,7 +385,7 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
             for k in ("sql_typed", "sql_json", "polars", "pandas")
         },
         "goals": {},
-        "machine": _machine(),
+        "machine": machine(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     r = out["ratios"]
