@@ -84,3 +84,21 @@ def test_readme_examples_use_real_commands():
 def test_linked_docs_exist():
     for target in re.findall(r"\]\(([^)#]+)\)", README):
         assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+def test_the_python_api_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's Python block, on the CLI test project (its user is u1, not 42)."""
+    import shutil
+
+    block = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert len(block) == 1
+    cases = ROOT / "tests" / "cases" / "cli"
+    shutil.copy(cases / "profiles.toml", tmp_path / "profiles.toml")
+    (tmp_path / "exports").mkdir()
+    shutil.copy(cases / "events.ndjson", tmp_path / "exports" / "events.ndjson")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block[0].replace("user_id:42", "user_id:u1"), "README.md", "exec"), namespace)
+    assert namespace["df"].height == 2
+    assert namespace["bad"].height == 2
+    assert "total_inbounds" in capsys.readouterr().out
