@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine
+from benchmarks.machine import machine, publish
 
 CACHE = Path(__file__).parent / "cache"
 
@@ -269,11 +269,7 @@ def run(n_events: int, *, oracle_sample: int = 100_000, json_path: Path | None =
         "machine": machine(),
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    print(json.dumps(summary, indent=2, default=str))
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+    return publish(summary, json_path)
 
 
 def main(argv: list[str] | None = None) -> None:

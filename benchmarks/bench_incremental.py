@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine
+from benchmarks.machine import machine, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).parent / "cache"
@@ -176,11 +176,7 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
     }
     s = out["speedup"]
     out["goals"] = {"append_20x": s["append_wall"] >= 20, "slide_10x": s["slide_wall"] >= 10}
-    print(json.dumps(out, indent=2))
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    return out
+    return publish(out, json_path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:

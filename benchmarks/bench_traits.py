@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine
+from benchmarks.machine import machine, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).parent / "cache"
@@ -402,11 +402,7 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
         "faster_than_pandas": c["engine_vs_pandas"] < 1,
         "100_traits_under_5x_of_8": c["engine_100_vs_8"] < 5,
     }
-    print(json.dumps(out, indent=2))
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    return out
+    return publish(out, json_path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
-"""The facts every benchmark result records about the machine it ran on."""
+"""What every benchmark result carries: the machine it ran on, and one way to publish it."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import platform
 from pathlib import Path
@@ -34,3 +35,13 @@ def machine() -> dict[str, Any]:
     facts["load_average"] = [round(x, 2) for x in os.getloadavg()]
     facts["platform"] = platform.platform()
     return facts
+
+
+def publish(result: dict[str, Any], json_path: Path | None) -> dict[str, Any]:
+    """Print ``result`` as JSON and, given a path, write it there too (results are committed)."""
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n", encoding="utf-8")
+    return result
