@@ -397,3 +397,29 @@ def test_runner_reads_rate_and_ratio_tables() -> None:
         ("contenders.engine", 2.0, 50.0), ("contenders.polars", 4.0, 25.0),
     ]
     assert rows[0].ratios == {"engine_vs_polars": 0.5}
+
+
+def test_plot_uses_the_newest_summary_of_each_size(tmp_path: Path) -> None:
+    from benchmarks.plot import latest_summaries, plot, points
+
+    def summary(events: int, seconds: float) -> dict:
+        return {"events": events, "table": [
+            {"benchmark": "ingest", "contender": "profiles", "seconds": seconds, "peak_rss_mib": 10.0},
+            {"benchmark": "traits", "contender": "FAILED (see the .log)", "seconds": None},
+        ]}
+
+    for name, content in {
+        "2026-01-01-1m.json": summary(1_000_000, 9.0),
+        "2026-02-01-1m.json": summary(1_000_000, 3.0),
+        "2026-01-15-10m.json": summary(10_000_000, 30.0),
+        "ingest-1m.json": {"benchmark": "ingest", "events": 1_000_000},  # a module's own result
+    }.items():
+        (tmp_path / name).write_text(json.dumps(content), encoding="utf-8")
+    found = points(latest_summaries(tmp_path))
+    assert [(p.benchmark, p.events, p.seconds) for p in found] == [
+        ("ingest", 1_000_000, 3.0), ("ingest", 10_000_000, 30.0),
+    ]
+    out = plot(found, tmp_path / "scaling.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="no runner results"):
+        plot([], tmp_path / "none.png")
