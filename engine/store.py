@@ -175,16 +175,24 @@ TABLES: dict[str, str] = {
         )""",
     # Incremental resolution (docs/identity.md "How it runs"): the ingests already resolved and
     # their event counts (a changed count forces a full rebuild), and the candidate component
-    # (identifiers linked transitively, limits ignored) of every event and identifier seen.
+    # (identifiers linked transitively, limits ignored) of every identifier seen and of every
+    # profile, with the component's last event in canonical order (later new events continue
+    # from the stored state, earlier ones re-resolve the component).
     "identity_ingests": """
         CREATE TABLE IF NOT EXISTS identity_ingests (
             ingest_id BIGINT NOT NULL,
             events BIGINT NOT NULL
         )""",
-    "identity_components": """
-        CREATE TABLE IF NOT EXISTS identity_components (
-            message_id VARCHAR NOT NULL,        -- events with at least one usable identifier
+    "identity_component_profiles": """
+        CREATE TABLE IF NOT EXISTS identity_component_profiles (
+            profile_id VARCHAR NOT NULL,
             component BIGINT NOT NULL
+        )""",
+    "identity_component_last": """
+        CREATE TABLE IF NOT EXISTS identity_component_last (
+            component BIGINT NOT NULL,
+            timestamp TIMESTAMPTZ NOT NULL,     -- the component's last event, canonical order
+            message_id VARCHAR NOT NULL
         )""",
     "identity_identifier_components": """
         CREATE TABLE IF NOT EXISTS identity_identifier_components (

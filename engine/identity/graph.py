@@ -255,15 +255,101 @@ class _Replayed:
     violation_event: list[int]
     violation_type: list[int]
     violation_ident: list[int]
+    state_final: list[int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphState:
+    """Profiles already resolved, to continue the algorithm from (see :func:`continue_graph`).
+
+    Parameters
+    ----------
+    profiles
+        How many; they are numbered ``0 .. profiles - 1`` in canonical order of their creating
+        events, all older than every event to continue with.
+    ident
+        Identifier index (of the :class:`GraphInput`) of each identifier they hold.
+    owner
+        The profile holding it.
+    gain_ts
+        Its gain time in microseconds.
+    """
+
+    profiles: int
+    ident: np.ndarray
+    owner: np.ndarray
+    gain_ts: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Continued:
+    """The result of :func:`continue_graph`.
+
+    Profiles are numbered as in :class:`GraphState` below ``state.profiles``; a profile created
+    by the event of rank ``e`` is ``state.profiles + e``. Identifier arrays cover only the
+    identifiers the new events attached.
+    """
+
+    event_profile: np.ndarray  # final profile per new event, NO when unresolved
+    profile_final: np.ndarray  # final profile of each state profile (itself unless merged away)
+    ident: np.ndarray
+    ident_profile: np.ndarray
+    ident_gain: np.ndarray  # rank of the new event that attached it
+    merge_from: np.ndarray
+    merge_into: np.ndarray
+    merge_event: np.ndarray
+    violation_event: np.ndarray
+    violation_type: np.ndarray
+    violation_ident: np.ndarray
+
+
+def continue_graph(data: GraphInput, state: GraphState) -> Continued:
+    """The spec's algorithm continued from ``state`` over events all later than it.
+
+    Exact because the algorithm's state after the old events is exactly the profiles, their
+    identifiers and gain times (periodic counts are derived from gain times); the state's
+    profiles are checked in full by the first event touching them, as the spec does (one of
+    them may have been created over a limit).
+    """
+    row_ev = np.asarray(data.row_event, dtype=np.int64)
+    row_id = np.asarray(data.row_ident, dtype=np.int64)
+    n_ev = len(data.event_ts)
+    starts = np.flatnonzero(np.r_[True, row_ev[1:] != row_ev[:-1]]) if n_ev else np.zeros(0, np.int64)
+    if len(starts) != n_ev:
+        raise ValueError("every event rank needs at least one identifier row")
+    rep = _replay(data, row_ev, row_id, starts, np.ones(n_ev, dtype=bool), state=state)
+    i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    event_profile = np.full(n_ev, NO, dtype=np.int64)
+    event_profile[rep.events] = rep.profiles
+    return Continued(
+        event_profile=event_profile,
+        profile_final=i64(rep.state_final),
+        ident=i64(rep.idents),
+        ident_profile=i64(rep.ident_profiles),
+        ident_gain=i64(rep.ident_gains),
+        merge_from=i64(rep.merge_from),
+        merge_into=i64(rep.merge_into),
+        merge_event=i64(rep.merge_event),
+        violation_event=i64(rep.violation_event),
+        violation_type=i64(rep.violation_type),
+        violation_ident=i64(rep.violation_ident),
+    )
 
 
 def _replay(
-    data: GraphInput, row_ev: np.ndarray, row_id: np.ndarray, starts: np.ndarray, ev_unsafe: np.ndarray
+    data: GraphInput,
+    row_ev: np.ndarray,
+    row_id: np.ndarray,
+    starts: np.ndarray,
+    ev_unsafe: np.ndarray,
+    *,
+    state: GraphState | None = None,
 ) -> _Replayed:
-    """The spec's per-event algorithm, literally, for the events of the given components."""
+    """The spec's per-event algorithm, literally, for the events of the given components
+    (from ``state`` when given: the event of rank ``e`` then creates profile ``state.profiles + e``)."""
     evs = np.flatnonzero(ev_unsafe)
-    out = _Replayed([], [], [], [], [], [], [], [], [], [], [])
-    if len(evs) == 0:
+    out = _Replayed([], [], [], [], [], [], [], [], [], [], [], [])
+    if len(evs) == 0 and state is None:
         return out
     sizes = np.diff(np.r_[starts, len(row_ev)])[evs]
     ids_flat = row_id[ev_unsafe[row_ev]].tolist()
@@ -281,6 +367,21 @@ def _replay(
     # profiles created over a limit: the shortcut below (a profile alone satisfies its limits)
     # does not hold for them until a checked merge or gain
     unchecked: set[int] = set()
+    first_new = 0
+    if state is not None:
+        first_new = state.profiles
+        for p in range(state.profiles):
+            parent[p] = p
+            gains[p] = {}
+        held = np.asarray(state.ident, dtype=np.int64).tolist()
+        for i, p, t in zip(held, np.asarray(state.owner).tolist(), np.asarray(state.gain_ts).tolist()):
+            owner[i] = p
+            gains[p].setdefault(type_of[i], []).append(t)
+        for per_type in gains.values():
+            for lst in per_type.values():
+                lst.sort()
+        unchecked.update(range(state.profiles))
+    loaded = set(owner)
 
     def find(x: int) -> int:
         root = x
@@ -348,11 +449,11 @@ def _replay(
                     out.merge_into.append(into)
                     out.merge_event.append(e)
             else:
-                into = e
-                parent[e] = e
-                target = gains[e] = {}
+                into = e + first_new
+                parent[into] = into
+                target = gains[into] = {}
                 if breaks(set(), new, t) is not None:
-                    unchecked.add(e)
+                    unchecked.add(into)
             unchecked.difference_update(profs)  # a checked merge / gain: within limits now
             for i in new:
                 owner[i] = into
@@ -364,7 +465,8 @@ def _replay(
 
     out.events = evs.tolist()
     out.profiles = [NO if p == NO else find(p) for p in ev_prof]
-    out.idents = list(owner)
+    out.idents = [i for i in owner if i not in loaded]
     out.ident_profiles = [find(owner[i]) for i in out.idents]
     out.ident_gains = [gain_event[i] for i in out.idents]
+    out.state_final = [find(p) for p in range(first_new)]
     return out

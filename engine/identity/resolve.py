@@ -20,11 +20,20 @@ import pyarrow as pa
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from engine.config import definition_hash
 from engine.errors import IdentityError, NotFoundError
 from engine.identity.extract import identifiers_sql, normalise, sql_literal
-from engine.identity.graph import GraphInput, GraphResult, resolve_graph
+from engine.identity.graph import (
+    Continued,
+    GraphInput,
+    GraphResult,
+    GraphState,
+    continue_graph,
+    resolve_graph,
+)
 from engine.identity.rules import IdentityRules
 from engine.progress import Progress
 from engine.store import Store
@@ -38,14 +47,27 @@ IDENTITY_TABLES = (
     "identity_violations",
     "profile_traits",
     "identity_blocked",
-    "identity_components",
+    "identity_component_profiles",
+    "identity_component_last",
     "identity_identifier_components",
     "identity_ingests",
 )
+#: Tables of older layouts, dropped by the full rebuild that a layout change forces.
+_RETIRED_TABLES = ("identity_components",)
+#: Part of the rules hash: a new table layout forces one full rebuild.
+_LAYOUT_VERSION = 3
 _STATE_KEY = "identity_state"
 _RULES_KEY = "identity_rules"
 _RUN_KEY = "identity_run"
-_TEMP_TABLES = ("_id_occ", "_ev", "_ids", "_fresh", "_touched", "_old_events", "_old_prof", "_fp_old")
+_TEMP_VIEWS = ("_id_rows", "_new_occ")
+_TEMP_TABLES = (
+    "_id_occ", "_new_occ", "_ev", "_ids", "_fresh", "_touched", "_old_events", "_old_prof", "_fp_old",
+    "_plan_ev", "_plan_comp", "_late_grp", "_c_ev", "_c_prof", "_c_held", "_c_ids", "_c_events",
+    "_c_gone", "_c_creators", "_c_idents", "_c_merges", "_c_violations", "_c_rules", "_c_pid",
+    "_c_remap", "_c_ep", "_c_grp", "_c_relabel", "_c_traits", "_g_events", "_g_idents", "_g_icomp",
+    "_g_pcomp", "_g_last", "_g_creators", "_g_merges", "_g_violations", "_g_rules", "_g_pid",
+    "_g_ep", "_g_fp_new", "_g_blocked",
+)
 _TOP = 10
 
 
@@ -76,7 +98,8 @@ class IdentityReport:
     seconds: float
     mode: str = "up to date"  # full | incremental | up to date
     new_events: int = 0
-    reresolved_events: int = 0  # new events plus the events of the components they touched
+    reresolved_events: int = 0  # new events plus the stored events re-resolved with late ones
+    continued_events: int = 0  # new events resolved by continuing from the stored state
     touched_components: int = 0
     run_id: int | None = None
     created: int = 0
@@ -156,41 +179,61 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
     state = _state(con, rules)
     if store.get_meta(_STATE_KEY) == state:
         return _report(con, started, up_to_date=True, result=None)
-    rules_hash = definition_hash({"rules": rules.semantic(), "v": 2})
+    rules_hash = definition_hash({"rules": rules.semantic(), "v": _LAYOUT_VERSION})
     full = store.get_meta(_RULES_KEY) != rules_hash or _ingests_changed(con)
     run_id = int(store.get_meta(_RUN_KEY) or 0) + 1
     marks = [time.perf_counter()]
+    result: GraphResult | None = None
+    continued: _Continuation | None = None
     try:
         with progress.step("Extracting identifiers"):
-            touched = _extract_todo(con, rules, full=full)
+            plan = _extract_all(con, rules) if full else _plan(con, rules)
         marks.append(time.perf_counter())
         with progress.step("Resolving identities"):
-            result = resolve_graph(_graph_input(con, rules))
+            if full or plan.late_events:
+                result = resolve_graph(_graph_input(con, rules))
+            if plan.continued_events:
+                continued = _continue(con, rules)
         marks.append(time.perf_counter())
         with progress.step("Writing identity tables"):
             with store.transaction():
-                changes = _write(con, rules, result, full=full, run_id=run_id)
+                if full:
+                    for table in (*IDENTITY_TABLES, *_RETIRED_TABLES):
+                        con.execute(f"DROP TABLE IF EXISTS {table}" if table in _RETIRED_TABLES
+                                    else f"DELETE FROM {table}")
+                if result is not None:
+                    _write(con, rules, result, full=full, run_id=run_id)
+                if continued is not None:
+                    _write_continued(con, rules, continued, run_id=run_id)
+                _write_counts(con, full=full)
                 store.set_meta(_STATE_KEY, state)
                 store.set_meta(_RULES_KEY, rules_hash)
                 store.set_meta(_RUN_KEY, str(run_id))
-        new_events = con.execute("SELECT count(*) FROM _fresh").fetchall()[0][0]
-        reresolved = con.execute("SELECT count(*) FROM _ev").fetchall()[0][0]
+            changes = dict(con.execute(
+                "SELECT kind, count(*) FROM identity_changes WHERE run_id = ? GROUP BY 1", [run_id]
+            ).fetchall())
         marks.append(time.perf_counter())
     finally:
-        con.execute("DROP VIEW IF EXISTS _id_rows")
-        for name in _TEMP_TABLES:
-            con.execute(f"DROP TABLE IF EXISTS {name}")
+        kinds = dict(con.execute(
+            "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_catalog = 'temp'"
+        ).fetchall())
+        for name in dict.fromkeys((*_TEMP_VIEWS, *_TEMP_TABLES)):
+            if name in kinds:
+                con.execute(f"DROP {'VIEW' if kinds[name] == 'VIEW' else 'TABLE'} {name}")
     report = _report(con, started, up_to_date=False, result=result)
     return replace(
         report,
         mode="full" if full else "incremental",
-        new_events=new_events,
-        reresolved_events=reresolved,
-        touched_components=touched,
+        new_events=plan.new_events,
+        reresolved_events=plan.late_events + plan.old_events + plan.continued_events,
+        continued_events=plan.continued_events,
+        touched_components=plan.touched_components,
+        replayed_events=(report.replayed_events or 0) + (continued.events if continued else 0),
         run_id=run_id,
-        created=changes.get("created", 0),
-        removed=changes.get("removed", 0),
-        changed=changes.get("changed", 0),
+        created=int(changes.get("created", 0)),
+        removed=int(changes.get("removed", 0)),
+        changed=int(changes.get("changed", 0)),
         step_seconds=tuple(zip(("extract", "graph", "write"), np.diff(marks).tolist())),
         seconds=time.perf_counter() - started,
     )
@@ -255,6 +298,27 @@ def find_profile(store: Store, ident: str) -> str:
 
 
 # -- steps ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How a run splits its work (event counts): new events re-resolved from scratch with the
+    ``old_events`` of their components (late), new events continuing from the stored state."""
+
+    new_events: int
+    late_events: int = 0
+    old_events: int = 0
+    continued_events: int = 0
+    touched_components: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Continuation:
+    """The continued events' graph result and how many state profiles it started from."""
+
+    result: Continued
+    profiles: int
+    events: int
+
+
 def _state(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> str:
     """What the identity tables are a function of: the rules and the (append-only) event set."""
     n, last, lo, hi = con.execute(
@@ -275,35 +339,109 @@ def _ingests_changed(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _extract(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
-    """Extract every event (a full rebuild; the benchmark's bare baseline uses it too)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _fresh AS SELECT rowid AS eid FROM events")
+    """Extract and number every event (a full rebuild; the benchmark's bare baseline uses it too)."""
     _occurrences(con, rules, "_id_occ", "events", "rowid")
     _number(con, rules)
 
 
-def _extract_todo(con: duckdb.DuckDBPyConnection, rules: IdentityRules, *, full: bool) -> int:
-    """Build ``_id_occ`` / ``_ev`` / ``_ids`` for the events to resolve; the touched components.
-
-    ``_fresh`` holds the rowids of the events not resolved before (all of them when ``full``);
-    ``_id_occ.fresh`` marks their occurrences (blocked counts add only those).
-    """
+def _extract_all(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Plan:
     con.execute("CREATE OR REPLACE TEMP TABLE _touched (component BIGINT)")
-    con.execute("CREATE OR REPLACE TEMP TABLE _old_events (message_id VARCHAR)")
-    if full:
-        _extract(con, rules)
-        return 0
+    _extract(con, rules)
+    con.execute("CREATE OR REPLACE TEMP VIEW _new_occ AS SELECT * FROM _id_occ")
+    n = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    return _Plan(new_events=n, late_events=n)
+
+
+def _plan(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Plan:
+    """Extract the new events and split them by candidate group (new events linked through
+    shared identifiers or stored components): a group whose new events all come after the last
+    event of every stored component it touches continues from the stored state; any other (a
+    late event) is re-resolved from scratch with those components' events."""
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _fresh AS SELECT rowid AS eid FROM events
+        """CREATE OR REPLACE TEMP TABLE _fresh AS
+        SELECT rowid AS eid, message_id, timestamp, type FROM events
         WHERE ingest_id NOT IN (SELECT ingest_id FROM identity_ingests)"""
     )
-    _occurrences(con, rules, "_id_occ", "(SELECT rowid AS _rid, * FROM events WHERE rowid IN (SELECT eid FROM _fresh))", "_rid")
+    n_new = con.execute("SELECT count(*) FROM _fresh").fetchall()[0][0]
+    _occurrences(
+        con, rules, "_new_occ",
+        "(SELECT rowid AS _rid, * FROM events WHERE rowid IN (SELECT eid FROM _fresh))", "_rid",
+    )
+    rows = con.execute(
+        """SELECT dense_rank() OVER (ORDER BY o.eid) - 1 AS ev,
+                  dense_rank() OVER (ORDER BY o.type, o.value) - 1 AS id,
+                  o.eid, c.component
+        FROM _new_occ o LEFT JOIN identity_identifier_components c USING (type, value)
+        WHERE NOT o.blocked ORDER BY ev"""
+    ).fetchnumpy()
+    ev = np.asarray(rows["ev"], dtype=np.int64)
+    if len(ev) == 0:
+        con.execute("CREATE OR REPLACE TEMP TABLE _touched (component BIGINT)")
+        con.execute("CREATE OR REPLACE TEMP TABLE _plan_ev (eid BIGINT, grp BIGINT)")
+        con.execute("CREATE OR REPLACE TEMP TABLE _plan_comp (component BIGINT, grp BIGINT)")
+        return _Plan(new_events=n_new)
+    ident = np.asarray(rows["id"], dtype=np.int64)
+    comp_col = rows["component"]
+    has_comp = ~np.ma.getmaskarray(comp_col)
+    old = np.asarray(np.ma.filled(comp_col, -1), dtype=np.int64)
+    comps, comp_node = np.unique(old[has_comp], return_inverse=True)
+    n_id = int(ident.max()) + 1
+    n_nodes = n_id + len(comps)
+    starts = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]])
+    hub = ident[starts][ev]
+    src = np.r_[hub, ident[has_comp]]
+    dst = np.r_[ident, n_id + comp_node]
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n_nodes, n_nodes))
+    _, group = connected_components(graph.tocsr(), directed=False)
+    con.register("_plan_ev_a", pa.table({"eid": np.asarray(rows["eid"], dtype=np.int64)[starts],
+                                          "grp": group[ident[starts]].astype(np.int64)}))
+    con.register("_plan_comp_a", pa.table({"component": comps, "grp": group[n_id:].astype(np.int64)}))
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _plan_ev AS SELECT * FROM _plan_ev_a")
+        con.execute("CREATE OR REPLACE TEMP TABLE _plan_comp AS SELECT * FROM _plan_comp_a")
+    finally:
+        con.unregister("_plan_ev_a")
+        con.unregister("_plan_comp_a")
+    # late groups: a new event before the last stored event of a component of its group
     con.execute(
-        """INSERT INTO _touched SELECT DISTINCT c.component
-        FROM _id_occ o JOIN identity_identifier_components c USING (type, value) WHERE NOT o.blocked"""
+        """CREATE OR REPLACE TEMP TABLE _late_grp AS
+        WITH last AS (
+            SELECT p.grp, l.timestamp, l.message_id FROM _plan_comp p
+            JOIN identity_component_last l USING (component)
+            QUALIFY row_number() OVER (PARTITION BY p.grp ORDER BY l.timestamp DESC, l.message_id DESC) = 1
+        )
+        SELECT DISTINCT p.grp FROM _plan_ev p JOIN _fresh f USING (eid) JOIN last l USING (grp)
+        WHERE f.timestamp < l.timestamp OR (f.timestamp = l.timestamp AND f.message_id < l.message_id)"""
     )
     con.execute(
-        """INSERT INTO _old_events SELECT message_id FROM identity_components
+        "CREATE OR REPLACE TEMP TABLE _touched AS SELECT component FROM _plan_comp WHERE grp IN (SELECT grp FROM _late_grp)"
+    )
+    late, cont = con.execute(
+        """SELECT count(*) FILTER (WHERE grp IN (SELECT grp FROM _late_grp)),
+                  count(*) FILTER (WHERE grp NOT IN (SELECT grp FROM _late_grp)) FROM _plan_ev"""
+    ).fetchall()[0]
+    touched = con.execute("SELECT count(*) FROM _plan_comp").fetchall()[0][0]
+    n_old = 0
+    if late:
+        n_old = _extract_late(con, rules)
+    return _Plan(new_events=n_new, late_events=late, old_events=n_old, continued_events=cont,
+                 touched_components=touched)
+
+
+def _extract_late(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> int:
+    """``_id_occ`` / ``_ev`` / ``_ids`` for the late groups: their new events and every event of
+    the stored components they touch (``_old_events``), to re-resolve from scratch."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _old_prof AS SELECT profile_id FROM identity_component_profiles
         WHERE component IN (SELECT component FROM _touched)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _old_events AS SELECT message_id FROM event_profiles
+        WHERE profile_id IN (SELECT profile_id FROM _old_prof)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _id_occ AS SELECT * FROM _new_occ
+        WHERE eid IN (SELECT eid FROM _plan_ev WHERE grp IN (SELECT grp FROM _late_grp))"""
     )
     n_old = con.execute("SELECT count(*) FROM _old_events").fetchall()[0][0]
     if n_old:
@@ -312,10 +450,10 @@ def _extract_todo(con: duckdb.DuckDBPyConnection, rules: IdentityRules, *, full:
             "(SELECT rowid AS _rid, * FROM events WHERE message_id IN (SELECT message_id FROM _old_events))",
             "_rid",
         )
-        con.execute("INSERT INTO _id_occ SELECT eid, type, value, blocked, false FROM _id_occ_old")
+        con.execute("INSERT INTO _id_occ SELECT * FROM _id_occ_old")
         con.execute("DROP TABLE _id_occ_old")
     _number(con, rules)
-    return con.execute("SELECT count(*) FROM _touched").fetchall()[0][0]
+    return n_old
 
 
 def _occurrences(con: duckdb.DuckDBPyConnection, rules: IdentityRules, name: str, source: str, key: str) -> None:
@@ -323,26 +461,37 @@ def _occurrences(con: duckdb.DuckDBPyConnection, rules: IdentityRules, name: str
     # one row per (event, identifier): an email in traits and context.traits counts once
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {name} AS "
-        f"SELECT DISTINCT eid, type, value, blocked, true AS fresh "
+        f"SELECT DISTINCT eid, type, value, blocked "
         f"FROM ({identifiers_sql(rules, source=source, key=key)})"
     )
 
 
+def _type_table(rules: IdentityRules) -> str:
+    return "(VALUES " + ", ".join(f"({sql_literal(r.type)}, {i})" for i, r in enumerate(rules.identifiers)) + ") AS t(type, tidx)"
+
+
 def _number(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
     """Rank the events to resolve canonically and number their identifiers by priority."""
-    types = ", ".join(f"({sql_literal(r.type)}, {i})" for i, r in enumerate(rules.identifiers))
     con.execute("CREATE OR REPLACE TEMP VIEW _id_rows AS SELECT eid, type, value FROM _id_occ WHERE NOT blocked")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _ev AS
-        SELECT rowid AS eid, message_id, timestamp, epoch_us(timestamp) AS ts,
+        SELECT rowid AS eid, message_id, timestamp, epoch_us(timestamp) AS ts, type = 'identify' AS identify,
                row_number() OVER (ORDER BY timestamp, message_id) - 1 AS erank
-        FROM events WHERE rowid IN (SELECT eid FROM _id_rows)"""
+        FROM events WHERE rowid IN (SELECT eid FROM _id_rows)
+        ORDER BY erank"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _ids AS
         SELECT type, value, tidx, row_number() OVER (ORDER BY tidx, value) - 1 AS iid
         FROM (SELECT DISTINCT type, value FROM _id_rows)
-        JOIN (VALUES {types}) AS t(type, tidx) USING (type)"""
+        JOIN {_type_table(rules)} USING (type)"""
+    )
+
+
+def _limits(rules: IdentityRules) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.asarray([r.limit for r in rules.identifiers], dtype=np.int64),
+        np.asarray([-1 if r.period_micros is None else r.period_micros for r in rules.identifiers], dtype=np.int64),
     )
 
 
@@ -354,17 +503,78 @@ def _graph_input(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> GraphI
     ).fetchnumpy()
     ts = con.execute("SELECT ts FROM _ev ORDER BY erank").fetchnumpy()["ts"]
     types = con.execute("SELECT tidx FROM _ids ORDER BY iid").fetchnumpy()["tidx"]
+    limits, periods = _limits(rules)
     return GraphInput(
         row_event=np.asarray(rows["erank"], dtype=np.int64),
         row_ident=np.asarray(rows["iid"], dtype=np.int64),
         ident_type=np.asarray(types, dtype=np.int64),
         event_ts=np.asarray(ts, dtype=np.int64),
-        limits=np.asarray([r.limit for r in rules.identifiers], dtype=np.int64),
-        periods=np.asarray(
-            [-1 if r.period_micros is None else r.period_micros for r in rules.identifiers],
-            dtype=np.int64,
-        ),
+        limits=limits,
+        periods=periods,
     )
+
+
+def _continue(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Continuation:
+    """Load the stored state of the continued groups' components and run their new events on it.
+
+    The state is the components' profiles (numbered in canonical order of creation) and the
+    identifiers they hold with gain times: rows per profile and identifier, not per event.
+    """
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_ev AS
+        SELECT f.eid, f.message_id, f.timestamp, epoch_us(f.timestamp) AS ts,
+               f.type = 'identify' AS identify, p.grp,
+               row_number() OVER (ORDER BY f.timestamp, f.message_id) - 1 AS erank
+        FROM _fresh f JOIN _plan_ev p USING (eid)
+        WHERE p.grp NOT IN (SELECT grp FROM _late_grp)
+        ORDER BY erank"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_prof AS
+        SELECT p.profile_id, p.created_by, p.created_at, cp.component,
+               row_number() OVER (ORDER BY p.created_at, p.created_by) - 1 AS pnum
+        FROM identity_component_profiles cp JOIN profiles p USING (profile_id)
+        WHERE cp.component IN (SELECT component FROM _plan_comp
+                               WHERE grp NOT IN (SELECT grp FROM _late_grp))"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_held AS
+        SELECT c.pnum, i.type, i.value, epoch_us(i.first_seen_at) AS gain_ts
+        FROM profile_identifiers i JOIN _c_prof c USING (profile_id)"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _c_ids AS
+        SELECT type, value, tidx, row_number() OVER (ORDER BY tidx, value) - 1 AS iid FROM (
+            SELECT type, value FROM _c_held
+            UNION SELECT type, value FROM _new_occ WHERE NOT blocked AND eid IN (SELECT eid FROM _c_ev)
+        ) JOIN {_type_table(rules)} USING (type)"""
+    )
+    rows = con.execute(
+        """SELECT e.erank, i.iid FROM _new_occ o JOIN _c_ev e USING (eid) JOIN _c_ids i USING (type, value)
+        WHERE NOT o.blocked ORDER BY e.erank, i.iid"""
+    ).fetchnumpy()
+    held = con.execute(
+        "SELECT i.iid, h.pnum, h.gain_ts FROM _c_held h JOIN _c_ids i USING (type, value)"
+    ).fetchnumpy()
+    ts = con.execute("SELECT ts FROM _c_ev ORDER BY erank").fetchnumpy()["ts"]
+    types = con.execute("SELECT tidx FROM _c_ids ORDER BY iid").fetchnumpy()["tidx"]
+    n_prof = con.execute("SELECT count(*) FROM _c_prof").fetchall()[0][0]
+    limits, periods = _limits(rules)
+    data = GraphInput(
+        row_event=np.asarray(rows["erank"], dtype=np.int64),
+        row_ident=np.asarray(rows["iid"], dtype=np.int64),
+        ident_type=np.asarray(types, dtype=np.int64),
+        event_ts=np.asarray(ts, dtype=np.int64),
+        limits=limits,
+        periods=periods,
+    )
+    state = GraphState(
+        profiles=n_prof,
+        ident=np.asarray(held["iid"], dtype=np.int64),
+        owner=np.asarray(held["pnum"], dtype=np.int64),
+        gain_ts=np.asarray(held["gain_ts"], dtype=np.int64),
+    )
+    return _Continuation(result=continue_graph(data, state), profiles=n_prof, events=len(ts))
 
 
 def _fingerprints(con: duckdb.DuckDBPyConnection, name: str, profiles_sql: str) -> None:
@@ -384,30 +594,78 @@ def _fingerprints(con: duckdb.DuckDBPyConnection, name: str, profiles_sql: str) 
     )
 
 
+def _profile_traits(con: duckdb.DuckDBPyConnection, identifies_sql: str) -> None:
+    """Insert the identify traits of the profiles of ``identifies_sql`` (rows ``rowid,
+    profile_id`` of every identify event of those profiles): per key the latest identify in
+    canonical order wins; a JSON null removes the key."""
+    con.execute(
+        f"""INSERT INTO profile_traits
+        SELECT profile_id, key, value, message_id, timestamp FROM (
+            SELECT s.profile_id, k.key, k.value, ev.message_id, ev.timestamp,
+                   row_number() OVER (PARTITION BY s.profile_id, k.key
+                                      ORDER BY ev.timestamp DESC, ev.message_id DESC,
+                                               k.id DESC) AS rn
+            FROM ({identifies_sql}) s JOIN events ev ON ev.rowid = s.rowid,
+                 json_each(ev.traits) k
+            WHERE json_type(ev.traits) = 'OBJECT'
+        )
+        WHERE rn = 1 AND json_type(value) <> 'NULL'
+        ORDER BY profile_id, key"""
+    )
+
+
+def _register(con: duckdb.DuckDBPyConnection, frames: dict[str, pa.Table]) -> None:
+    """Materialise arrow frames as temp tables (a registered view is re-scanned per use)."""
+    for name, frame in frames.items():
+        con.register(f"{name}_a", frame)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_a")
+        finally:
+            con.unregister(f"{name}_a")
+
+
+def _check_ids(con: duckdb.DuckDBPyConnection, pid_table: str, where: str = "true") -> None:
+    n, distinct, clash = con.execute(
+        f"""SELECT count(*), count(DISTINCT profile_id),
+                  count(*) FILTER (WHERE profile_id IN (SELECT profile_id FROM profiles))
+        FROM {pid_table} WHERE {where}"""
+    ).fetchall()[0]
+    if n != distinct or clash:
+        raise IdentityError(
+            "two creating events hash to the same profile id (sha256 prefix collision); "
+            "report this with the store"
+        )
+
+
+def _next_component(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute(
+        "SELECT coalesce(max(component), -1) + 1 FROM identity_identifier_components"
+    ).fetchall()[0][0]
+
+
 def _write(
     con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult, *, full: bool, run_id: int
-) -> dict[str, int]:
-    """Replace the rows of the re-resolved components (every row when ``full``) from the graph
-    result, inside the caller's transaction; record and count the profile changes."""
+) -> None:
+    """Replace the rows of the re-resolved components (every row when ``full``: the caller
+    emptied the tables) from the graph result, inside the caller's transaction; record the
+    profile changes. Events are joined back by their canonical rank, an integer."""
     resolved = np.flatnonzero(r.event_profile >= 0)
     attached = np.flatnonzero(r.ident_profile >= 0)
     creators = np.unique(np.r_[r.event_profile[resolved], r.merge_from, r.merge_into])
-    base = 0 if full else con.execute(
-        "SELECT coalesce(max(component), -1) + 1 FROM identity_identifier_components"
-    ).fetchall()[0][0]
-    n_ids = len(r.ident_component)
-    frames = {
+    survivors = np.unique(r.event_profile[resolved])
+    last = np.full(r.components, -1, dtype=np.int64)
+    np.maximum.at(last, r.event_component, np.arange(len(r.event_component), dtype=np.int64))
+    base = _next_component(con)
+    _register(con, {
+        # event -> profile by canonical rank, in rank order (``_ev`` is stored in that order)
         "_g_events": pa.table({"erank": resolved, "prank": r.event_profile[resolved]}),
         "_g_idents": pa.table(
             {"iid": attached, "prank": r.ident_profile[attached], "gain": r.ident_gain[attached]}
         ),
-        "_g_icomp": pa.table(
-            {"iid": np.arange(n_ids, dtype=np.int64), "component": r.ident_component + base}
-        ),
-        "_g_ecomp": pa.table(
-            {"erank": np.arange(len(r.event_component), dtype=np.int64),
-             "component": r.event_component + base}
-        ),
+        "_g_icomp": pa.table({"iid": np.arange(len(r.ident_component), dtype=np.int64),
+                              "component": r.ident_component + base}),
+        "_g_pcomp": pa.table({"prank": survivors, "component": r.event_component[survivors] + base}),
+        "_g_last": pa.table({"component": np.arange(r.components, dtype=np.int64) + base, "erank": last}),
         "_g_creators": pa.table({"prank": creators}),
         "_g_merges": pa.table(
             {"mfrom": r.merge_from, "minto": r.merge_into, "erank": r.merge_event,
@@ -422,140 +680,254 @@ def _write(
              "rule_type": [x.type for x in rules.identifiers],
              "limit_value": [x.limit for x in rules.identifiers]}
         ),
-    }
-    for name, frame in frames.items():
-        con.register(name, frame)
-    try:
-        if full:
-            _fingerprints(con, "_fp_old", "SELECT profile_id FROM profiles")
-            for table in IDENTITY_TABLES:
-                con.execute(f"DELETE FROM {table}")
-        else:
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE _old_prof AS SELECT DISTINCT profile_id
-                FROM event_profiles WHERE message_id IN (SELECT message_id FROM _old_events)"""
-            )
-            _fingerprints(con, "_fp_old", "SELECT profile_id FROM _old_prof")
-            for table in ("profiles", "profile_identifiers", "profile_traits"):
-                con.execute(f"DELETE FROM {table} WHERE profile_id IN (SELECT profile_id FROM _old_prof)")
-            for table in ("event_profiles", "identity_merges", "identity_violations"):
-                con.execute(f"DELETE FROM {table} WHERE message_id IN (SELECT message_id FROM _old_events)")
-            for table in ("identity_components", "identity_identifier_components"):
-                con.execute(f"DELETE FROM {table} WHERE component IN (SELECT component FROM _touched)")
+    })
+    if full:
+        con.execute("CREATE OR REPLACE TEMP TABLE _fp_old (profile_id VARCHAR, fp UBIGINT)")
+    else:
+        _fingerprints(con, "_fp_old", "SELECT profile_id FROM _old_prof")
+        for table in ("profiles", "profile_identifiers", "profile_traits", "identity_component_profiles"):
+            con.execute(f"DELETE FROM {table} WHERE profile_id IN (SELECT profile_id FROM _old_prof)")
+        for table in ("event_profiles", "identity_merges", "identity_violations"):
+            con.execute(f"DELETE FROM {table} WHERE message_id IN (SELECT message_id FROM _old_events)")
+        for table in ("identity_component_last", "identity_identifier_components"):
+            con.execute(f"DELETE FROM {table} WHERE component IN (SELECT component FROM _touched)")
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _g_pid AS
+        SELECT c.prank, 'prf_' || substr(sha256(e.message_id), 1, 16) AS profile_id,
+               e.message_id AS created_by, e.timestamp AS created_at
+        FROM _g_creators c JOIN _ev e ON e.erank = c.prank"""
+    )
+    _check_ids(con, "_g_pid")
+    con.execute(
+        """INSERT INTO profiles
+        SELECT p.profile_id, p.created_by, p.created_at
+        FROM _g_pcomp s JOIN _g_pid p USING (prank) ORDER BY p.profile_id"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _g_ep AS
+        SELECT g.erank, e.eid, e.message_id, e.identify, p.profile_id
+        FROM _g_events g JOIN _ev e USING (erank) JOIN _g_pid p USING (prank)"""
+    )
+    con.execute("INSERT INTO event_profiles SELECT message_id, profile_id FROM _g_ep ORDER BY erank")
+    con.execute(
+        """INSERT INTO profile_identifiers
+        SELECT p.profile_id, i.type, i.value, e.timestamp, e.message_id
+        FROM _g_idents g JOIN _ids i USING (iid) JOIN _g_pid p USING (prank)
+        JOIN _ev e ON e.erank = g.gain
+        ORDER BY p.profile_id, i.tidx, i.value"""
+    )
+    con.execute(
+        """INSERT INTO identity_merges
+        SELECT f.profile_id, t.profile_id, e.message_id, e.timestamp
+        FROM _g_merges m JOIN _g_pid f ON f.prank = m.mfrom JOIN _g_pid t ON t.prank = m.minto
+        JOIN _ev e USING (erank)
+        ORDER BY m.seq"""
+    )
+    con.execute(
+        """INSERT INTO identity_violations
+        SELECT e.message_id, e.timestamp, r.rule_type, r.limit_value, i.type, i.value
+        FROM _g_violations v JOIN _ev e USING (erank) JOIN _g_rules r USING (tidx)
+        JOIN _ids i USING (iid)
+        ORDER BY v.seq"""
+    )
+    con.execute(
+        """INSERT INTO identity_identifier_components
+        SELECT i.type, i.value, c.component FROM _g_icomp c JOIN _ids i USING (iid)"""
+    )
+    con.execute(
+        """INSERT INTO identity_component_profiles
+        SELECT p.profile_id, c.component FROM _g_pcomp c JOIN _g_pid p USING (prank)"""
+    )
+    con.execute(
+        """INSERT INTO identity_component_last
+        SELECT l.component, e.timestamp, e.message_id FROM _g_last l JOIN _ev e USING (erank)"""
+    )
+    _profile_traits(con, "SELECT eid AS rowid, profile_id FROM _g_ep WHERE identify")
+    _record_changes(con, run_id, new_sql="SELECT profile_id FROM _g_pid JOIN _g_pcomp USING (prank)")
+
+
+def _record_changes(con: duckdb.DuckDBPyConnection, run_id: int, *, new_sql: str) -> None:
+    """identity_changes of a from-scratch re-resolution: fingerprints before (``_fp_old``) and after."""
+    if con.execute("SELECT count(*) FROM _fp_old").fetchall()[0][0] == 0:
+        # no profile before in what was re-resolved: every new one is created, no fingerprint
         con.execute(
-            """CREATE OR REPLACE TEMP TABLE _g_pid AS
-            SELECT c.prank, 'prf_' || substr(sha256(e.message_id), 1, 16) AS profile_id,
-                   e.message_id AS created_by, e.timestamp AS created_at
-            FROM _g_creators c JOIN _ev e ON e.erank = c.prank"""
+            f"INSERT INTO identity_changes SELECT {int(run_id)}, profile_id, 'created' FROM ({new_sql}) ORDER BY 2"
         )
-        n, distinct, clash = con.execute(
-            """SELECT count(*), count(DISTINCT profile_id),
-                      count(*) FILTER (WHERE profile_id IN (SELECT profile_id FROM profiles))
-            FROM _g_pid"""
-        ).fetchall()[0]
-        if n != distinct or clash:
-            raise IdentityError(
-                "two creating events hash to the same profile id (sha256 prefix collision); "
-                "report this with the store"
-            )
+        return
+    _fingerprints(con, "_g_fp_new", new_sql)
+    con.execute(
+        f"""INSERT INTO identity_changes
+        SELECT {int(run_id)}, coalesce(n.profile_id, o.profile_id),
+               CASE WHEN o.profile_id IS NULL THEN 'created'
+                    WHEN n.profile_id IS NULL THEN 'removed' ELSE 'changed' END
+        FROM _g_fp_new n FULL JOIN _fp_old o USING (profile_id)
+        WHERE n.fp IS DISTINCT FROM o.fp
+        ORDER BY 2"""
+    )
+
+
+def _write_continued(
+    con: duckdb.DuckDBPyConnection, rules: IdentityRules, c: _Continuation, *, run_id: int
+) -> None:
+    """Apply the continued groups' result: only their new events' rows are inserted; merged-away
+    stored profiles hand their rows to the survivor; traits are recomputed for the profiles that
+    received an identify or a merge."""
+    r, n_prof = c.result, c.profiles
+    resolved = np.flatnonzero(r.event_profile >= 0)
+    gone = np.flatnonzero(r.profile_final != np.arange(n_prof))
+    creators = np.unique(np.r_[r.event_profile[resolved], r.merge_from, r.merge_into])
+    creators = creators[creators >= n_prof]
+    _register(con, {
+        "_c_events": pa.table({"erank": resolved, "pnum": r.event_profile[resolved]}),
+        "_c_gone": pa.table({"pnum": gone, "into": r.profile_final[gone]}),
+        "_c_creators": pa.table({"pnum": creators, "erank": creators - n_prof}),
+        "_c_idents": pa.table({"iid": r.ident, "pnum": r.ident_profile, "gain": r.ident_gain}),
+        "_c_merges": pa.table({"mfrom": r.merge_from, "minto": r.merge_into, "erank": r.merge_event,
+                               "seq": np.arange(len(r.merge_from), dtype=np.int64)}),
+        "_c_violations": pa.table({"erank": r.violation_event, "tidx": r.violation_type,
+                                   "iid": r.violation_ident,
+                                   "seq": np.arange(len(r.violation_event), dtype=np.int64)}),
+        "_c_rules": pa.table({"tidx": np.arange(len(rules.identifiers), dtype=np.int64),
+                              "rule_type": [x.type for x in rules.identifiers],
+                              "limit_value": [x.limit for x in rules.identifiers]}),
+    })
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_pid AS
+        SELECT pnum, profile_id, created_by, created_at, false AS new FROM _c_prof
+        UNION ALL
+        SELECT c.pnum, 'prf_' || substr(sha256(e.message_id), 1, 16), e.message_id, e.timestamp, true
+        FROM _c_creators c JOIN _c_ev e USING (erank)"""
+    )
+    _check_ids(con, "_c_pid", "new")
+    # stored profiles merged away: their rows follow the survivor
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_remap AS
+        SELECT f.profile_id AS old_id, t.profile_id AS new_id
+        FROM _c_gone g JOIN _c_pid f ON f.pnum = g.pnum JOIN _c_pid t ON t.pnum = g.into"""
+    )
+    for table in ("event_profiles", "profile_identifiers"):
         con.execute(
-            """INSERT INTO profiles
-            SELECT p.profile_id, p.created_by, p.created_at
-            FROM (SELECT DISTINCT prank FROM _g_events) s JOIN _g_pid p USING (prank)
-            ORDER BY p.profile_id"""
+            f"""UPDATE {table} SET profile_id = m.new_id FROM _c_remap m
+            WHERE {table}.profile_id = m.old_id"""
         )
+    for table in ("profiles", "profile_traits", "identity_component_profiles"):
+        con.execute(f"DELETE FROM {table} WHERE profile_id IN (SELECT old_id FROM _c_remap)")
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_ep AS
+        SELECT g.erank, e.eid, e.message_id, e.identify, e.grp, p.pnum, p.profile_id, p.new
+        FROM _c_events g JOIN _c_ev e USING (erank) JOIN _c_pid p USING (pnum)"""
+    )
+    con.execute(
+        """INSERT INTO profiles
+        SELECT DISTINCT p.profile_id, p.created_by, p.created_at
+        FROM _c_ep s JOIN _c_pid p USING (pnum) WHERE p.new ORDER BY 1"""
+    )
+    con.execute("INSERT INTO event_profiles SELECT message_id, profile_id FROM _c_ep ORDER BY erank")
+    con.execute(
+        """INSERT INTO profile_identifiers
+        SELECT p.profile_id, i.type, i.value, e.timestamp, e.message_id
+        FROM _c_idents g JOIN _c_ids i USING (iid) JOIN _c_pid p USING (pnum)
+        JOIN _c_ev e ON e.erank = g.gain
+        ORDER BY p.profile_id, i.tidx, i.value"""
+    )
+    con.execute(
+        """INSERT INTO identity_merges
+        SELECT f.profile_id, t.profile_id, e.message_id, e.timestamp
+        FROM _c_merges m JOIN _c_pid f ON f.pnum = m.mfrom JOIN _c_pid t ON t.pnum = m.minto
+        JOIN _c_ev e USING (erank) ORDER BY m.seq"""
+    )
+    con.execute(
+        """INSERT INTO identity_violations
+        SELECT e.message_id, e.timestamp, r.rule_type, r.limit_value, i.type, i.value
+        FROM _c_violations v JOIN _c_ev e USING (erank) JOIN _c_rules r USING (tidx)
+        JOIN _c_ids i USING (iid) ORDER BY v.seq"""
+    )
+    # components: a group keeps its smallest stored component (the others are relabelled to it)
+    # or gets a new one
+    base = _next_component(con)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _c_grp AS
+        SELECT grp, coalesce(min(p.component),
+                             {int(base)} + row_number() OVER (PARTITION BY min(p.component) IS NULL ORDER BY grp) - 1)
+                   AS component
+        FROM (SELECT DISTINCT grp FROM _c_ev) g LEFT JOIN _plan_comp p USING (grp)
+        GROUP BY grp"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_relabel AS
+        SELECT p.component AS old, g.component AS new FROM _plan_comp p JOIN _c_grp g USING (grp)
+        WHERE p.component <> g.component"""
+    )
+    for table in ("identity_identifier_components", "identity_component_profiles"):
         con.execute(
-            """INSERT INTO event_profiles
-            SELECT e.message_id, p.profile_id
-            FROM _g_events g JOIN _ev e USING (erank) JOIN _g_pid p USING (prank)
-            ORDER BY g.erank"""
+            f"""UPDATE {table} SET component = m.new FROM _c_relabel m
+            WHERE {table}.component = m.old"""
         )
-        con.execute(
-            """INSERT INTO profile_identifiers
-            SELECT p.profile_id, i.type, i.value, e.timestamp, e.message_id
-            FROM _g_idents g JOIN _ids i USING (iid) JOIN _g_pid p USING (prank)
-            JOIN _ev e ON e.erank = g.gain
-            ORDER BY p.profile_id, i.tidx, i.value"""
-        )
-        con.execute(
-            """INSERT INTO identity_merges
-            SELECT f.profile_id, t.profile_id, e.message_id, e.timestamp
-            FROM _g_merges m JOIN _g_pid f ON f.prank = m.mfrom JOIN _g_pid t ON t.prank = m.minto
-            JOIN _ev e USING (erank)
-            ORDER BY m.seq"""
-        )
-        con.execute(
-            """INSERT INTO identity_violations
-            SELECT e.message_id, e.timestamp, r.rule_type, r.limit_value, i.type, i.value
-            FROM _g_violations v JOIN _ev e USING (erank) JOIN _g_rules r USING (tidx)
-            JOIN _ids i USING (iid)
-            ORDER BY v.seq"""
-        )
-        con.execute(
-            """INSERT INTO identity_identifier_components
-            SELECT i.type, i.value, c.component FROM _g_icomp c JOIN _ids i USING (iid)"""
-        )
-        con.execute(
-            """INSERT INTO identity_components
-            SELECT e.message_id, c.component FROM _g_ecomp c JOIN _ev e USING (erank)"""
-        )
-        # blocked counts are per event: add the new events' (re-resolved ones are counted already)
-        con.execute(
-            """CREATE OR REPLACE TEMP TABLE _g_blocked AS
-            SELECT type, value, sum(events)::BIGINT AS events FROM (
-                SELECT type, value, events FROM identity_blocked
-                UNION ALL
-                SELECT type, value, count(*) FROM _id_occ WHERE blocked AND fresh GROUP BY type, value
-            ) GROUP BY type, value"""
-        )
-        con.execute("DELETE FROM identity_blocked")
-        con.execute("INSERT INTO identity_blocked SELECT * FROM _g_blocked ORDER BY type, value")
-        con.execute("DROP TABLE _g_blocked")
-        # identify traits: per profile and key, the latest identify (canonical order) wins;
-        # a JSON null removes the key.
-        con.execute(
-            """INSERT INTO profile_traits
-            SELECT profile_id, key, value, message_id, timestamp FROM (
-                SELECT ep.profile_id, k.key, k.value, ev.message_id, ev.timestamp,
-                       row_number() OVER (PARTITION BY ep.profile_id, k.key
-                                          ORDER BY ev.timestamp DESC, ev.message_id DESC,
-                                                   k.id DESC) AS rn
-                FROM events ev JOIN event_profiles ep USING (message_id),
-                     json_each(ev.traits) k
-                WHERE ev.type = 'identify' AND json_type(ev.traits) = 'OBJECT'
-                  AND ev.rowid IN (SELECT eid FROM _ev)
-            )
-            WHERE rn = 1 AND json_type(value) <> 'NULL'
-            ORDER BY profile_id, key"""
-        )
-        con.execute("DELETE FROM identity_ingests")
+    con.execute(
+        """DELETE FROM identity_component_last WHERE component IN (SELECT old FROM _c_relabel)
+        OR component IN (SELECT component FROM _c_grp)"""
+    )
+    con.execute(
+        """INSERT INTO identity_component_last
+        SELECT g.component, e.timestamp, e.message_id FROM _c_ev e JOIN _c_grp g USING (grp)
+        QUALIFY row_number() OVER (PARTITION BY e.grp ORDER BY e.erank DESC) = 1"""
+    )
+    con.execute(
+        """INSERT INTO identity_identifier_components
+        SELECT DISTINCT o.type, o.value, g.component
+        FROM _new_occ o JOIN _c_ev e USING (eid) JOIN _c_grp g USING (grp)
+        WHERE NOT o.blocked AND NOT EXISTS (
+            SELECT 1 FROM identity_identifier_components c WHERE c.type = o.type AND c.value = o.value)"""
+    )
+    con.execute(
+        """INSERT INTO identity_component_profiles
+        SELECT DISTINCT s.profile_id, g.component FROM _c_ep s JOIN _c_grp g USING (grp) WHERE s.new"""
+    )
+    # traits: recompute the profiles that got an identify or absorbed another profile (a merge
+    # combines keys by time, and a later null in one removes a key of the other)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_traits AS
+        SELECT DISTINCT profile_id FROM _c_ep
+        WHERE identify OR erank IN (SELECT erank FROM _c_merges)"""
+    )
+    con.execute("DELETE FROM profile_traits WHERE profile_id IN (SELECT profile_id FROM _c_traits)")
+    _profile_traits(
+        con,
+        """SELECT ev.rowid, ep.profile_id FROM event_profiles ep JOIN events ev USING (message_id)
+        WHERE ep.profile_id IN (SELECT profile_id FROM _c_traits) AND ev.type = 'identify'""",
+    )
+    con.execute(
+        f"""INSERT INTO identity_changes
+        SELECT {int(run_id)}, profile_id, kind FROM (
+            SELECT DISTINCT profile_id, CASE WHEN new THEN 'created' ELSE 'changed' END AS kind FROM _c_ep
+            UNION ALL SELECT old_id, 'removed' FROM _c_remap
+        ) ORDER BY 2"""
+    )
+
+
+def _write_counts(con: duckdb.DuckDBPyConnection, *, full: bool) -> None:
+    """Blocked counts are per event: add the new events' (``_new_occ``); record the ingests."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _g_blocked AS
+        SELECT type, value, sum(events)::BIGINT AS events FROM (
+            SELECT type, value, events FROM identity_blocked
+            WHERE (type, value) IN (SELECT (type, value) FROM _new_occ WHERE blocked)
+            UNION ALL
+            SELECT type, value, count(*) FROM _new_occ WHERE blocked GROUP BY type, value
+        ) GROUP BY type, value"""
+    )
+    con.execute(
+        """DELETE FROM identity_blocked
+        WHERE (type, value) IN (SELECT (type, value) FROM _g_blocked)"""
+    )
+    con.execute("INSERT INTO identity_blocked SELECT * FROM _g_blocked ORDER BY type, value")
+    if full:
         con.execute("INSERT INTO identity_ingests SELECT ingest_id, count(*) FROM events GROUP BY 1 ORDER BY 1")
-        if con.execute("SELECT count(*) FROM _fp_old").fetchall()[0][0] == 0:
-            # no profile before in what was re-resolved: every new one is created, no fingerprint
-            con.execute(
-                f"""INSERT INTO identity_changes SELECT DISTINCT {int(run_id)}, p.profile_id, 'created'
-                FROM _g_pid p JOIN _g_events USING (prank) ORDER BY 2"""
-            )
-        else:
-            _fingerprints(con, "_g_fp_new", "SELECT DISTINCT profile_id FROM _g_pid JOIN _g_events USING (prank)")
-            con.execute(
-                f"""INSERT INTO identity_changes
-                SELECT {int(run_id)}, coalesce(n.profile_id, o.profile_id),
-                       CASE WHEN o.profile_id IS NULL THEN 'created'
-                            WHEN n.profile_id IS NULL THEN 'removed' ELSE 'changed' END
-                FROM _g_fp_new n FULL JOIN _fp_old o USING (profile_id)
-                WHERE n.fp IS DISTINCT FROM o.fp
-                ORDER BY 2"""
-            )
-            con.execute("DROP TABLE _g_fp_new")
-        counts = con.execute(
-            "SELECT kind, count(*) FROM identity_changes WHERE run_id = ? GROUP BY 1", [int(run_id)]
-        ).fetchall()
-        return {k: int(n) for k, n in counts}
-    finally:
-        for name in frames:
-            con.unregister(name)
-        con.execute("DROP TABLE IF EXISTS _g_pid")
+    else:
+        con.execute(
+            """INSERT INTO identity_ingests SELECT ingest_id, count(*) FROM events
+            WHERE ingest_id NOT IN (SELECT ingest_id FROM identity_ingests) GROUP BY 1 ORDER BY 1"""
+        )
 
 
 def _report(
