@@ -129,7 +129,7 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
 STATE_VERSION = 1
 _META = "traits_state"
 #: Temporary tables of one run.
-_TEMPS = ("__t_fp", "__t_new", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
+_TEMPS = ("__t_ids", "__t_nev", "__t_dl", "__t_fp", "__t_new", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
 
 
 def state_key(trait: Trait) -> str:
@@ -146,6 +146,8 @@ class _Previous:
     watermark: int
     keys: tuple[str, ...]
     names: tuple[str, ...]
+    #: ``meta.identity_run`` the state was read at: the change log after it lists what moved.
+    run: int | None = None
 
     @classmethod
     def load(cls, store: Store) -> _Previous | None:
@@ -158,18 +160,35 @@ class _Previous:
         return cls(
             as_of=datetime.fromisoformat(data["as_of"]), identity=data["identity"],
             watermark=int(data["watermark"]), keys=tuple(data["keys"]), names=tuple(data["names"]),
+            run=data.get("run"),
         )
 
     def dump(self) -> str:
         return json.dumps({
             "v": STATE_VERSION, "as_of": self.as_of.isoformat(), "identity": self.identity,
             "watermark": self.watermark, "keys": list(self.keys), "names": list(self.names),
+            "run": self.run,
         })
 
 
-def _fingerprints_sql() -> str:
+def _fingerprints_sql(source: str = "event_profiles") -> str:
     """Per profile: its event count and a sum of message-id hashes (decides "same events?")."""
-    return "SELECT profile_id, count(*) AS _n, sum(hash(message_id)) AS _fp FROM event_profiles GROUP BY profile_id"
+    return f"SELECT profile_id, count(*) AS _n, sum(hash(message_id)) AS _fp FROM {source} GROUP BY profile_id"
+
+
+def _identity_run(store: Store) -> int | None:
+    raw = store.get_meta("identity_run")
+    return None if raw is None else int(raw)
+
+
+def _change_log_usable(store: Store, prev: _Previous, run: int | None) -> bool:
+    """Whether ``identity_changes`` covers every resolve since the state was built.
+
+    The state must record the run it was read at (a state from before the log existed does
+    not) and a later run must have happened; otherwise the fingerprint pass over the whole map
+    decides instead. A run may list no profile (nothing moved), so gaps in ``run_id`` are fine.
+    """
+    return prev.run is not None and run is not None and run > prev.run and store.has_table("identity_changes")
 
 
 def _max_ingest(store: Store) -> int:
@@ -197,6 +216,7 @@ class _Update:
     watermark: int
     identity_changed: bool
     as_of_moved: bool
+    log_used: bool = False
 
 
 def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, identity: str | None) -> _Update:
@@ -220,15 +240,36 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
         "CREATE OR REPLACE TEMP TABLE __t_touched "
         "(profile_id VARCHAR, kind VARCHAR, _n BIGINT, _fp HUGEINT, source VARCHAR)"
     )
+    run = _identity_run(store)
+    use_log = identity_changed and _change_log_usable(store, prev, run)
     if identity_changed:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE __t_new AS
-            SELECT ep.message_id, ep.profile_id, e.ingest_id FROM events e
-            JOIN event_profiles ep ON ep.message_id = e.message_id WHERE e.ingest_id > {prev.watermark}"""
+            f"""CREATE OR REPLACE TEMP TABLE __t_nev AS
+            SELECT message_id, ingest_id FROM events WHERE ingest_id > {prev.watermark}"""
         )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __t_fp AS {_fingerprints_sql()}")
+        if use_log:
+            # only the profiles the identity change log names since the state's run can differ
+            # (docs/identity.md): two narrow scans of the map restricted to them, one for their
+            # fingerprints, one for their new events (no row of the map is materialised)
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE __t_ids AS SELECT DISTINCT profile_id FROM identity_changes
+                WHERE run_id > {int(prev.run)} AND run_id <= {int(run)}"""
+            )
+            only = " WHERE ep.profile_id IN (SELECT profile_id FROM __t_ids)"
+            stored = "(SELECT profile_id, _n, _fp FROM trait_state WHERE profile_id IN (SELECT profile_id FROM __t_ids))"
+        else:
+            only, stored = "", "(SELECT profile_id, _n, _fp FROM trait_state)"
         con.execute(
-            """INSERT INTO __t_touched
+            f"""CREATE OR REPLACE TEMP TABLE __t_new AS
+            SELECT ep.message_id, ep.profile_id, n.ingest_id FROM event_profiles ep
+            JOIN __t_nev n ON n.message_id = ep.message_id{only}"""
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE __t_fp AS SELECT ep.profile_id, count(*) AS _n, "
+            f"sum(hash(ep.message_id)) AS _fp FROM event_profiles ep{only} GROUP BY ep.profile_id"
+        )
+        con.execute(
+            f"""INSERT INTO __t_touched
             WITH nf AS (SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS fp FROM __t_new GROUP BY 1)
             SELECT * FROM (
                 SELECT coalesce(f.profile_id, s.profile_id) AS profile_id,
@@ -238,7 +279,7 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
                          THEN (CASE WHEN nf.n IS NULL THEN 'same' ELSE 'merge' END)
                          ELSE 'recompute' END AS kind,
                     f._n, f._fp, NULL AS source
-                FROM __t_fp f FULL JOIN (SELECT profile_id, _n, _fp FROM trait_state) s
+                FROM __t_fp f FULL JOIN {stored} s
                     ON s.profile_id = f.profile_id
                 LEFT JOIN nf ON nf.profile_id = f.profile_id
             ) WHERE kind <> 'same'"""
@@ -261,7 +302,18 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
         top = store.first_row("SELECT max(ingest_id) FROM __t_new")[0]
         watermark = max(watermark, int(top)) if top is not None else watermark
     as_of_moved = prev.as_of != plan.as_of
-    if as_of_moved and kept:
+    sessions = any(plan.traits[i].window.is_session for i in kept)
+    # identity unchanged and no session window: a moved as_of merges each touched profile's
+    # change of counting events (reversible types subtract what leaves a window); only a profile
+    # with an event leaving an irreversible trait is recomputed
+    delta = bool(as_of_moved and kept and not identity_changed and not sessions)
+    if delta:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __t_dl AS {kplan.delta_sql(prev.as_of)}")
+        con.execute(
+            """INSERT INTO __t_touched SELECT profile_id, CASE WHEN _leave THEN 'recompute' ELSE 'merge' END,
+            NULL, NULL, NULL FROM __t_dl"""
+        )
+    elif as_of_moved and kept:
         events = ", ".join(sorted({sql_str(t.event) for t in kplan.traits}))
         con.execute(
             f"""INSERT INTO __t_touched
@@ -270,7 +322,7 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
             WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND e.event IN ({events})
               AND ({kplan.moved_sql(prev.as_of)})"""
         )
-    if any(plan.traits[i].window.is_session for i in kept):
+    if sessions:
         con.execute("UPDATE __t_touched SET kind = 'recompute' WHERE kind = 'merge'")
     # one row per profile: gone > recompute > merge; fingerprints from the identity pass or the state
     con.execute(
@@ -295,10 +347,12 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
             if identity_changed else "(SELECT NULL::VARCHAR AS message_id, NULL::VARCHAR AS profile_id)"
         )
         # the touched profiles' slice of the map first: joining events to a small table lets DuckDB
-        # push a filter on message_id into the events scan (3x cheaper than filtering the join)
+        # push a filter on message_id into the events scan (3x cheaper than filtering the join);
+        # nothing to recompute (the usual append or slide) scans neither
+        rows = f"{recompute} LIMIT 0" if not counts.get("recompute") else recompute
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS
-            SELECT message_id, profile_id FROM event_profiles WHERE profile_id IN ({recompute})"""
+            SELECT message_id, profile_id FROM event_profiles WHERE profile_id IN ({rows})"""
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __t_r AS
@@ -306,10 +360,13 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
             SELECT {cols("a")} FROM __t_touched t LEFT JOIN a ON a.profile_id = t.profile_id
             WHERE t.kind = 'recompute'"""
         )
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE __t_d AS
-            {kplan.agg_sql(stats=True, state=True, event_map=new_map, event_filter=f"e.ingest_id > {prev.watermark}")}"""
-        )
+        if delta:
+            con.execute("CREATE OR REPLACE TEMP TABLE __t_d AS SELECT * EXCLUDE (_leave) FROM __t_dl WHERE NOT _leave")
+        else:
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE __t_d AS
+                {kplan.agg_sql(stats=True, state=True, event_map=new_map, event_filter=f"e.ingest_id > {prev.watermark}")}"""
+            )
         old = (
             "(SELECT s.* REPLACE (t.profile_id AS profile_id) FROM __t_touched t JOIN trait_state s "
             "ON s.profile_id = coalesce(t.source, t.profile_id) WHERE t.kind = 'merge')"
@@ -323,6 +380,7 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
     return _Update(
         recomputed=counts.get("recompute", 0), merged=counts.get("merge", 0), dropped=counts.get("gone", 0),
         rebuilt=(), watermark=watermark, identity_changed=identity_changed, as_of_moved=as_of_moved,
+        log_used=use_log,
     )
 
 
@@ -393,7 +451,7 @@ def compute_traits(
             )
             store.set_meta(_META, _Previous(
                 as_of=as_of, identity=identity, watermark=watermark, keys=keys,
-                names=tuple(t.name for t in traits),
+                names=tuple(t.name for t in traits), run=_identity_run(store),
             ).dump())
     finally:
         for name in _TEMPS:

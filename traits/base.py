@@ -130,6 +130,15 @@ class Trait:
         """Two states' partial ``suffix`` combined (associative, commutative, NULL = no events)."""
         raise NotImplementedError
 
+    def sql_delta(self, enter: str, leave: str) -> dict[str, str] | None:
+        """Partial aggregates of the events ``enter`` minus those ``leave`` (sliding ``as_of``).
+
+        ``None`` (the default) when the state is not reversible (a min, a list): a profile with
+        a leaving event is then recomputed from its events; a reversible type returns aggregates
+        that merge into the stored state like a new batch does.
+        """
+        return None
+
     # -- mergeable state -------------------------------------------------------------------
     def prepare(self, events: pl.DataFrame) -> pl.DataFrame:
         """State per profile from a frame of counting events (:data:`EVENT_COLUMNS`)."""

@@ -35,6 +35,10 @@ class EventCounter(Trait):
     def sql_merge(self, suffix: str, a: str, b: str) -> str:
         return f"(coalesce({a}, 0) + coalesce({b}, 0))"
 
+    def sql_delta(self, enter: str, leave: str) -> dict[str, str] | None:
+        """A count is reversible: events leaving the window are subtracted."""
+        return {"n": f"count(*) FILTER (WHERE {enter}) - count(*) FILTER (WHERE {leave})"}
+
     def prepare(self, events: pl.DataFrame) -> pl.DataFrame:
         return events.group_by("profile_id").agg(pl.len().cast(pl.Int64).alias("n"))
 

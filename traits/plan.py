@@ -280,6 +280,53 @@ class Plan:
                     parts.append(f"({selection_sql(t, b)} AND ({' OR '.join(edges)}))")
         return " OR ".join(parts) or "false"
 
+    def delta_sql(self, previous: datetime) -> str:
+        """Per profile with an event whose counting flag differs at ``previous`` and ``as_of``:
+        the partial aggregates of what changed, and ``_leave`` (an event stopped counting for a
+        trait whose state is not reversible: that profile must be recomputed instead).
+
+        For a reversible trait (``Trait.sql_delta``) the partials are entering minus leaving
+        events; for the others, entering events only (valid for profiles without ``_leave``).
+        Merged into the stored state with :meth:`merge_select`, like a batch of new events.
+        Not for session windows (their flags depend on the profile's other events).
+        """
+        a, b = utc(previous), self.as_of
+        events = ", ".join(sorted({sql_str(t.event) for t in self.traits})) or "NULL"
+        cols = "".join(f", e.{quote(c.name)}" for c in self.read_columns(stats=True))
+
+        def flag(t: Trait, x: datetime) -> str:
+            return (
+                f"coalesce(timestamp <= {ts_literal(x)} AND {selection_sql(t, x)} "
+                f"AND {t.window.sql('timestamp', x)}, false)"
+            )
+
+        flags = "".join(
+            f",\n            ({flag(t, b)} AND NOT {flag(t, a)}) AS {self.flag(i)}"
+            f",\n            ({flag(t, a)} AND NOT {flag(t, b)}) AS {quote(f'l{i}')}"
+            for i, t in enumerate(self.traits)
+        )
+        parts, leave = [], []
+        for i, t in enumerate(self.traits):
+            delta = t.sql_delta(self.flag(i), quote(f"l{i}"))
+            if delta is None:
+                leave.append(f"bool_or({quote(f'l{i}')})")
+            for suffix, sql in self.partials(i, stats=True, state=True).items():
+                parts.append(f"{(delta or {}).get(suffix, sql)} AS {self.part(i, suffix)}")
+        body = ",\n        ".join(["profile_id", *parts, f"{' OR '.join(leave) or 'false'} AS _leave"])
+        changed = " OR ".join(f"{self.flag(i)} OR {quote(f'l{i}')}" for i in range(len(self.traits))) or "false"
+        return f"""WITH ev AS (
+        SELECT ep.profile_id, e.timestamp, e.message_id, e.event{cols}
+        FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+        WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND e.event IN ({events})
+          AND ({self.moved_sql(previous)})
+    ),
+    flags AS (
+        SELECT ev.*{flags}
+        FROM ev
+    )
+SELECT {body}
+    FROM flags GROUP BY profile_id HAVING bool_or({changed})"""
+
     # -- final values ------------------------------------------------------------------------
     def values_sql(
         self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None

@@ -89,8 +89,10 @@ SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[Healt
     as_ofs=st.lists(st.sampled_from([timedelta(0), timedelta(days=1), -timedelta(days=1), timedelta(minutes=20),
                                      -timedelta(days=7), timedelta(days=30)]), min_size=4, max_size=4),
     edit=st.integers(0, 3),
+    slides=st.lists(st.sampled_from([timedelta(days=1), -timedelta(days=1), timedelta(hours=3), timedelta(days=6),
+                                     -timedelta(days=30), timedelta(minutes=20)]), max_size=3),
 )
-def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, defs, batches, as_ofs, edit):
+def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, defs, batches, as_ofs, edit, slides):
     k, rnd = batches
     order = list(evs)
     rnd.shuffle(order)  # any arrival order: later batches hold earlier (late) events
@@ -114,6 +116,13 @@ def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, def
         # a last run with nothing new changes nothing; then full must equal what incremental built
         again = compute_traits(store, traits, as_of=at)
         assert (again.recomputed, again.merged, again.dropped) == (0, 0, 0) or report.full
+        # slides without new events (identity unchanged): merged deltas, reversed counts
+        for shift in slides:
+            at = at + shift
+            compute_traits(store, traits, as_of=at)
+            assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at).to_dicts()},
+                        traits)
+            incremental_stats = trait_stats(store).drop("as_of").to_dicts()
         got = values(store)
         compute_traits(store, traits, as_of=at, full=True)
         assert_same(got, values(store), traits)
@@ -210,19 +219,34 @@ def test_definition_change_rebuilds_only_that_trait():
         assert report.rebuilt == () and report.recomputed == 0
 
 
-def test_sliding_as_of_recomputes_only_profiles_at_window_edges():
-    defs = [{"name": "recent", "type": "event_counter", "event": "A", "window": {"within_days": 7}}]
+def test_sliding_as_of_touches_only_profiles_at_window_edges():
+    counter = {"name": "recent", "type": "event_counter", "event": "A", "window": {"within_days": 7}}
+    last = {"name": "last_k", "type": "last", "event": "A", "property": "k", "window": {"within_days": 7}}
     evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=d),
-            "user_id": u, "anonymous_id": None, "properties": {}}
-           for i, (u, d) in enumerate([("u1", 3), ("u2", 6.5), ("u3", 20), ("u3", 21)])]
-    traits = parse_traits(defs, path="s.toml")
+            "user_id": u, "anonymous_id": None, "properties": {"k": i}}
+           for i, (u, d) in enumerate([("u1", 3), ("u2", 6.5), ("u3", 20), ("u3", 21), ("u4", -0.5)])]
     with Store.open(None) as store:
         insert(store, evs, 1)
         resolve(store, RULES)
+        traits = parse_traits([counter], path="s.toml")
         compute_traits(store, traits, as_of=AS_OF)
         report = compute_traits(store, traits, as_of=AS_OF + timedelta(days=1))
-        assert (report.recomputed, report.merged) == (1, 0)  # only u2's event left the window
-        assert sorted(v["recent"] for v in values(store).values()) == [0, 0, 1]
+        # u2's event left the window and u4's entered: a count is reversible, both merge
+        assert (report.recomputed, report.merged) == (0, 2)
+        assert sorted(v["recent"] for v in values(store).values()) == [0, 0, 1, 1]
+        # a last value is not: the profile whose event left is recomputed, the other merges
+        traits = parse_traits([counter, last], path="s.toml")
+        compute_traits(store, traits, as_of=AS_OF, full=True)
+        report = compute_traits(store, traits, as_of=AS_OF + timedelta(days=1))
+        assert (report.recomputed, report.merged) == (1, 1)
+        got = values(store)
+        assert got == {r.pop("profile_id"): r for r in trait_frame(
+            store, traits, as_of=AS_OF + timedelta(days=1)).to_dicts()}
+        # and back: u2's event re-enters (merge), u4's leaves (recompute)
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert (report.recomputed, report.merged) == (1, 1)
+        compute_traits(store, traits, as_of=AS_OF)
+        assert values(store) == {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF).to_dicts()}
 
 
 def test_a_late_first_event_renames_the_profile_and_merges():
