@@ -64,9 +64,16 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process (all DuckDB threads): wall times are noisy on shared cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _child(mode: str, source: str, store: str) -> dict[str, Any]:
     """Runs inside the subprocess: one contender, timed, with its own peak RSS."""
     started = time.perf_counter()
+    cpu_started = _cpu_seconds()
     if mode == "profiles":
         from datetime import datetime, timezone
 
@@ -88,7 +95,8 @@ def _child(mode: str, source: str, store: str) -> dict[str, Any]:
         con.close()
         extra = {}
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 3), "peak_rss_mib": round(_peak_rss_mib(), 1), "rows": rows, **extra}
+    cpu = _cpu_seconds() - cpu_started
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 2), "peak_rss_mib": round(_peak_rss_mib(), 1), "rows": rows, **extra}
 
 
 def _run(mode: str, source: Path) -> dict[str, Any]:
@@ -99,8 +107,6 @@ def _run(mode: str, source: Path) -> dict[str, Any]:
             check=True, capture_output=True, text=True, cwd=Path(__file__).parent.parent,
         )
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 
 
 def run(n_events: int, *, json_out: Path | None = None, source: Path | None = None, bare: bool = True) -> dict[str, Any]:
@@ -119,6 +125,7 @@ def run(n_events: int, *, json_out: Path | None = None, source: Path | None = No
         floor = _run("bare", source)
         result["bare_duckdb_read_json"] = {**floor, "rows_per_s": round(floor["rows"] / floor["seconds"])}
         result["ratio_to_bare"] = round(ours["seconds"] / floor["seconds"], 2)
+        result["cpu_ratio_to_bare"] = round(ours["cpu_seconds"] / floor["cpu_seconds"], 2)
         result["rss_ratio_to_bare"] = round(ours["peak_rss_mib"] / floor["peak_rss_mib"], 2)
     result["machine"] = machine()
     print(json.dumps(result, indent=2))

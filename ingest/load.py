@@ -35,7 +35,7 @@ from rich.text import Text
 
 from engine.errors import InputError
 from engine.progress import Progress
-from engine.store import Store
+from engine.store import DerivedColumn, Store, quote
 from ingest.contract import chunk_sql, derived_message_id, same_payload
 from ingest.readers import READERS, Chunk, FileProblem, Source, cut_text, detect_format
 
@@ -208,6 +208,8 @@ def _content_hash(path: Path) -> str:
 class _Counts:
     records: int = 0
     quarantined: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
 
 
 def _quarantine_chunk(
@@ -260,12 +262,18 @@ def _derive_ids(checked: pa.Table) -> pa.Table:
     return checked.set_column(checked.schema.get_field_index("message_id"), "message_id", filled)
 
 
-def _process_chunk(store: Store, chunk: Chunk, *, ingest_id: int, source: str, now: datetime, counts: _Counts) -> None:
-    """Validate one chunk, quarantine its failures and append its accepted rows to ``events``.
+def _process_chunk(
+    store: Store, chunk: Chunk, *, ingest_id: int, source: str, now: datetime, counts: _Counts,
+    derived: tuple[DerivedColumn, ...],
+) -> None:
+    """Validate one chunk, quarantine its failures, drop its duplicates, append the rest to ``events``.
 
     Arrow data reaches DuckDB through replacement scans of local variables, never through
     ``register``: a view registered (even unregistered) inside the file's transaction, like a
     temporary table replaced in it, is kept alive until commit, so memory would grow with the file.
+    Rows are only ever appended inside the transaction (duplicates are never inserted, derived
+    columns are computed by the insert): a DELETE or UPDATE of uncommitted rows makes DuckDB
+    rewrite every appended row at commit, which doubled the cost of writing.
     """
     con = store.con
     _ingest_in = chunk.table()  # noqa: F841 (read by DuckDB's replacement scan)
@@ -275,79 +283,98 @@ def _process_chunk(store: Store, chunk: Chunk, *, ingest_id: int, source: str, n
     counts.quarantined += checked.num_rows - checked.column("reasons").null_count
     checked = _derive_ids(checked)
     _quarantine_chunk(store, chunk, checked, ingest_id=ingest_id, source=source, now=now, counts=counts)
+    duplicate_lines = _duplicates(store, checked, ingest_id=ingest_id, source=source, counts=counts)
     _ingest_chunk = checked  # noqa: F841
-    cols = ", ".join(EVENT_COLUMNS)
+    _ingest_dups = duplicate_lines  # noqa: F841
+    skip = " ANTI JOIN _ingest_dups d ON d.line = c.line" if duplicate_lines.num_rows else ""
+    cols = ", ".join(INSERT_COLUMNS + tuple(quote(d.name) for d in derived))
+    values = ", ".join(INSERT_COLUMNS + tuple(d.expression for d in derived))
     con.execute(
-        f"INSERT INTO events ({cols}, raw, ingest_id, source_line) "
-        f"SELECT {cols}, raw, ?, line FROM _ingest_chunk WHERE reasons IS NULL",
+        f"INSERT INTO events ({cols}) SELECT {values} FROM ("
+        f"SELECT {_TYPED_ROW} FROM _ingest_chunk c{skip} WHERE c.reasons IS NULL)",
         [ingest_id],
     )
 
 
-def _dedupe(store: Store, *, ingest_id: int, source: str) -> tuple[int, int]:
-    """Drop this file's rows whose message_id is stored already or repeats an earlier line.
+#: The columns the insert writes, and the chunk's rows typed as ``events`` columns: derived column
+#: expressions are written against ``events`` and so read the same names and types here.
+INSERT_COLUMNS = EVENT_COLUMNS + ("raw", "ingest_id", "source_line")
+_JSON_COLUMNS = ("properties", "traits", "context", "raw")
+_TYPED_ROW = ", ".join(
+    [f"CAST(c.{c} AS JSON) AS {c}" if c in _JSON_COLUMNS else f"c.{c}" for c in EVENT_COLUMNS + ("raw",)]
+    + ["CAST(? AS BIGINT) AS ingest_id", "c.line AS source_line"]
+)
 
-    Returns ``(duplicates, conflicts)``. A duplicate is a conflict when its payload differs from
-    the occurrence that wins (the stored one, else the file's first); hashes are of the minified
-    text, so a candidate is confirmed on canonical JSON (key order ignored) before it is reported.
+
+def _duplicates(store: Store, checked: pa.Table, *, ingest_id: int, source: str, counts: _Counts) -> pa.Table:
+    """This chunk's accepted rows whose message_id is stored already or repeats an earlier line.
+
+    Returns their lines (the insert skips them) and counts them. ``events`` already holds the
+    earlier chunks of this file, so "stored" covers earlier files and earlier lines of this file
+    alike; within the chunk the first line wins. A duplicate is a conflict when its payload
+    differs from the occurrence that wins: hashes are of the minified text, so a candidate is
+    confirmed on canonical JSON (key order ignored) before it is recorded.
     """
     con = store.con
-    con.execute(
+    _ingest_chunk = checked  # noqa: F841
+    dups = con.sql(
         """
-        CREATE OR REPLACE TEMP TABLE _ingest_dups AS
-        WITH mine AS (
-            SELECT rowid AS rid, message_id, payload_hash, source_line FROM events WHERE ingest_id = $id
-        ), repeated AS (
-            SELECT message_id FROM mine GROUP BY message_id HAVING count(*) > 1
-        ), ranked AS (
-            SELECT m.*,
-                row_number() OVER (PARTITION BY m.message_id ORDER BY m.source_line) AS rn,
-                first_value(m.rid) OVER (PARTITION BY m.message_id ORDER BY m.source_line) AS first_rid,
-                first_value(m.payload_hash) OVER (PARTITION BY m.message_id ORDER BY m.source_line) AS first_hash
-            FROM mine m SEMI JOIN repeated r ON m.message_id = r.message_id
+        WITH ok AS (
+            SELECT line, message_id, payload_hash FROM _ingest_chunk WHERE reasons IS NULL
         ), stored AS (
-            SELECT e.rowid AS stored_rid, e.message_id, e.payload_hash AS stored_hash
-            FROM events e SEMI JOIN mine m ON e.message_id = m.message_id
-            WHERE e.ingest_id <> $id
+            SELECT e.rowid AS rid, e.message_id, e.payload_hash FROM events e SEMI JOIN ok ON e.message_id = ok.message_id
+        ), firsts AS (
+            SELECT message_id, min(line) AS first_line, arg_min(payload_hash, line) AS first_hash
+            FROM ok GROUP BY message_id HAVING count(*) > 1
         )
-        SELECT m.rid, m.message_id, m.payload_hash, m.source_line,
-            coalesce(s.stored_rid, r.first_rid) AS ref_rid,
-            coalesce(s.stored_hash, r.first_hash) AS ref_hash
-        FROM mine m
-        LEFT JOIN ranked r ON m.rid = r.rid
-        LEFT JOIN stored s ON m.message_id = s.message_id
-        WHERE s.stored_rid IS NOT NULL OR r.rn > 1
-        """,
-        {"id": ingest_id},
-    )
-    duplicates = con.execute("SELECT count(*) FROM _ingest_dups").fetchall()[0][0]
-    conflicts = 0
-    if duplicates:
-        candidates = con.execute(
-            """
-            SELECT d.message_id, d.source_line, d.payload_hash, mine.raw, ref.raw
-            FROM _ingest_dups d
-            JOIN events mine ON mine.rowid = d.rid
-            JOIN events ref ON ref.rowid = d.ref_rid
-            WHERE d.payload_hash <> d.ref_hash
-            ORDER BY d.source_line
-            """
-        ).fetchall()
-        rows = [
-            [message_id, ingest_id, source, line, payload_hash]
-            for message_id, line, payload_hash, raw, ref_raw in candidates
-            if not same_payload(raw, ref_raw)
-        ]
-        if rows:
-            con.executemany(
-                "INSERT INTO duplicate_conflicts (message_id, ingest_id, source_file, line, payload_hash) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-        conflicts = len(rows)
-        con.execute("DELETE FROM events WHERE rowid IN (SELECT rid FROM _ingest_dups)")
-    con.execute("DROP TABLE _ingest_dups")
-    return duplicates, conflicts
+        SELECT ok.line, ok.message_id, ok.payload_hash, s.rid AS stored_rid,
+            CASE WHEN s.rid IS NULL THEN f.first_line END AS first_line,
+            coalesce(s.payload_hash, f.first_hash) AS ref_hash
+        FROM ok LEFT JOIN stored s ON s.message_id = ok.message_id LEFT JOIN firsts f ON f.message_id = ok.message_id
+        WHERE s.rid IS NOT NULL OR ok.line > f.first_line
+        ORDER BY ok.line
+        """
+    ).to_arrow_table()
+    counts.duplicates += dups.num_rows
+    candidates = dups.filter(pc.not_equal(dups.column("payload_hash"), dups.column("ref_hash")))
+    if candidates.num_rows:
+        _conflicts(store, checked, candidates, ingest_id=ingest_id, source=source, counts=counts)
+    return dups.select(["line"])
+
+
+def _conflicts(
+    store: Store, checked: pa.Table, candidates: pa.Table, *, ingest_id: int, source: str, counts: _Counts
+) -> None:
+    """Record the candidates (duplicates with another hash) whose canonical payload differs.
+
+    Stored texts are fetched by rowid only for these rows (rare: reading ``raw`` costs a scan).
+    """
+    con = store.con
+    _ingest_chunk = checked  # noqa: F841
+    _ingest_candidates = candidates  # noqa: F841
+    found = con.execute(
+        """
+        SELECT d.line, d.message_id, d.payload_hash, mine.raw, coalesce(ref.raw, first.raw)
+        FROM _ingest_candidates d
+        JOIN _ingest_chunk mine ON mine.line = d.line
+        LEFT JOIN _ingest_chunk first ON first.line = d.first_line
+        LEFT JOIN (SELECT rowid AS rid, raw FROM events WHERE rowid IN (SELECT stored_rid FROM _ingest_candidates)) ref
+            ON ref.rid = d.stored_rid
+        ORDER BY d.line
+        """
+    ).fetchall()
+    rows = [
+        [message_id, ingest_id, source, line, payload_hash]
+        for line, message_id, payload_hash, raw, ref_raw in found
+        if not same_payload(raw, ref_raw)
+    ]
+    if rows:
+        con.executemany(
+            "INSERT INTO duplicate_conflicts (message_id, ingest_id, source_file, line, payload_hash) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+    counts.conflicts += len(rows)
 
 
 def _already(store: Store, content_hash: str) -> str | None:
@@ -393,16 +420,19 @@ def ingest_file(
     with progress.step(f"Ingesting {path.name}", total=size) as step, store.transaction() as con:
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchall()[0][0]
         source = Source(path=path, format=fmt, compressed=compressed, on_bytes=step.advance)
+        derived = tuple(store.derived_columns())
         try:
             for chunk in READERS[fmt](source, chunk_records):
-                _process_chunk(store, chunk, ingest_id=ingest_id, source=shown, now=now, counts=counts)
+                _process_chunk(
+                    store, chunk, ingest_id=ingest_id, source=shown, now=now, counts=counts, derived=derived
+                )
         except FileProblem as exc:
             problem = exc
             con.execute(
                 "INSERT INTO quarantine (ingest_id, source_file, line, raw, reason, quarantined_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [ingest_id, shown, exc.line, cut_text(exc.raw), f"file: {exc.reason}", now],
             )
-        duplicates, conflicts = _dedupe(store, ingest_id=ingest_id, source=shown)
+        duplicates, conflicts = counts.duplicates, counts.conflicts
         ingested = counts.records - counts.quarantined - duplicates
         quarantined = counts.quarantined + (problem is not None)
         if problem is not None:
@@ -425,7 +455,6 @@ def ingest_file(
                 message or None, now, datetime.now(timezone.utc),
             ],
         )
-        store.fill_derived_columns("ingest_id = ?", [ingest_id])
     return FileReport(
         path=shown, format=fmt, status=status, records=counts.records, ingested=ingested,
         duplicates=duplicates, conflicts=conflicts, quarantined=quarantined, message=message,
