@@ -20,6 +20,7 @@ import glob
 import hashlib
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -377,6 +378,11 @@ def _conflicts(
     counts.conflicts += len(rows)
 
 
+def _size_logged(store: Store, size: int) -> bool:
+    """Whether a logged file has ``size`` bytes: only then can this one be one already ingested."""
+    return store.first_row("SELECT 1 FROM ingest_log WHERE size_bytes = ? LIMIT 1", [size]) is not None
+
+
 def _already(store: Store, content_hash: str) -> str | None:
     rows = store.con.execute(
         "SELECT path, status, message, finished_at FROM ingest_log WHERE content_hash = ? ORDER BY ingest_id LIMIT 1",
@@ -408,16 +414,24 @@ def ingest_file(
     size = path.stat().st_size
     if size == 0:
         return FileReport(path=shown, format=fmt, status="empty", message="the file is empty")
-    content_hash = _content_hash(path)
-    previous = _already(store, content_hash)
-    if previous is not None:
-        return FileReport(
-            path=shown, format=fmt, status="already ingested", message=previous,
-            seconds=time.perf_counter() - started,
-        )
+    # only a logged file of this size can have this content: otherwise hash while reading
+    # (hashlib releases the GIL) instead of reading the whole file once more before starting
+    known = _content_hash(path) if _size_logged(store, size) else None
+    if known is not None:
+        previous = _already(store, known)
+        if previous is not None:
+            return FileReport(
+                path=shown, format=fmt, status="already ingested", message=previous,
+                seconds=time.perf_counter() - started,
+            )
     counts = _Counts()
     problem: FileProblem | None = None
-    with progress.step(f"Ingesting {path.name}", total=size) as step, store.transaction() as con:
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        progress.step(f"Ingesting {path.name}", total=size) as step,
+        store.transaction() as con,
+    ):
+        hashing: Future[str] | None = None if known is not None else pool.submit(_content_hash, path)
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchall()[0][0]
         source = Source(path=path, format=fmt, compressed=compressed, on_bytes=step.advance)
         derived = tuple(store.derived_columns())
@@ -450,7 +464,7 @@ def ingest_file(
             "duplicates, conflicts, quarantined, status, message, started_at, finished_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                ingest_id, shown, fmt + (".gz" if compressed else ""), size, content_hash, counts.records,
+                ingest_id, shown, fmt + (".gz" if compressed else ""), size, known if hashing is None else hashing.result(), counts.records,
                 ingested, duplicates, conflicts, quarantined, status,
                 message or None, now, datetime.now(timezone.utc),
             ],

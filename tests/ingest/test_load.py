@@ -67,6 +67,19 @@ def test_same_content_under_another_name_is_already_ingested(store, tmp_path):
     assert report.files[1].status == "already ingested"
 
 
+def test_content_hash_is_logged_whether_or_not_a_file_of_the_same_size_was_logged(store, tmp_path):
+    import hashlib
+
+    a = write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId="m1")])
+    b = write_lines(tmp_path / "b.ndjson", [dict(MSG, messageId="m2")])  # same size, other bytes
+    c = write_lines(tmp_path / "c.ndjson", [dict(MSG, messageId="m33")])  # a size never logged
+    assert a.stat().st_size == b.stat().st_size != c.stat().st_size
+    report = ingest(store, a, b, c)
+    assert [f.status for f in report.files] == ["ingested"] * 3
+    logged = rows(store, "SELECT content_hash FROM ingest_log ORDER BY ingest_id")
+    assert logged == [(hashlib.sha256(p.read_bytes()).hexdigest(),) for p in (a, b, c)]
+
+
 def test_derived_message_ids_dedupe_on_reingest_of_changed_file(store, tmp_path):
     msgs = [dict(MSG, event=f"E{i}") for i in range(5)]  # no messageId
     a = write_lines(tmp_path / "a.ndjson", msgs)
@@ -117,6 +130,25 @@ def test_derived_columns_are_filled_for_new_rows(store, tmp_path):
     store.ensure_derived_columns([DerivedColumn(name="num:total", sql_type="DOUBLE", expression="TRY_CAST(properties->>'total' AS DOUBLE)")])
     ingest(store, write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId="m", properties={"total": 12.5})]))
     assert rows(store, 'SELECT "num:total" FROM events') == [(12.5,)]
+
+
+def test_derived_columns_computed_by_the_insert_equal_a_back_fill(store, tmp_path):
+    from traits.values import VALUE_TYPES, kind_column
+
+    paths = ("total", "order.id", "page_name", "when")
+    columns = [kind_column(p) for p in paths] + [t.column(p) for t in VALUE_TYPES.values() for p in paths]
+    store.ensure_derived_columns(columns)
+    props = [{"total": 12.5, "order": {"id": "o1"}, "when": "2024-03-01T10:00:00Z"}, {"total": "7"},
+             {"total": True, "order": {"id": 5}, "when": 1709287200000}, {"total": None}, {}]
+    lines = [dict(MSG, messageId=f"m{i}", properties=p) for i, p in enumerate(props)]
+    lines += [{"type": "page", "name": "Home", "userId": "u2", "messageId": "p1", "properties": {"when": "x"}},
+              dict(MSG, messageId="m0", properties={"total": 99})]  # a duplicate: never inserted
+    ingest(store, write_lines(tmp_path / "a.ndjson", lines), chunk_records=3)
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    inserted = rows(store, f"SELECT message_id, {names} FROM events ORDER BY message_id")
+    store.fill_derived_columns("true")
+    assert rows(store, f"SELECT message_id, {names} FROM events ORDER BY message_id") == inserted
+    assert len(inserted) == 6 and any(v is not None for row in inserted for v in row[1:])
 
 
 def test_report_totals_and_rich_summary(store):
