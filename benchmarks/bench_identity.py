@@ -76,13 +76,14 @@ def work_profiles(store_path: Path) -> dict[str, Any]:
 
     with Store.open(store_path) as store:
         store.con.execute("DELETE FROM meta WHERE key = 'identity_state'")
-        events = store.con.execute("SELECT count(*) FROM events").fetchone()[0]
-        started = time.perf_counter()
+        events = store.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        started, cpu = time.perf_counter(), _cpu()
         report = resolve(store, parse_identity(None))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
     return {
         "events": events,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "peak_rss_mib": _peak_rss_mib(),
         "profiles": report.profiles,
         "resolved_events": report.resolved_events,
@@ -96,7 +97,21 @@ def work_profiles(store_path: Path) -> dict[str, Any]:
     }
 
 
-def work_incremental(store_path: Path) -> dict[str, Any]:
+#: Held-back events of the incremental contenders, by canonical position ``pos`` (0-based) of
+#: ``n`` events: ``append`` is bench_incremental's split (the newest 0.8% plus every 500th
+#: earlier event: 0.2% late), ``late`` a 1% hash sample over the whole range (nearly all late).
+HELD = {
+    "append": "pos >= n - n * 8 // 1000 OR pos % 500 = 499",
+    "late": "hash(message_id) % 100 = 0",
+}
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def work_incremental(store_path: Path, held_sql: str) -> dict[str, Any]:
     from engine.identity.resolve import resolve
     from engine.identity.rules import parse_identity
     from engine.store import Store
@@ -105,24 +120,31 @@ def work_incremental(store_path: Path) -> dict[str, Any]:
     with Store.open(store_path) as store:
         con = store.con
         con.execute("DELETE FROM meta WHERE key LIKE 'identity_%'")
-        con.execute("CREATE TEMP TABLE _held AS SELECT * FROM events WHERE hash(message_id) % 100 = 0")
-        con.execute("DELETE FROM events WHERE hash(message_id) % 100 = 0")
+        con.execute(
+            f"""CREATE TEMP TABLE _held AS SELECT * EXCLUDE (pos, n) FROM (
+                SELECT *, row_number() OVER (ORDER BY timestamp, message_id) - 1 AS pos,
+                       count(*) OVER () AS n FROM events) WHERE {held_sql}"""
+        )
+        con.execute("DELETE FROM events WHERE message_id IN (SELECT message_id FROM _held)")
         held = con.execute("SELECT count(*) FROM _held").fetchall()[0][0]
         base = resolve(store, rules)
         con.execute("UPDATE _held SET ingest_id = (SELECT max(ingest_id) + 1 FROM events)")
         con.execute("INSERT INTO events SELECT * FROM _held")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         report = resolve(store, rules)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
     return {
         "events": held,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "peak_rss_mib": _peak_rss_mib(),
         "mode": report.mode,
         "base_events": base.events,
         "base_seconds": base.seconds,
         "touched_components": report.touched_components,
         "reresolved_events": report.reresolved_events,
+        "continued_events": report.continued_events,
+        "late_events": report.new_events - report.continued_events,
         "created": report.created,
         "removed": report.removed,
         "changed": report.changed,
@@ -142,16 +164,16 @@ def work_bare(store_path: Path) -> dict[str, Any]:
 
     with Store.open(store_path) as store:
         con = store.con
-        events = con.execute("SELECT count(*) FROM events").fetchone()[0]
-        extract_started = time.perf_counter()
+        events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        extract_started, extract_cpu = time.perf_counter(), _cpu()
         _extract(con, parse_identity(None))
         rows = con.execute(
             "SELECT e.erank, i.iid FROM _id_rows r JOIN _ev e USING (eid) "
             "JOIN _ids i USING (type, value) ORDER BY e.erank"
         ).fetchnumpy()
         ev, ident = rows["erank"].astype(np.int64), rows["iid"].astype(np.int64)
-        extraction = time.perf_counter() - extract_started
-        started = time.perf_counter()
+        extraction, extraction_cpu = time.perf_counter() - extract_started, _cpu() - extract_cpu
+        started, cpu = time.perf_counter(), _cpu()
         n_id = int(ident.max()) + 1
         starts = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]])
         hub = ident[starts][ev]
@@ -163,9 +185,10 @@ def work_bare(store_path: Path) -> dict[str, Any]:
                 "CREATE OR REPLACE TABLE _bench_cc AS SELECT e.message_id, c.comp "
                 "FROM _cc c JOIN _ev e USING (erank)"
             )
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
         con.execute("DROP TABLE _bench_cc")
-    return {"events": events, "seconds": seconds, "extraction_seconds": extraction,
+    return {"events": events, "seconds": seconds, "cpu_seconds": cpu, "extraction_seconds": extraction,
+            "extraction_cpu_seconds": extraction_cpu,
             "peak_rss_mib": _peak_rss_mib(), "components": int(n_comp), "edges": len(ev)}
 
 
@@ -194,9 +217,9 @@ def work_oracle(store_path: Path, sample: int) -> dict[str, Any]:
          "traits": load(tr), "context": load(cx), "properties": load(pr), "raw": load(raw)}
         for m, t, ts, u, a, tr, cx, pr, raw in rows
     ]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu()
     expected = oracle_resolve(events, rules)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _cpu() - cpu
     with Store.open(None) as scratch:
         scratch.con.execute(f"INSERT INTO events SELECT * FROM '{sample_path}'")
         engine_started = time.perf_counter()
@@ -214,6 +237,7 @@ def work_oracle(store_path: Path, sample: int) -> dict[str, Any]:
     return {
         "events": len(events),
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "peak_rss_mib": _peak_rss_mib(),
         "engine_seconds_on_sample": engine_seconds,
         "oracle_agrees": agrees,
@@ -244,7 +268,7 @@ def run(n_events: int, *, oracle_sample: int = 100_000, json_path: Path | None =
         private = Path(tmp) / "store.duckdb"
         shutil.copyfile(store_path, private)
         results = {}
-        for name in ("profiles", "bare", "oracle", "incremental"):
+        for name in ("profiles", "bare", "oracle", *HELD):
             results[name] = _run_worker(name, private, oracle_sample)
     prof, bare, oracle = results["profiles"], results["bare"], results["oracle"]
     inc = results["incremental"]
@@ -277,12 +301,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--oracle-sample", type=int, default=100_000)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--worker", choices=("profiles", "bare", "oracle", "incremental"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("profiles", "bare", "oracle", *HELD), help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        work = {"profiles": work_profiles, "bare": work_bare, "incremental": work_incremental}.get(args.worker)
-        out = work(args.store) if work else work_oracle(args.store, args.oracle_sample)
+        if args.worker in HELD:
+            out = work_incremental(args.store, HELD[args.worker])
+        elif args.worker == "oracle":
+            out = work_oracle(args.store, args.oracle_sample)
+        else:
+            out = {"profiles": work_profiles, "bare": work_bare}[args.worker](args.store)
         print(json.dumps(out, default=str))
         return
     run(args.events, oracle_sample=args.oracle_sample, json_path=args.json)
