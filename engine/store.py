@@ -37,13 +37,15 @@ TABLES: dict[str, str] = {
     # One row per accepted message. message_id is unique by construction: ingest anti-joins.
     "events": """
         CREATE TABLE IF NOT EXISTS events (
-            message_id VARCHAR NOT NULL,
+            -- uncompressed: unique ids gain little from DuckDB's string compression, whose
+            -- analysis cost a fifth of the insert's CPU (docs/store.md); scans get cheaper too
+            message_id VARCHAR USING COMPRESSION uncompressed NOT NULL,
             type VARCHAR NOT NULL,              -- track | identify | alias | page | screen | group
             event VARCHAR,                      -- track: event name; page: 'Page Viewed'; screen: 'Screen Viewed'
             name VARCHAR,                       -- page / screen name
             timestamp TIMESTAMPTZ NOT NULL,     -- the event time (events.md), UTC microseconds
             user_id VARCHAR,
-            anonymous_id VARCHAR,
+            anonymous_id VARCHAR USING COMPRESSION uncompressed,
             previous_id VARCHAR,
             group_id VARCHAR,
             original_timestamp TIMESTAMPTZ,
@@ -53,7 +55,7 @@ TABLES: dict[str, str] = {
             traits JSON USING COMPRESSION zstd,
             context JSON USING COMPRESSION zstd,
             raw JSON USING COMPRESSION zstd NOT NULL, -- the whole message, lossless
-            payload_hash VARCHAR NOT NULL,      -- sha256 of raw: tells conflicting duplicates apart
+            payload_hash VARCHAR USING COMPRESSION uncompressed NOT NULL, -- sha256 of raw: tells conflicting duplicates apart
             ingest_id BIGINT NOT NULL,
             source_line BIGINT
         )""",
