@@ -126,10 +126,10 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
 
 # -- incremental bookkeeping -----------------------------------------------------------------------
 #: Version of the stored state layout; another value means a full rebuild.
-STATE_VERSION = 1
+STATE_VERSION = 2
 _META = "traits_state"
 #: Temporary tables of one run.
-_TEMPS = ("__t_ids", "__t_nev", "__t_dl", "__t_fp", "__t_new", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
+_TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_dl", "__t_fp", "__t_new", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
 
 
 def state_key(trait: Trait) -> str:
@@ -148,6 +148,9 @@ class _Previous:
     names: tuple[str, ...]
     #: ``meta.identity_run`` the state was read at: the change log after it lists what moved.
     run: int | None = None
+    #: What ``trait_events`` holds: the event names and derived columns it was built for.
+    tev_events: tuple[str, ...] = ()
+    tev_columns: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, store: Store) -> _Previous | None:
@@ -160,15 +163,20 @@ class _Previous:
         return cls(
             as_of=datetime.fromisoformat(data["as_of"]), identity=data["identity"],
             watermark=int(data["watermark"]), keys=tuple(data["keys"]), names=tuple(data["names"]),
-            run=data.get("run"),
+            run=data.get("run"), tev_events=tuple(data["tev_events"]), tev_columns=tuple(data["tev_columns"]),
         )
 
     def dump(self) -> str:
         return json.dumps({
             "v": STATE_VERSION, "as_of": self.as_of.isoformat(), "identity": self.identity,
             "watermark": self.watermark, "keys": list(self.keys), "names": list(self.names),
-            "run": self.run,
+            "run": self.run, "tev_events": list(self.tev_events), "tev_columns": list(self.tev_columns),
         })
+
+    def covers(self, plan: Plan) -> bool:
+        """Whether ``trait_events`` holds every event and column the plan reads."""
+        return {t.event for t in plan.traits} <= set(self.tev_events) and {
+            c.name for c in plan.columns} <= set(self.tev_columns)
 
 
 def _fingerprints_sql(source: str = "event_profiles") -> str:
@@ -191,16 +199,43 @@ def _change_log_usable(store: Store, prev: _Previous, run: int | None) -> bool:
     return prev.run is not None and run is not None and run > prev.run and store.has_table("identity_changes")
 
 
+def _trait_events_select(events: Sequence[str], columns: Sequence[str], *, mapped: str, where: str) -> str:
+    """Rows of ``trait_events``: the traits' events with their profile (``mapped``: a relation of
+    ``message_id, profile_id`` LEFT JOINed, NULL = not resolved) and the derived columns."""
+    cols = "".join(f", e.{quote(c)}" for c in columns)
+    names = ", ".join(sql_str(x) for x in sorted(events)) or "NULL"
+    return f"""SELECT ep.profile_id, e.ingest_id, e.timestamp, e.message_id, e.event{cols}
+        FROM events e LEFT JOIN {mapped} ep ON ep.message_id = e.message_id
+        WHERE e.type IN ({", ".join(sql_str(t) for t in EVENT_TYPES)}) AND e.event IN ({names}) AND ({where})"""
+
+
+def _events_current(store: Store, plan: Plan) -> bool:
+    """Whether ``trait_events`` is up to date for ``plan``: same identity, no event since, covered."""
+    prev = _Previous.load(store)
+    return (
+        prev is not None and store.has_table("trait_events") and prev.covers(plan)
+        and prev.identity == store.get_meta("identity_state") and prev.watermark == _max_ingest(store)
+    )
+
+
 def _max_ingest(store: Store) -> int:
     return int(store.first_row("SELECT coalesce(max(ingest_id), -1) FROM events")[0])
 
 
-def _full_state(store: Store, plan: Plan) -> None:
-    """``__trait_agg``: the state of every mapped profile (fingerprint + partial aggregates)."""
+def _full_state(store: Store, plan: Plan, top: int) -> None:
+    """``trait_events`` rebuilt from ``events`` and the map, then ``__trait_agg``: the state of
+    every mapped profile (fingerprint + partial aggregates) from it, without a join."""
+    store.con.execute(
+        "CREATE OR REPLACE TABLE trait_events AS "
+        + _trait_events_select(
+            {t.event for t in plan.traits}, [c.name for c in plan.columns], mapped="event_profiles",
+            where=f"e.ingest_id <= {top}",
+        )
+    )
     parts = ", ".join(["f.profile_id", "f._n", "f._fp", *(f"a.{c}" for c in plan.state_columns())])
     store.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {_AGG} AS
-        WITH f AS ({_fingerprints_sql()}), a AS ({plan.agg_sql(stats=True, state=True)})
+        WITH f AS ({_fingerprints_sql()}), a AS ({plan.agg_sql(stats=True, state=True, keyed="trait_events")})
         SELECT {parts} FROM f LEFT JOIN a ON a.profile_id = f.profile_id"""
     )
 
@@ -217,9 +252,12 @@ class _Update:
     identity_changed: bool
     as_of_moved: bool
     log_used: bool = False
+    renamed: int = 0
 
 
-def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, identity: str | None) -> _Update:
+def _plan_update(
+    store: Store, plan: Plan, kept: list[int], prev: _Previous, identity: str | None, top: int
+) -> _Update:
     """Fill ``__t_touched(profile_id, kind, _n, _fp)`` with every profile whose state changes.
 
     * identity changed: fresh fingerprints vs stored ones. A profile whose fingerprint equals the
@@ -235,7 +273,8 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
     con = store.con
     kplan = Plan.build([plan.traits[i] for i in kept], as_of=plan.as_of, keys=[plan.keys[i] for i in kept])
     identity_changed = identity != prev.identity
-    watermark = prev.watermark
+    new_events = f"e.ingest_id > {prev.watermark} AND e.ingest_id <= {top}"
+    con.execute("CREATE OR REPLACE TEMP TABLE __t_new (message_id VARCHAR, profile_id VARCHAR, ingest_id BIGINT)")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE __t_touched "
         "(profile_id VARCHAR, kind VARCHAR, _n BIGINT, _fp HUGEINT, source VARCHAR)"
@@ -244,8 +283,7 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
     use_log = identity_changed and _change_log_usable(store, prev, run)
     if identity_changed:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE __t_nev AS
-            SELECT message_id, ingest_id FROM events WHERE ingest_id > {prev.watermark}"""
+            f"CREATE OR REPLACE TEMP TABLE __t_nev AS SELECT message_id, ingest_id FROM events e WHERE {new_events}"
         )
         if use_log:
             # only the profiles the identity change log names since the state's run can differ
@@ -260,8 +298,7 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
         else:
             only, stored = "", "(SELECT profile_id, _n, _fp FROM trait_state)"
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE __t_new AS
-            SELECT ep.message_id, ep.profile_id, n.ingest_id FROM event_profiles ep
+            f"""INSERT INTO __t_new SELECT ep.message_id, ep.profile_id, n.ingest_id FROM event_profiles ep
             JOIN __t_nev n ON n.message_id = ep.message_id{only}"""
         )
         con.execute(
@@ -299,8 +336,6 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
                 GROUP BY t.profile_id HAVING count(*) = 1
             ) r WHERE __t_touched.profile_id = r.profile_id"""
         )
-        top = store.first_row("SELECT max(ingest_id) FROM __t_new")[0]
-        watermark = max(watermark, int(top)) if top is not None else watermark
     as_of_moved = prev.as_of != plan.as_of
     sessions = any(plan.traits[i].window.is_session for i in kept)
     # identity unchanged and no session window: a moved as_of merges each touched profile's
@@ -308,7 +343,7 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
     # with an event leaving an irreversible trait is recomputed
     delta = bool(as_of_moved and kept and not identity_changed and not sessions)
     if delta:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __t_dl AS {kplan.delta_sql(prev.as_of)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __t_dl AS {kplan.delta_sql(prev.as_of, keyed='trait_events')}")
         con.execute(
             """INSERT INTO __t_touched SELECT profile_id, CASE WHEN _leave THEN 'recompute' ELSE 'merge' END,
             NULL, NULL, NULL FROM __t_dl"""
@@ -336,36 +371,49 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
         GROUP BY t.profile_id"""
     )
     counts = dict(con.execute("SELECT kind, count(*) FROM __t_touched GROUP BY kind").fetchall())
+    renamed = store.first_row("SELECT count(*) FROM __t_touched WHERE source IS NOT NULL")[0]
+    # the new events of trait_events' event names, with their profile (NULL: not resolved)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __t_nevt AS "
+        + _trait_events_select(prev.tev_events, prev.tev_columns, mapped="__t_new", where=new_events)
+    )
+    recompute = "SELECT profile_id FROM __t_touched WHERE kind = 'recompute'"
+    # the touched profiles' slice of the map; nothing to recompute (the usual append or slide)
+    # scans nothing
+    rows = recompute if counts.get("recompute") else f"{recompute} LIMIT 0"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS
+        SELECT message_id, profile_id FROM event_profiles WHERE profile_id IN ({rows})"""
+    )
+    # a recomputed profile's events were, at the last run, in a profile now recomputed or gone,
+    # or not resolved, or are new (docs/incremental.md): those rows of trait_events, re-keyed
+    # by the map, are all its events, read without scanning ``events``
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE __t_rev AS
+        SELECT m.profile_id, c.* EXCLUDE (profile_id) FROM (
+            SELECT * FROM trait_events
+            WHERE profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
+               OR profile_id IS NULL
+            UNION ALL BY NAME SELECT * FROM __t_nevt
+        ) c JOIN __t_rmap m ON m.message_id = c.message_id"""
+        if counts.get("recompute") else "CREATE OR REPLACE TEMP TABLE __t_rev AS SELECT * FROM __t_nevt LIMIT 0"
+    )
     if kept:
         def cols(alias: str) -> str:
             return ", ".join(["t.profile_id", "t._n", "t._fp", *(f"{alias}.{c}" for c in kplan.state_columns())])
 
-        recompute = "SELECT profile_id FROM __t_touched WHERE kind = 'recompute'"
-        merge = "SELECT profile_id FROM __t_touched WHERE kind = 'merge'"
-        new_map = (
-            f"(SELECT message_id, profile_id FROM __t_new WHERE profile_id IN ({merge}))"
-            if identity_changed else "(SELECT NULL::VARCHAR AS message_id, NULL::VARCHAR AS profile_id)"
-        )
-        # the touched profiles' slice of the map first: joining events to a small table lets DuckDB
-        # push a filter on message_id into the events scan (3x cheaper than filtering the join);
-        # nothing to recompute (the usual append or slide) scans neither
-        rows = f"{recompute} LIMIT 0" if not counts.get("recompute") else recompute
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS
-            SELECT message_id, profile_id FROM event_profiles WHERE profile_id IN ({rows})"""
-        )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __t_r AS
-            WITH a AS ({kplan.agg_sql(stats=True, state=True, event_map="__t_rmap")})
+            WITH a AS ({kplan.agg_sql(stats=True, state=True, keyed="__t_rev")})
             SELECT {cols("a")} FROM __t_touched t LEFT JOIN a ON a.profile_id = t.profile_id
             WHERE t.kind = 'recompute'"""
         )
         if delta:
             con.execute("CREATE OR REPLACE TEMP TABLE __t_d AS SELECT * EXCLUDE (_leave) FROM __t_dl WHERE NOT _leave")
         else:
+            merged = "(SELECT * FROM __t_nevt WHERE profile_id IN (SELECT profile_id FROM __t_touched WHERE kind = 'merge'))"
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE __t_d AS
-                {kplan.agg_sql(stats=True, state=True, event_map=new_map, event_filter=f"e.ingest_id > {prev.watermark}")}"""
+                f"CREATE OR REPLACE TEMP TABLE __t_d AS {kplan.agg_sql(stats=True, state=True, keyed=merged)}"
             )
         old = (
             "(SELECT s.* REPLACE (t.profile_id AS profile_id) FROM __t_touched t JOIN trait_state s "
@@ -379,8 +427,8 @@ def _plan_update(store: Store, plan: Plan, kept: list[int], prev: _Previous, ide
         )
     return _Update(
         recomputed=counts.get("recompute", 0), merged=counts.get("merge", 0), dropped=counts.get("gone", 0),
-        rebuilt=(), watermark=watermark, identity_changed=identity_changed, as_of_moved=as_of_moved,
-        log_used=use_log,
+        rebuilt=(), watermark=top, identity_changed=identity_changed, as_of_moved=as_of_moved,
+        log_used=use_log, renamed=renamed,
     )
 
 
@@ -410,17 +458,16 @@ def compute_traits(
     con = store.con
     prev = None if full else _Previous.load(store)
     identity = store.get_meta("identity_state")
+    if prev is not None and not (prev.covers(plan) and store.has_table("trait_events")):
+        prev = None  # a definition reads events or properties trait_events lacks: rebuild all
     kept = [i for i, k in enumerate(keys) if prev is not None and k in prev.keys]
     update: _Update | None = None
+    top = _max_ingest(store)
+    watermark = top
     try:
-        if prev is None or not kept:
-            with progress.step(f"Computing {len(traits)} traits"):
-                _full_state(store, plan)
-            watermark = _max_ingest(store)
-        else:
+        if prev is not None and kept:
             with progress.step(f"Updating {len(kept)} traits"):
-                update = _plan_update(store, plan, kept, prev, identity)
-            watermark = update.watermark
+                update = _plan_update(store, plan, kept, prev, identity, top)
             rebuilt = [i for i in range(len(traits)) if i not in kept]
             if rebuilt:
                 rplan = Plan.build([traits[i] for i in rebuilt], as_of=as_of, keys=[keys[i] for i in rebuilt])
@@ -429,8 +476,10 @@ def compute_traits(
                         f"CREATE OR REPLACE TEMP TABLE __t_rb AS {rplan.agg_sql(stats=True, state=True)}"
                     )
                 update = dataclasses.replace(update, rebuilt=tuple(traits[i].name for i in rebuilt))
-        with progress.step("Writing trait values"), store.transaction():
+        step = "Writing trait values" if update is not None else f"Computing {len(traits)} traits"
+        with progress.step(step), store.transaction():
             if update is None:
+                _full_state(store, plan, top)
                 con.execute(f"CREATE OR REPLACE TABLE trait_state AS SELECT * FROM {_AGG}")
                 con.execute(f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql('trait_state', state=True)}")
             else:
@@ -449,9 +498,12 @@ def compute_traits(
                 [as_of, definitions_hash(traits), datetime.now(UTC), profiles,
                  [t.name for t in traits], seconds, update is None],
             )
+            covered = prev if update is not None else None
             store.set_meta(_META, _Previous(
                 as_of=as_of, identity=identity, watermark=watermark, keys=keys,
                 names=tuple(t.name for t in traits), run=_identity_run(store),
+                tev_events=covered.tev_events if covered else tuple(sorted({t.event for t in traits})),
+                tev_columns=covered.tev_columns if covered else tuple(c.name for c in plan.columns),
             ).dump())
     finally:
         for name in _TEMPS:
@@ -475,6 +527,24 @@ def compute_traits(
 def _write_update(store: Store, plan: Plan, kept: list[int], update: _Update, prev: _Previous) -> None:
     """Apply an incremental update to ``trait_state`` and ``trait_values`` (inside the transaction)."""
     con = store.con
+    # trait_events first: renamed profiles' rows follow them, recomputed and gone profiles' rows
+    # (and formerly unresolved rows now mapped) are replaced by the recomputed rows, new rows added
+    if update.renamed:
+        con.execute(
+            """UPDATE trait_events SET profile_id = t.profile_id FROM __t_touched t
+            WHERE t.kind = 'merge' AND t.source IS NOT NULL AND trait_events.profile_id = t.source"""
+        )
+    if update.recomputed or update.dropped:
+        con.execute(
+            """DELETE FROM trait_events
+            WHERE profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
+               OR (profile_id IS NULL AND message_id IN (SELECT message_id FROM __t_rmap))"""
+        )
+        con.execute("INSERT INTO trait_events BY NAME SELECT * FROM __t_rev")
+    con.execute(
+        """INSERT INTO trait_events BY NAME SELECT * FROM __t_nevt
+        WHERE profile_id IS NULL OR profile_id NOT IN (SELECT profile_id FROM __t_touched WHERE kind = 'recompute')"""
+    )
     touched = "SELECT profile_id FROM __t_touched"
     con.execute(f"DELETE FROM trait_state WHERE profile_id IN ({touched})")
     con.execute("INSERT INTO trait_state BY NAME SELECT * FROM __t_r")
@@ -525,12 +595,20 @@ def _stats(store: Store, plan: Plan, source: str) -> list[list[object]]:
     return out
 
 
-def trait_frame(store: Store, traits: Sequence[Trait], *, as_of: datetime) -> pl.DataFrame:
-    """The values ``compute_traits`` would store, without writing them (point-in-time features)."""
+def trait_frame(
+    store: Store, traits: Sequence[Trait], *, as_of: datetime, from_events: bool = False
+) -> pl.DataFrame:
+    """The values ``compute_traits`` would store, without writing them (point-in-time features).
+
+    Reads the profile-keyed ``trait_events`` when the last compute left it up to date (same
+    identity, no event ingested since, every column there), else ``events`` joined to the map;
+    ``from_events`` forces the join (tests use it as the independent path).
+    """
     traits = tuple(traits)
     _prepare(store, traits, Progress())
     plan = Plan.build(traits, as_of=as_of)
-    return store.con.sql(plan.frame_sql()).pl()
+    keyed = None if from_events or not _events_current(store, plan) else "trait_events"
+    return store.con.sql(plan.frame_sql(keyed=keyed)).pl()
 
 
 def explain_trait(store: Store, profile_id: str, trait: Trait, *, as_of: datetime) -> Explanation:

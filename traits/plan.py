@@ -137,29 +137,47 @@ class Plan:
         return quote(f"f{index}")
 
     # -- the relation of counting flags ------------------------------------------------------
+    def event_names_sql(self) -> str:
+        return ", ".join(sorted({sql_str(t.event) for t in self.traits})) or "NULL"
+
+    def source_sql(
+        self, *, stats: bool, event_map: str = "event_profiles", keyed: str | None = None,
+        where: str = "true",
+    ) -> str:
+        """``profile_id, timestamp, message_id, event, <typed columns>`` of the traits' events.
+
+        From ``events`` joined to ``event_map`` (``message_id, profile_id``), or, with ``keyed``,
+        from a profile-keyed copy of the events (``trait_events``: no join; NULL profile = not
+        resolved). ``where`` is a predicate on ``e`` (and ``ep`` when joined).
+        """
+        cols = "".join(f", e.{quote(c.name)}" for c in self.read_columns(stats=stats))
+        if keyed:
+            return f"""SELECT e.profile_id, e.timestamp, e.message_id, e.event{cols}
+        FROM {keyed} e
+        WHERE e.profile_id IS NOT NULL AND e.event IN ({self.event_names_sql()}) AND ({where})"""
+        return f"""SELECT ep.profile_id, e.timestamp, e.message_id, e.event{cols}
+        FROM events e JOIN {event_map} ep ON ep.message_id = e.message_id
+        WHERE e.type IN ({", ".join(sql_str(t) for t in EVENT_TYPES)}) AND e.event IN ({self.event_names_sql()})
+          AND ({where})"""
+
     def relation_ctes(
         self, *, prefix: str = "", profile_filter: str | None = None, event_filter: str | None = None,
-        stats: bool = True, event_map: str = "event_profiles",
+        stats: bool = True, event_map: str = "event_profiles", keyed: str | None = None,
     ) -> list[str]:
         """CTEs ending in ``<prefix>flags``: the events of the traits with one flag per trait.
 
         ``profile_filter`` (a query of profile ids) and ``event_filter`` (a predicate on ``e``)
         restrict the events: touched profiles, or new events only. ``event_map`` replaces
-        ``event_profiles`` by a (smaller) relation of ``message_id, profile_id``.
+        ``event_profiles`` by a (smaller) relation of ``message_id, profile_id``; ``keyed`` reads
+        a profile-keyed copy of the events instead (:meth:`source_sql`).
         """
-        events = ", ".join(sorted({sql_str(t.event) for t in self.traits})) or "NULL"
-        cols = "".join(f", e.{quote(c.name)}" for c in self.read_columns(stats=stats))
-        where = f" AND ep.profile_id IN ({profile_filter})" if profile_filter else ""
+        where = f"e.timestamp <= {ts_literal(self.as_of)}"
+        if profile_filter:
+            where += f" AND {'e' if keyed else 'ep'}.profile_id IN ({profile_filter})"
         if event_filter:
             where += f" AND ({event_filter})"
-        ctes = [
-            f"""{prefix}ev AS (
-        SELECT ep.profile_id, e.timestamp, e.message_id, e.event{cols}
-        FROM events e JOIN {event_map} ep ON ep.message_id = e.message_id
-        WHERE e.type IN ({", ".join(sql_str(t) for t in EVENT_TYPES)}) AND e.event IN ({events})
-          AND e.timestamp <= {ts_literal(self.as_of)}{where}
-    )"""
-        ]
+        source = self.source_sql(stats=stats, event_map=event_map, keyed=keyed, where=where)
+        ctes = [f"{prefix}ev AS (\n        {source}\n    )"]
         joins = []
         for i, t in enumerate(self.traits):
             if t.window.is_session:
@@ -208,11 +226,12 @@ class Plan:
 
     def agg_sql(
         self, *, stats: bool, state: bool = False, profile_filter: str | None = None,
-        event_filter: str | None = None, event_map: str = "event_profiles",
+        event_filter: str | None = None, event_map: str = "event_profiles", keyed: str | None = None,
     ) -> str:
         """The one pass: partial aggregates (and diagnostics) of every trait, per profile."""
         ctes = self.relation_ctes(
-            profile_filter=profile_filter, event_filter=event_filter, stats=stats, event_map=event_map
+            profile_filter=profile_filter, event_filter=event_filter, stats=stats, event_map=event_map,
+            keyed=keyed,
         )
         return "WITH " + ",\n    ".join(ctes) + "\n" + self.agg_select(stats=stats, state=state)
 
@@ -280,7 +299,7 @@ class Plan:
                     parts.append(f"({selection_sql(t, b)} AND ({' OR '.join(edges)}))")
         return " OR ".join(parts) or "false"
 
-    def delta_sql(self, previous: datetime) -> str:
+    def delta_sql(self, previous: datetime, *, keyed: str | None = None) -> str:
         """Per profile with an event whose counting flag differs at ``previous`` and ``as_of``:
         the partial aggregates of what changed, and ``_leave`` (an event stopped counting for a
         trait whose state is not reversible: that profile must be recomputed instead).
@@ -291,8 +310,6 @@ class Plan:
         Not for session windows (their flags depend on the profile's other events).
         """
         a, b = utc(previous), self.as_of
-        events = ", ".join(sorted({sql_str(t.event) for t in self.traits})) or "NULL"
-        cols = "".join(f", e.{quote(c.name)}" for c in self.read_columns(stats=True))
 
         def flag(t: Trait, x: datetime) -> str:
             return (
@@ -315,10 +332,7 @@ class Plan:
         body = ",\n        ".join(["profile_id", *parts, f"{' OR '.join(leave) or 'false'} AS _leave"])
         changed = " OR ".join(f"{self.flag(i)} OR {quote(f'l{i}')}" for i in range(len(self.traits))) or "false"
         return f"""WITH ev AS (
-        SELECT ep.profile_id, e.timestamp, e.message_id, e.event{cols}
-        FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
-        WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND e.event IN ({events})
-          AND ({self.moved_sql(previous)})
+        {self.source_sql(stats=True, keyed=keyed, where=self.moved_sql(previous))}
     ),
     flags AS (
         SELECT ev.*{flags}
@@ -362,9 +376,9 @@ SELECT {body}
             f"{''.join(joins)}{' WHERE ' + restrict if restrict else ''}\nORDER BY p.profile_id"
         )
 
-    def frame_sql(self) -> str:
+    def frame_sql(self, *, keyed: str | None = None) -> str:
         """Values in one statement (no temporary table, no diagnostics)."""
-        return self.values_sql("agg", agg_cte=self.agg_sql(stats=False))
+        return self.values_sql("agg", agg_cte=self.agg_sql(stats=False, keyed=keyed))
 
     # -- one profile, every event (explanations) ---------------------------------------------
     def explain_sql(self, index: int) -> str:

@@ -70,6 +70,20 @@ def values(store: Store) -> dict[str, dict]:
     return {r.pop("profile_id"): r for r in rows}
 
 
+def assert_trait_events_current(store: Store) -> None:
+    """``trait_events`` equals what it replaces: the traits' events LEFT JOINed to the map."""
+    meta = json.loads(store.get_meta("traits_state"))
+    names = ", ".join(f"'{e}'" for e in meta["tev_events"]) or "NULL"
+    cols = "".join(f', "{c}"' for c in meta["tev_columns"])
+    got = store.con.sql(f"SELECT profile_id, message_id, timestamp, event{cols} FROM trait_events ORDER BY message_id")
+    want = store.con.sql(
+        f"""SELECT ep.profile_id, e.message_id, e.timestamp, e.event{cols.replace(', "', ', e."')}
+        FROM events e LEFT JOIN event_profiles ep ON ep.message_id = e.message_id
+        WHERE e.type IN ('track', 'page', 'screen') AND e.event IN ({names}) AND e.ingest_id <= {meta["watermark"]}
+        ORDER BY e.message_id""")
+    assert got.fetchall() == want.fetchall()
+
+
 def assert_same(got: dict, want: dict, traits) -> None:
     assert list(got) == list(want)
     for p in want:
@@ -91,8 +105,11 @@ SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[Healt
     edit=st.integers(0, 3),
     slides=st.lists(st.sampled_from([timedelta(days=1), -timedelta(days=1), timedelta(hours=3), timedelta(days=6),
                                      -timedelta(days=30), timedelta(minutes=20)]), max_size=3),
+    unresolved=st.integers(1, 5),
 )
-def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, defs, batches, as_ofs, edit, slides):
+def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(
+    evs, defs, batches, as_ofs, edit, slides, unresolved
+):
     k, rnd = batches
     order = list(evs)
     rnd.shuffle(order)  # any arrival order: later batches hold earlier (late) events
@@ -102,7 +119,8 @@ def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, def
     with Store.open(None) as store:
         for b, part in enumerate(parts):
             insert(store, part, b + 1)
-            resolve(store, RULES)
+            if b != unresolved:  # that batch is computed before it is resolved (next batch resolves it)
+                resolve(store, RULES)
             active = all_defs if b != edit else all_defs[1:]  # one run without the first trait
             if b == edit and len(active) > 1:
                 active = [{**active[0], "description": "edited"}, *active[1:]]  # description only
@@ -110,7 +128,15 @@ def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, def
             at = AS_OF + as_ofs[b]
             report = compute_traits(store, traits, as_of=at)
             event("full" if report.full else f"merged {bool(report.merged)}, recomputed {bool(report.recomputed)}")
-            assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at).to_dicts()},
+            assert_trait_events_current(store)
+            assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at, from_events=True).to_dicts()},
+                        traits)
+            incremental_stats = trait_stats(store).drop("as_of").to_dicts()
+        if unresolved < len(parts):  # the batch computed before it was resolved, resolved now
+            resolve(store, RULES)
+            report = compute_traits(store, traits, as_of=at)
+            assert_trait_events_current(store)
+            assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at, from_events=True).to_dicts()},
                         traits)
             incremental_stats = trait_stats(store).drop("as_of").to_dicts()
         # a last run with nothing new changes nothing; then full must equal what incremental built
@@ -120,6 +146,10 @@ def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(evs, def
         for shift in slides:
             at = at + shift
             compute_traits(store, traits, as_of=at)
+            assert_trait_events_current(store)
+            assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at, from_events=True).to_dicts()},
+                        traits)
+            # the values pass reads trait_events now that it is current: same values
             assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at).to_dicts()},
                         traits)
             incremental_stats = trait_stats(store).drop("as_of").to_dicts()
@@ -153,7 +183,7 @@ def test_appended_events_merge_without_recomputing_others():
         resolve(store, RULES)
         report = compute_traits(store, traits, as_of=AS_OF + timedelta(days=1))
         assert not report.full
-        frame = trait_frame(store, traits, as_of=AS_OF + timedelta(days=1))
+        frame = trait_frame(store, traits, as_of=AS_OF + timedelta(days=1), from_events=True)
         assert values(store) == {r.pop("profile_id"): r for r in frame.to_dicts()}
 
 
@@ -246,7 +276,7 @@ def test_sliding_as_of_touches_only_profiles_at_window_edges():
         report = compute_traits(store, traits, as_of=AS_OF)
         assert (report.recomputed, report.merged) == (1, 1)
         compute_traits(store, traits, as_of=AS_OF)
-        assert values(store) == {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF).to_dicts()}
+        assert values(store) == {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
 
 
 def test_a_late_first_event_renames_the_profile_and_merges():
