@@ -122,12 +122,14 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None, root: Path |
 
     traits = parse_traits(traits_tables, path=path)
     predictions = parse_predictions(predictions_tables, path=path)
-    names = [t.name for t in traits] + [p.name for p in predictions]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    columns = ["profile_id", "identifiers", *(t.name for t in traits)]
+    for prediction in predictions:
+        columns += [prediction.name, f"{prediction.name}_percentile"]
+    dupes = sorted({n for n in columns if columns.count(n) > 1})
     if dupes:
         raise ConfigError(
-            f"the name {dupes[0]!r} is used twice; trait and prediction names become columns "
-            "and must be unique",
+            f"the column {dupes[0]!r} would appear twice in exports: trait names, prediction names, "
+            "'<prediction>_percentile', 'profile_id' and 'identifiers' must all differ",
             path=path,
         )
     return ProjectConfig(

@@ -58,3 +58,16 @@ def test_the_bundled_starter_file_is_valid():
     config = load_config(bundled_file(STARTER_CONFIG))
     assert len(config.traits) >= 6
     assert {p.type for p in config.predictions} >= {"churn", "ltv"}
+
+
+@pytest.mark.parametrize("trait_name", ["churn_30d_percentile", "churn_30d"])
+def test_names_that_would_collide_as_export_columns_are_rejected(tmp_path, trait_name):
+    path = tmp_path / "profiles.toml"
+    path.write_text(
+        f'[[traits]]\nname = "{trait_name}"\ntype = "event_counter"\nevent = "E"\n\n'
+        '[[predictions]]\nname = "churn_30d"\ntype = "churn"\nevent = "E"\nhorizon_days = 30\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="would appear twice in exports") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
