@@ -44,9 +44,13 @@ class _Options:
 
 
 def _stdout_console() -> Console:
-    """Rich's console on stdout; off a terminal, wide enough that tables keep whole file names."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
+    """Rich's console on stdout; off a terminal, wide enough that tables keep whole file names.
+
+    Markup and emoji codes are off: the text printed is data (event names, ids, property values),
+    and ``[/]`` or ``:smile:`` in a user id must print as sent, not style or crash the output.
+    """
+    console = Console(markup=False, emoji=False)
+    return console if console.is_terminal else Console(width=160, markup=False, emoji=False)
 
 
 _OPTIONS = _Options(Path("profiles.toml"), None, False, False, _stdout_console())
@@ -271,19 +275,14 @@ def traits_command(
         _print(table)
         return
     from engine.config import load_config
+    from engine.views import definition_text
 
     config = load_config(_OPTIONS.config)
     table = Table(title=f"Traits of {config.name}")
     for col in ("name", "type", "event", "definition", "description"):
         table.add_column(col, overflow="fold")
     for t in config.traits:
-        rest = {
-            f.name: getattr(t, f.name)
-            for f in dataclasses.fields(t)
-            if f.name not in {"name", "type", "event", "description"}
-            and getattr(t, f.name) not in (None, (), [])
-        }
-        detail = "; ".join(f"{k}={v}" for k, v in rest.items())
+        detail = definition_text(t)
         table.add_row(t.name, t.type, t.event, detail, t.description or "")
     _print(table)
 
@@ -300,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     except ProfilesError as exc:
         if _OPTIONS.debug:
             raise
-        Console(stderr=True, soft_wrap=True).print(f"error: {exc}", markup=False, highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"error: {exc}", markup=False, emoji=False, highlight=False)
         return 1
     return 0
 

@@ -9,7 +9,7 @@ has no place for a header that every reader skips).
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +20,16 @@ from engine.errors import ConfigError, StoreError
 from engine.store import Store, quote
 
 FORMATS = ("parquet", "csv", "ndjson")
+#: How CSV writes instants, alone or inside a list: ISO-8601 in UTC with microseconds.
+CSV_DATETIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+_CSV_DATETIME_CHRONO = "%Y-%m-%dT%H:%M:%S%.6fZ"  # the same, in Polars' (chrono's) spelling
+
+
+def json_default(value: object) -> str:
+    """JSON for what ``json`` cannot write: instants as in CSV cells, anything else as text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime(CSV_DATETIME)
+    return str(value)
 
 
 def _require(store: Store, table: str, hint: str) -> None:
@@ -95,7 +105,7 @@ def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
         if isinstance(dtype, pl.List):
             exprs.append(
                 pl.col(name).map_elements(
-                    lambda v: json.dumps(list(v), ensure_ascii=False, default=str),
+                    lambda v: json.dumps(list(v), ensure_ascii=False, default=json_default),
                     return_dtype=pl.String,
                 )
             )
@@ -127,7 +137,7 @@ def write_export(store: Store, config: ProjectConfig, out: Path, *, format: str 
     elif fmt == "csv":
         with out.open("w", encoding="utf-8", newline="") as fh:
             fh.write(f"# as_of: {as_of_text}\n")
-            _csv_ready(df).write_csv(fh, datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ")
+            _csv_ready(df).write_csv(fh, datetime_format=_CSV_DATETIME_CHRONO)
     else:
         df.write_ndjson(out)
         sidecar = out.with_name(out.name + ".meta.json")

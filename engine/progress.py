@@ -55,7 +55,7 @@ class TerminalProgress(Progress):
     @contextmanager
     def step(self, description: str, total: float | None = None) -> Iterator[Step]:
         bar = RichProgress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # file names are data, not markup
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,8 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.config import ProjectConfig
-from engine.export import traits_as_of
+from engine.export import json_default, traits_as_of
 from engine.store import Store, quote
+from traits.base import Trait
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,7 +79,7 @@ def format_value(value: Any, *, digits: int = 6) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, list | pl.Series):
-        return json.dumps(list(value), ensure_ascii=False, default=str)
+        return json.dumps(list(value), ensure_ascii=False, default=json_default)
     return str(value)
 
 
@@ -132,3 +134,18 @@ def profile_view(store: Store, config: ProjectConfig, profile_id: str, *, recent
         recent_events=recent_events,
         event_count=event_count,
     )
+
+
+def definition_text(trait: Trait) -> str:
+    """A trait's definition in words (``profiles traits``): its own keys, conditions, window."""
+    shared = {"name", "type", "event", "description", "conditions", "match", "window"}
+    parts = [
+        f"{f.name} = {format_value(getattr(trait, f.name))}"
+        for f in dataclasses.fields(trait)
+        if f.name not in shared and getattr(trait, f.name) is not None
+    ]
+    if trait.conditions:
+        joiner = " and " if trait.match == "all" else " or "
+        parts.append("where " + joiner.join(c.describe() for c in trait.conditions))
+    parts.append(trait.window.describe())
+    return "; ".join(parts)

@@ -139,3 +139,39 @@ def test_init_writes_a_valid_starter_and_refuses_to_overwrite(tmp_path, capsys):
     assert len(config.traits) >= 6
     assert main(["init", str(tmp_path / "new")]) == 1
     assert "--force" in capsys.readouterr().err
+
+
+def test_data_that_looks_like_markup_prints_as_sent(project, capsys):
+    events = project / "odd.ndjson"
+    events.write_text(
+        '{"type":"track","event":"Flex - Engagement Initiated","messageId":"x1","userId":"[b]bold:smile:",'
+        '"timestamp":"2025-02-01T10:00:00Z","properties":{"direction":"Inbound","channelType":"v [/]"}}\n'
+        '{"type":"track","event":"E [/]"}\n',
+        encoding="utf-8",
+    )
+    assert cli(project, "run", str(events), "--as-of", AS_OF) == 0
+    capsys.readouterr()
+    outputs = {}
+    for args in (("quarantine",), ("show", "user_id:[b]bold:smile:"),
+                 ("explain", "user_id:[b]bold:smile:", "channels", "--as-of", AS_OF)):
+        assert cli(project, *args) == 0, args
+        outputs[args[0]] = capsys.readouterr().out
+    assert "E [/]" in outputs["quarantine"]
+    assert "[b]bold:smile:" in outputs["show"]
+    assert "v [/]" in outputs["explain"]
+    assert cli(project, "show", "user_id:-1") == 1
+    assert "user_id:-1" in capsys.readouterr().err
+
+
+def test_csv_writes_instants_alike_alone_and_inside_lists(tmp_path):
+    from datetime import UTC, datetime
+
+    from engine.export import _csv_ready, _CSV_DATETIME_CHRONO
+
+    at = datetime(2025, 1, 1, 9, 0, 0, 500000, tzinfo=UTC)
+    df = pl.DataFrame({"t": [at], "ts": [[at, at.replace(microsecond=0)]]})
+    out = tmp_path / "t.csv"
+    _csv_ready(df).write_csv(out, datetime_format=_CSV_DATETIME_CHRONO)
+    row = next(csv.DictReader(out.open(encoding="utf-8")))
+    assert row["t"] == "2025-01-01T09:00:00.500000Z"
+    assert json.loads(row["ts"]) == ["2025-01-01T09:00:00.500000Z", "2025-01-01T09:00:00.000000Z"]
