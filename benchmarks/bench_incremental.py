@@ -12,7 +12,11 @@ events, anywhere in the past); the other 99% are ingested, resolved and computed
    compared again.
 
 Goals (traits side): incremental >= 20x faster than full on the 1% append; sliding >= 10x.
-Wall time is noisy on the shared 2-core machine, so CPU seconds are reported too.
+``end_to_end`` adds the ingest and resolve steps (the same for both; other engineers' parts) to
+each traits step. Wall time is noisy on the shared 2-core machine, so CPU seconds are reported too.
+The base store is cached in two stages: ``incr-N-resolved.duckdb`` (ingest + resolve, slow) and
+``incr-N-base-v<trait state version>.duckdb`` (traits computed), so a state layout change only
+recomputes the traits.
 
     python -m benchmarks.bench_incremental --events 1000000 --json benchmarks/results/incremental-1m.json
 """
@@ -174,6 +178,15 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
     def ratio(full: str, inc: str, key: str) -> float:
         return round(best[full][key] / max(best[inc][key], 1e-9), 1)
 
+    def end_to_end(traits: str, key: str) -> float:
+        """Ingest + resolve (the other engineers' steps, the same in both) + the traits step."""
+        return best["ingest"][key] + best["resolve"][key] + best[traits][key]
+
+    e2e = {
+        f"{kind}_{key}": round(end_to_end(f"append_{kind}", key), 3)
+        for kind in ("incremental", "full") for key in ("seconds", "cpu_seconds")
+    }
+
     out = {
         "benchmark": "incremental",
         "generated_events": n_events,
@@ -184,7 +197,10 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
         "prepare_seconds": round(prepare_seconds, 1),
         "runs": runs,
         "best": best,
+        "end_to_end": e2e,
         "speedup": {
+            "append_end_to_end_wall": round(e2e["full_seconds"] / e2e["incremental_seconds"], 1),
+            "append_end_to_end_cpu": round(e2e["full_cpu_seconds"] / e2e["incremental_cpu_seconds"], 1),
             "append_wall": ratio("append_full", "append_incremental", "seconds"),
             "append_cpu": ratio("append_full", "append_incremental", "cpu_seconds"),
             "slide_wall": ratio("slide_full", "slide_incremental", "seconds"),
@@ -196,6 +212,7 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
     }
     s = out["speedup"]
     out["goals"] = {"append_20x": s["append_wall"] >= 20, "slide_10x": s["slide_wall"] >= 10}
+    out["goals_cpu"] = {"append_20x": s["append_cpu"] >= 20, "slide_10x": s["slide_cpu"] >= 10}
     return publish(out, json_path)
 
 

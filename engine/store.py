@@ -248,6 +248,13 @@ TABLES: dict[str, str] = {
         CREATE TABLE IF NOT EXISTS trait_state (
             profile_id VARCHAR
         )""",
+    # The traits' events keyed by profile (docs/incremental.md): one row per track/page/screen
+    # event of the traits' event names with its profile (NULL = not resolved at the last compute)
+    # and the derived columns the traits read. Compute replaces it; this placeholder lets readers find it.
+    "trait_events": """
+        CREATE TABLE IF NOT EXISTS trait_events (
+            profile_id VARCHAR
+        )""",
     # end traits -------------------------------------------------------------------------------
 }
 

@@ -297,3 +297,30 @@ def test_a_late_first_event_renames_the_profile_and_merges():
         assert (report.merged, report.recomputed, report.dropped) == (1, 0, 1)
         (after,) = values(store).items()
         assert after[0] != before and after[1] == {"n": 4, "first_k": "9"}
+
+
+def test_without_a_recorded_identity_run_the_fingerprint_pass_decides():
+    """A state from before the change log existed (no identity run recorded) still updates exactly."""
+    from engine.compute import _change_log_usable, _identity_run, _Previous
+
+    defs = [{"name": "n", "type": "event_counter", "event": "A"},
+            {"name": "first_k", "type": "first", "event": "A", "property": "k"}]
+    traits = parse_traits(defs, path="f.toml")
+    evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=9 - i),
+            "user_id": f"u{i % 3}", "anonymous_id": f"a{i % 2}" if i > 5 else None, "properties": {"k": i}}
+           for i in range(9)]
+    with Store.open(None) as store:
+        insert(store, evs[:5], 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        meta = json.loads(store.get_meta("traits_state"))
+        store.set_meta("traits_state", json.dumps({**meta, "run": None}))
+        insert(store, evs[5:], 2)  # new events, some linking profiles through anonymous ids
+        resolve(store, RULES)
+        prev = _Previous.load(store)
+        assert prev is not None and not _change_log_usable(store, prev, _identity_run(store))
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert not report.full and report.merged
+        assert_trait_events_current(store)
+        want = {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
+        assert values(store) == want
