@@ -62,7 +62,7 @@ _RUN_KEY = "identity_run"
 _TEMP_VIEWS = ("_id_rows", "_new_occ")
 _TEMP_TABLES = (
     "_id_occ", "_new_occ", "_ev", "_ids", "_fresh", "_touched", "_old_events", "_old_prof", "_fp_old",
-    "_plan_ev", "_plan_comp", "_late_grp", "_c_ev", "_c_prof", "_c_held", "_c_ids", "_c_events",
+    "_plan_ev", "_plan_comp", "_late_grp", "_late_ev", "_absorb", "_absorbed", "_c_ev", "_c_prof", "_c_held", "_c_ids", "_c_events",
     "_c_gone", "_c_creators", "_c_idents", "_c_merges", "_c_violations", "_c_rules", "_c_pid",
     "_c_remap", "_c_ep", "_c_grp", "_c_relabel", "_c_traits", "_g_events", "_g_idents", "_g_icomp",
     "_g_pcomp", "_g_last", "_g_creators", "_g_merges", "_g_violations", "_g_rules", "_g_pid",
@@ -99,7 +99,8 @@ class IdentityReport:
     mode: str = "up to date"  # full | incremental | up to date
     new_events: int = 0
     reresolved_events: int = 0  # new events plus the stored events re-resolved with late ones
-    continued_events: int = 0  # new events resolved by continuing from the stored state
+    continued_events: int = 0  # new events resolved from the stored state (absorbed ones included)
+    absorbed_events: int = 0  # late events that joined their profile without changing the state
     touched_components: int = 0
     run_id: int | None = None
     created: int = 0
@@ -192,7 +193,7 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
         with progress.step("Resolving identities"):
             if full or plan.late_events:
                 result = resolve_graph(_graph_input(con, rules))
-            if plan.continued_events:
+            if plan.continued_events or plan.absorbed_events:
                 continued = _continue(con, rules)
         marks.append(time.perf_counter())
         with progress.step("Writing identity tables"):
@@ -226,8 +227,9 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
         report,
         mode="full" if full else "incremental",
         new_events=plan.new_events,
-        reresolved_events=plan.late_events + plan.old_events + plan.continued_events,
-        continued_events=plan.continued_events,
+        reresolved_events=plan.late_events + plan.old_events + plan.continued_events + plan.absorbed_events,
+        continued_events=plan.continued_events + plan.absorbed_events,
+        absorbed_events=plan.absorbed_events,
         touched_components=plan.touched_components,
         replayed_events=(report.replayed_events or 0) + (continued.events if continued else 0),
         run_id=run_id,
@@ -307,6 +309,7 @@ class _Plan:
     late_events: int = 0
     old_events: int = 0
     continued_events: int = 0
+    absorbed_events: int = 0
     touched_components: int = 0
 
 
@@ -402,30 +405,93 @@ def _plan(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Plan:
     finally:
         con.unregister("_plan_ev_a")
         con.unregister("_plan_comp_a")
-    # late groups: a new event before the last stored event of a component of its group
+    # late events: before the last stored event of a component of their group
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _late_grp AS
+        """CREATE OR REPLACE TEMP TABLE _late_ev AS
         WITH last AS (
             SELECT p.grp, l.timestamp, l.message_id FROM _plan_comp p
             JOIN identity_component_last l USING (component)
             QUALIFY row_number() OVER (PARTITION BY p.grp ORDER BY l.timestamp DESC, l.message_id DESC) = 1
         )
-        SELECT DISTINCT p.grp FROM _plan_ev p JOIN _fresh f USING (eid) JOIN last l USING (grp)
+        SELECT p.eid, p.grp, f.message_id, f.timestamp, f.type = 'identify' AS identify
+        FROM _plan_ev p JOIN _fresh f USING (eid) JOIN last l USING (grp)
         WHERE f.timestamp < l.timestamp OR (f.timestamp = l.timestamp AND f.message_id < l.message_id)"""
+    )
+    _absorbable(con, rules)
+    # a group is re-resolved from scratch unless every late event of it is absorbed
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _late_grp AS SELECT DISTINCT grp FROM _late_ev
+        WHERE eid NOT IN (SELECT eid FROM _absorb)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _absorbed AS SELECT a.eid, a.message_id, a.profile_id, a.identify
+        FROM _absorb a JOIN _late_ev l USING (eid) WHERE l.grp NOT IN (SELECT grp FROM _late_grp)"""
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _touched AS SELECT component FROM _plan_comp WHERE grp IN (SELECT grp FROM _late_grp)"
     )
-    late, cont = con.execute(
+    late, cont, absorbed = con.execute(
         """SELECT count(*) FILTER (WHERE grp IN (SELECT grp FROM _late_grp)),
-                  count(*) FILTER (WHERE grp NOT IN (SELECT grp FROM _late_grp)) FROM _plan_ev"""
+                  count(*) FILTER (WHERE grp NOT IN (SELECT grp FROM _late_grp)
+                                   AND eid NOT IN (SELECT eid FROM _absorbed)),
+                  count(*) FILTER (WHERE eid IN (SELECT eid FROM _absorbed)) FROM _plan_ev"""
     ).fetchall()[0]
     touched = con.execute("SELECT count(*) FROM _plan_comp").fetchall()[0][0]
     n_old = 0
     if late:
         n_old = _extract_late(con, rules)
     return _Plan(new_events=n_new, late_events=late, old_events=n_old, continued_events=cont,
-                 touched_components=touched)
+                 absorbed_events=absorbed, touched_components=touched)
+
+
+def _absorbable(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
+    """``_absorb(eid, message_id, profile_id, identify)``: the late events that change nothing
+    but their own row, read off the stored tables.
+
+    A late event at canonical position T whose identifiers were all attached before T to
+    profiles that end in one profile F, and were in one profile Q at T (trivially so for a
+    single identifier; for several, no merge into F's lineage after T), with F's identifiers
+    gained before T within every limit at T (Q's are a subset): the spec joins it to Q without
+    gaining or merging anything, so no later step changes. Its row is ``(message_id, F)`` and
+    F's traits may change (identify).
+    """
+    rules_rows = ", ".join(
+        f"({sql_literal(r.type)}, {r.limit}, {-1 if r.period_micros is None else r.period_micros})"
+        for r in rules.identifiers
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _absorb AS
+        WITH occ AS (
+            SELECT l.eid, l.message_id AS mid, l.timestamp AS ts, l.identify, pi.profile_id,
+                   pi.first_seen_at < l.timestamp
+                   OR (pi.first_seen_at = l.timestamp AND pi.message_id < l.message_id) AS before
+            FROM _late_ev l JOIN _new_occ o USING (eid)
+            LEFT JOIN profile_identifiers pi USING (type, value)
+            WHERE NOT o.blocked
+        ),
+        cand AS (
+            SELECT eid, any_value(mid) AS message_id, any_value(ts) AS ts, any_value(identify) AS identify,
+                   any_value(profile_id) AS profile_id, count(*) AS n
+            FROM occ GROUP BY eid
+            HAVING count(*) = count(profile_id) AND bool_and(before) AND count(DISTINCT profile_id) = 1
+        ),
+        merged_after AS (
+            SELECT DISTINCT c.eid FROM (SELECT * FROM cand WHERE n > 1) c
+            JOIN event_profiles ep ON ep.profile_id = c.profile_id
+            JOIN identity_merges m ON m.message_id = ep.message_id
+            WHERE m.timestamp > c.ts OR (m.timestamp = c.ts AND m.message_id > c.message_id)
+        ),
+        over AS (
+            SELECT DISTINCT c.eid FROM cand c
+            JOIN profile_identifiers pi ON pi.profile_id = c.profile_id
+            JOIN (VALUES {rules_rows}) AS r(type, lim, period) ON r.type = pi.type
+            WHERE (pi.first_seen_at < c.ts OR (pi.first_seen_at = c.ts AND pi.message_id < c.message_id))
+              AND (r.period < 0 OR epoch_us(pi.first_seen_at) > epoch_us(c.ts) - r.period)
+            GROUP BY c.eid, pi.type, r.lim HAVING count(*) > r.lim
+        )
+        SELECT eid, message_id, profile_id, identify FROM cand
+        WHERE eid NOT IN (SELECT eid FROM merged_after) AND eid NOT IN (SELECT eid FROM over)"""
+    )
 
 
 def _extract_late(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> int:
@@ -435,9 +501,15 @@ def _extract_late(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> int:
         """CREATE OR REPLACE TEMP TABLE _old_prof AS SELECT profile_id FROM identity_component_profiles
         WHERE component IN (SELECT component FROM _touched)"""
     )
+    # the components' events: resolved ones by profile, and those a limit left unresolved (every
+    # identifier dropped: they are in identity_violations) by their dropped identifiers
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _old_events AS SELECT message_id FROM event_profiles
-        WHERE profile_id IN (SELECT profile_id FROM _old_prof)"""
+        """CREATE OR REPLACE TEMP TABLE _old_events AS
+        SELECT message_id FROM event_profiles WHERE profile_id IN (SELECT profile_id FROM _old_prof)
+        UNION
+        SELECT v.message_id FROM identity_violations v
+        JOIN identity_identifier_components c ON c.type = v.dropped_type AND c.value = v.dropped_value
+        WHERE c.component IN (SELECT component FROM _touched)"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _id_occ AS SELECT * FROM _new_occ
@@ -526,7 +598,7 @@ def _continue(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Continua
                f.type = 'identify' AS identify, p.grp,
                row_number() OVER (ORDER BY f.timestamp, f.message_id) - 1 AS erank
         FROM _fresh f JOIN _plan_ev p USING (eid)
-        WHERE p.grp NOT IN (SELECT grp FROM _late_grp)
+        WHERE p.grp NOT IN (SELECT grp FROM _late_grp) AND f.eid NOT IN (SELECT eid FROM _absorbed)
         ORDER BY erank"""
     )
     con.execute(
@@ -534,8 +606,7 @@ def _continue(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Continua
         SELECT p.profile_id, p.created_by, p.created_at, cp.component,
                row_number() OVER (ORDER BY p.created_at, p.created_by) - 1 AS pnum
         FROM identity_component_profiles cp JOIN profiles p USING (profile_id)
-        WHERE cp.component IN (SELECT component FROM _plan_comp
-                               WHERE grp NOT IN (SELECT grp FROM _late_grp))"""
+        WHERE cp.component IN (SELECT component FROM _plan_comp WHERE grp IN (SELECT grp FROM _c_ev))"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _c_held AS
@@ -799,6 +870,8 @@ def _write_continued(
         FROM _c_creators c JOIN _c_ev e USING (erank)"""
     )
     _check_ids(con, "_c_pid", "new")
+    # absorbed late events (see _absorbable) join their profile first, so a merge carries them
+    con.execute("INSERT INTO event_profiles SELECT message_id, profile_id FROM _absorbed ORDER BY eid")
     # stored profiles merged away: their rows follow the survivor
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _c_remap AS
@@ -888,7 +961,9 @@ def _write_continued(
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _c_traits AS
         SELECT DISTINCT profile_id FROM _c_ep
-        WHERE identify OR erank IN (SELECT erank FROM _c_merges)"""
+        WHERE identify OR erank IN (SELECT erank FROM _c_merges)
+        UNION SELECT ep.profile_id FROM event_profiles ep JOIN _absorbed a USING (message_id)
+        WHERE a.identify"""
     )
     con.execute("DELETE FROM profile_traits WHERE profile_id IN (SELECT profile_id FROM _c_traits)")
     _profile_traits(
@@ -899,7 +974,8 @@ def _write_continued(
     con.execute(
         f"""INSERT INTO identity_changes
         SELECT {int(run_id)}, profile_id, kind FROM (
-            SELECT DISTINCT profile_id, CASE WHEN new THEN 'created' ELSE 'changed' END AS kind FROM _c_ep
+            SELECT profile_id, CASE WHEN new THEN 'created' ELSE 'changed' END AS kind FROM _c_ep
+            UNION SELECT ep.profile_id, 'changed' FROM event_profiles ep JOIN _absorbed a USING (message_id)
             UNION ALL SELECT old_id, 'removed' FROM _c_remap
         ) ORDER BY 2"""
     )

@@ -121,6 +121,8 @@ def test_batch_by_batch_resolution_equals_from_scratch_and_the_oracle(evs, rule,
             assert report.mode == ("full" if k == 0 else "incremental") or report.up_to_date
             if k and report.continued_events:
                 hypothesis.event("continued from the stored state")
+            if k and report.absorbed_events:
+                hypothesis.event("late events absorbed")
             if k and report.reresolved_events > report.continued_events:
                 hypothesis.event("late: components re-resolved")
             changes = s.con.execute(
@@ -159,6 +161,35 @@ def test_batches_in_canonical_order_continue_from_the_stored_state(evs, rule, da
                 ).fetchall()[0][0]
                 assert report.continued_events >= resolved
         assert_same(engine_result(s), oracle_resolve(evs, rule))
+
+
+@SETTINGS
+@given(evs=events(max_size=25), rule=rules(), data=st.data())
+def test_late_copies_of_known_identifiers_are_absorbed_exactly(evs, rule, data):
+    """Late events carrying one identifier already seen (mostly absorbed: they change nothing
+    but their own row) and some carrying more, after a first resolution: the oracle's result."""
+    picks = data.draw(st.lists(st.sampled_from(evs), min_size=1, max_size=6))
+    late = []
+    for i, e in enumerate(picks):
+        keep_user = data.draw(st.booleans()) and e["user_id"] is not None
+        late.append(ev(
+            f"late{i}", at=e["timestamp"] + timedelta(seconds=data.draw(st.integers(0, 90))),
+            type=data.draw(st.sampled_from(["track", "identify"])),
+            user_id=e["user_id"] if keep_user else None,
+            anonymous_id=e["anonymous_id"] if not keep_user or data.draw(st.booleans()) else None,
+            traits={"plan": data.draw(st.sampled_from(["a", "b", None]))},
+        ))
+    late = [e for e in late if e["user_id"] or e["anonymous_id"]]
+    with Store.open(None) as s:
+        load(s, evs, ingest_id=1)
+        resolve(s, rule)
+        load(s, late, ingest_id=2)
+        report = resolve(s, rule)
+        if report.absorbed_events:
+            hypothesis.event("late events absorbed")
+        if report.reresolved_events > report.continued_events:
+            hypothesis.event("late: components re-resolved")
+        assert_same(engine_result(s), oracle_resolve([*evs, *late], rule))
 
 
 @st.composite

@@ -86,6 +86,47 @@ def test_new_events_re_resolve_only_the_components_they_touch(store):
     assert (report.created, report.removed, report.changed) == (0, 0, 1)
 
 
+def test_later_events_continue_and_late_no_op_events_are_absorbed(store):
+    load(store, EVENTS, ingest_id=1)
+    resolve(store, EXAMPLE_RULES)
+    # later events: continue from the stored state (e7 merges nothing, e8 creates a profile)
+    later = [ev("e7", 7, anonymous_id="x", type="identify", traits={"plan": "pro"}),
+             ev("e8", 8, anonymous_id="q")]
+    load(store, later, ingest_id=2)
+    report = resolve(store, EXAMPLE_RULES)
+    assert (report.new_events, report.continued_events, report.reresolved_events) == (2, 2, 2)
+    assert (report.created, report.changed, report.absorbed_events) == (1, 1, 0)
+    # a late event whose identifiers were all in one profile (within limits) by then: absorbed;
+    # its identify traits lose to the later e7 but add a key
+    late = ev("e2b", 2.5, anonymous_id="x", type="identify", traits={"plan": "free", "tier": 1})
+    load(store, [late], ingest_id=3)
+    report = resolve(store, EXAMPLE_RULES)
+    assert (report.absorbed_events, report.reresolved_events, report.changed) == (1, 1, 1)
+    # a late event with an identifier not attached then: its component is re-resolved
+    late2 = ev("e3b", 3.5, anonymous_id="y", user_id="u7")
+    load(store, [late2], ingest_id=4)
+    report = resolve(store, EXAMPLE_RULES)
+    assert report.absorbed_events == 0 and report.reresolved_events > 1
+    assert_same(engine_result(store), oracle_resolve([*EVENTS, *later, late, late2], EXAMPLE_RULES))
+
+
+def test_a_late_event_re_resolves_the_events_a_limit_left_unresolved(store):
+    rules = parse_identity({"identifiers": [{"type": "email", "limit": 1}, {"type": "anonymous_id", "limit": 5}]})
+    events = [
+        # two emails under a limit of 1: a profile created over its limit ...
+        ev("a1", 1, anonymous_id="x", type="identify", traits={"email": "e1@x.io"},
+           context={"traits": {"email": "e2@x.io"}}),
+        ev("a2", 2, anonymous_id="x"),  # ... so this event drops x and ends unresolved
+    ]
+    load(store, events, ingest_id=1)
+    resolve(store, rules)
+    late = ev("a0", 0.5, anonymous_id="x", type="identify", traits={"email": "e1@x.io"})
+    load(store, [late], ingest_id=2)
+    report = resolve(store, rules)
+    assert report.reresolved_events == 3  # a2 too, found through its violations
+    assert_same(engine_result(store), oracle_resolve([*events, late], rules))
+
+
 def test_rules_change_or_a_changed_ingest_rebuilds_everything(store):
     load(store, EVENTS, ingest_id=1)
     resolve(store, EXAMPLE_RULES)
