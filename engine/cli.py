@@ -87,6 +87,13 @@ def _print(*renderables: Any) -> None:
         _OPTIONS.console.print(r)
 
 
+def _warn(project: Project) -> None:
+    """Stale results are still shown, but never silently (stderr, so exports stay clean)."""
+    console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
+    for warning in project.stale_warnings():
+        console.print(f"warning: {warning}")
+
+
 def _done(started: float, what: str) -> None:
     _OPTIONS.console.print(f"{what} in {time.perf_counter() - started:.1f} s")
 
@@ -216,13 +223,17 @@ def show(ident: Annotated[str, typer.Argument(help="A profile id or type:value o
     """A profile: identifiers, profile traits, computed traits, predictions, recent events."""
     with _project(read_only=True) as project:
         _print(project.profile(ident))
+        _warn(project)
 
 
 @app.command()
 def explain(
     ident: Annotated[str, typer.Argument(help="A profile id or type:value of any identifier.")],
     trait: Annotated[str, typer.Argument(help="The trait name.")],
-    as_of: AsOf = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Explain as of this UTC instant. Default: the as_of of the stored trait values (else now)."),
+    ] = None,
 ) -> None:
     """Why this profile has this trait value: the events and how they combine."""
     with _project(read_only=True) as project:
@@ -240,6 +251,7 @@ def export(
     with _project(read_only=True) as project:
         path = project.export(out, format=format)
         rows = project.export_frame().height
+        _warn(project)
     _print(f"wrote {rows} profiles to {path}")
 
 

@@ -3,7 +3,10 @@
 Reads the identity, trait and prediction tables in one DuckDB query; writes Parquet (``as_of`` in
 the file's key-value metadata), CSV (a ``# as_of: ...`` first line, lists as JSON arrays, nulls as
 empty fields) or NDJSON (native types; ``as_of`` in a ``<file>.meta.json`` sidecar, since NDJSON
-has no place for a header that every reader skips).
+has no place for a header that every reader skips). With predictions, ``predictions_as_of`` is
+recorded beside ``as_of`` in the same places (a second ``#`` line in CSV): scores and trait values
+are written by different stages and may be as of different instants (``engine/freshness.py``
+warns when they are).
 """
 
 from __future__ import annotations
@@ -124,25 +127,36 @@ def write_export(store: Store, config: ProjectConfig, out: Path, *, format: str 
             f"cannot tell the export format of {out}: use --format {' | '.join(FORMATS)} "
             "or a .parquet/.csv/.ndjson suffix"
         )
+    from engine.freshness import predictions_as_of
+
     df = export_frame(store, config)
     as_of = traits_as_of(store)
     as_of_text = "" if as_of is None else as_of.isoformat()
+    scored_text = ", ".join(t.isoformat() for t in predictions_as_of(store, config))
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         table = df.to_arrow()
         meta = dict(table.schema.metadata or {})
         meta[b"as_of"] = as_of_text.encode()
         meta[b"profiles.project"] = config.name.encode()
+        if config.predictions:
+            meta[b"predictions_as_of"] = scored_text.encode()
         pq.write_table(table.replace_schema_metadata(meta), out)
     elif fmt == "csv":
         with out.open("w", encoding="utf-8", newline="") as fh:
             fh.write(f"# as_of: {as_of_text}\n")
+            if config.predictions:
+                fh.write(f"# predictions_as_of: {scored_text}\n")
             _csv_ready(df).write_csv(fh, datetime_format=_CSV_DATETIME_CHRONO)
     else:
         df.write_ndjson(out)
         sidecar = out.with_name(out.name + ".meta.json")
         sidecar.write_text(
-            json.dumps({"as_of": as_of_text, "project": config.name, "columns": df.columns}, indent=2)
+            json.dumps(
+                {"as_of": as_of_text, "project": config.name, "columns": df.columns}
+                | ({"predictions_as_of": scored_text} if config.predictions else {}),
+                indent=2,
+            )
             + "\n",
             encoding="utf-8",
         )

@@ -192,6 +192,12 @@ class Project:
 
         return find_profile(self.store, ident)
 
+    def stale_warnings(self) -> list[str]:
+        """How the stored profiles, traits and scores lag behind the events or the project file."""
+        from engine.freshness import stale_warnings
+
+        return stale_warnings(self.store, self.config)
+
     def profile(self, ident: str, *, recent: int = 10) -> Any:
         """Everything known about one profile (what ``profiles show`` prints)."""
         from engine.views import profile_view
@@ -199,13 +205,18 @@ class Project:
         return profile_view(self.store, self.config, self.find_profile(ident), recent=recent)
 
     def explain(self, ident: str, trait: str, *, as_of: str | datetime | None = None) -> Any:
-        """Why this profile has this trait value: the events and how they combine."""
+        """Why this profile has this trait value: the events and how they combine.
+
+        Without ``as_of``, as of the stored trait values (what ``show`` and ``export`` print), so
+        the explanation is of the value the user sees; never computed: now.
+        """
         from engine.compute import explain_trait
 
+        from engine.export import traits_as_of
+
         definition = self.config.trait(trait)
-        return explain_trait(
-            self.store, self.find_profile(ident), definition, as_of=parse_as_of(as_of)
-        )
+        when = parse_as_of(as_of) if as_of is not None else (traits_as_of(self.store) or parse_as_of(None))
+        return explain_trait(self.store, self.find_profile(ident), definition, as_of=when)
 
     def export_frame(self) -> pl.DataFrame:
         """One row per profile per the export contract of ``cli.md``."""

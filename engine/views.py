@@ -56,10 +56,10 @@ class ProfileView:
         parts.append(ct)
         if self.predictions.height:
             pr = Table(title="Predictions", title_justify="left")
-            for col in ("prediction", "score", "percentile", "model"):
+            for col in ("prediction", "score", "percentile", "model or why not scored"):
                 pr.add_column(col)
-            for name, score, pct, model in self.predictions.iter_rows():
-                pr.add_row(name, format_value(score), format_value(pct), str(model))
+            for name, score, pct, note in self.predictions.iter_rows():
+                pr.add_row(name, format_value(score), format_value(pct), note)
             parts.append(pr)
         ev = Table(title=f"Recent events (latest {self.recent_events.height})", title_justify="left")
         for col in ("timestamp", "type", "event", "message id"):
@@ -81,6 +81,45 @@ def format_value(value: Any, *, digits: int = 6) -> str:
     if isinstance(value, list | pl.Series):
         return json.dumps(list(value), ensure_ascii=False, default=json_default)
     return str(value)
+
+
+#: Why a scored prediction has no score for a profile (docs/predictions.md, "What is scored").
+_NOT_ELIGIBLE = {
+    "goal": "not eligible: no event up to as_of",
+    "churn": "not eligible: no counting event in the {h} days before as_of (only active profiles can churn)",
+    "ltv": "not eligible: fewer than two counting events up to as_of",
+}
+
+
+def _predictions(store: Store, config: ProjectConfig, profile_id: str) -> pl.DataFrame:
+    """Per prediction of the project: score, percentile, and the model or why there is no score."""
+    rows = []
+    for p in config.predictions:
+        run = (
+            store.first_row(
+                "SELECT status, model, reason FROM prediction_runs WHERE prediction = ?", [p.name]
+            )
+            if store.has_table("prediction_runs") else None
+        )
+        scored = (
+            store.first_row(
+                "SELECT score, percentile, model FROM prediction_scores WHERE prediction = ? AND profile_id = ?",
+                [p.name, profile_id],
+            )
+            if store.has_table("prediction_scores") else None
+        )
+        if run is None:
+            rows.append((p.name, None, None, "not predicted yet: run 'profiles predict'"))
+        elif run[0] != "scored":
+            rows.append((p.name, None, None, f"not scored: {run[2]}"))
+        elif scored is None or scored[0] is None:
+            rows.append((p.name, None, None, _NOT_ELIGIBLE[p.type].format(h=p.horizon_days)))
+        else:
+            rows.append((p.name, scored[0], scored[1], str(scored[2] or run[1])))
+    return pl.DataFrame(
+        rows, orient="row",
+        schema={"prediction": pl.String, "score": pl.Float64, "percentile": pl.Float64, "note": pl.String},
+    )
 
 
 def profile_view(store: Store, config: ProjectConfig, profile_id: str, *, recent: int = 10) -> ProfileView:
@@ -106,15 +145,7 @@ def profile_view(store: Store, config: ProjectConfig, profile_id: str, *, recent
             row = store.first_row(f"SELECT {cols} FROM trait_values WHERE profile_id = ?", [profile_id])
             if row is not None:
                 traits = dict(zip(names, row, strict=True))
-    predictions = pl.DataFrame(
-        schema={"prediction": pl.String, "score": pl.Float64, "percentile": pl.Float64, "model": pl.String}
-    )
-    if store.has_table("prediction_scores"):
-        predictions = con.sql(
-            "SELECT prediction, score, percentile, model FROM prediction_scores "
-            "WHERE profile_id = ? ORDER BY prediction",
-            params=[profile_id],
-        ).pl()
+    predictions = _predictions(store, config, profile_id)
     recent_events = con.sql(
         "SELECT e.timestamp, e.type, coalesce(e.event, e.name, '') AS event, e.message_id "
         "FROM event_profiles ep JOIN events e USING (message_id) WHERE ep.profile_id = ? "

@@ -175,3 +175,104 @@ def test_csv_writes_instants_alike_alone_and_inside_lists(tmp_path):
     row = next(csv.DictReader(out.open(encoding="utf-8")))
     assert row["t"] == "2025-01-01T09:00:00.500000Z"
     assert json.loads(row["ts"]) == ["2025-01-01T09:00:00.500000Z", "2025-01-01T09:00:00.000000Z"]
+
+
+def test_show_and_export_warn_when_the_store_moved_on(computed, capsys):
+    out = computed / "e.csv"
+    assert cli(computed, "export", "--out", str(out)) == 0
+    assert "warning" not in capsys.readouterr().err
+    late = computed / "late.ndjson"
+    late.write_text(
+        '{"type":"track","event":"Flex - Engagement Initiated","messageId":"late1","userId":"u1",'
+        '"timestamp":"2025-02-20T10:00:00Z","properties":{"direction":"Inbound","channelType":"sms"}}\n',
+        encoding="utf-8",
+    )
+    steps = [
+        (("ingest", str(late)), "1 ingested event(s) are not resolved"),
+        (("resolve",), "1 event(s) were ingested after the last compute"),
+        (("compute", "--as-of", AS_OF), None),
+    ]
+    for command, expected in steps:
+        assert cli(computed, *command) == 0
+        capsys.readouterr()
+        for args in (("export", "--out", str(out)), ("show", "user_id:u1")):
+            assert cli(computed, *args) == 0
+            err = capsys.readouterr().err
+            if expected is None:
+                assert "warning" not in err
+            else:
+                assert f"warning: {expected}" in err
+    config = computed / "profiles.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace('"Inbound"', '"Outbound"'), encoding="utf-8")
+    assert cli(computed, "export", "--out", str(out)) == 0
+    assert "trait definitions in" in capsys.readouterr().err
+
+
+def test_scores_and_traits_as_of_different_instants_are_named(tmp_path):
+    from datetime import UTC, datetime
+
+    from engine.compute import definitions_hash
+    from engine.config import parse_config
+    from engine.freshness import stale_warnings
+    from engine.store import Store
+
+    config = parse_config({
+        "traits": [{"name": "n", "type": "event_counter", "event": "E"}],
+        "predictions": [{"name": "churn", "type": "churn", "event": "E", "horizon_days": 30}],
+    }, root=tmp_path)
+    store = Store.open(None)
+    traits_at, scored_at = datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC)
+    store.con.execute(
+        "INSERT INTO trait_runs VALUES (?, ?, ?, 1, ['n'], 0.1, true)",
+        [traits_at, definitions_hash(config.traits), datetime.now(UTC)],
+    )
+    assert stale_warnings(store, config) == []
+    store.con.execute(
+        "INSERT INTO prediction_runs VALUES ('churn', ?, 'scored', 'm', '', 'h', NULL, NULL, NULL)", [scored_at]
+    )
+    (warning,) = stale_warnings(store, config)
+    assert "prediction scores are as of 2025-04-01" in warning and "trait values as of 2025-03-01" in warning
+
+
+def test_explain_defaults_to_the_as_of_of_the_stored_values(computed, capsys):
+    later = computed / "later.ndjson"
+    later.write_text(
+        '{"type":"track","event":"Flex - Engagement Initiated","messageId":"later1","userId":"u1",'
+        '"timestamp":"2025-06-01T10:00:00Z","properties":{"direction":"Inbound","channelType":"sms"}}\n',
+        encoding="utf-8",
+    )
+    assert cli(computed, "ingest", str(later)) == 0
+    assert cli(computed, "resolve") == 0
+    capsys.readouterr()
+    assert cli(computed, "explain", "user_id:u1", "channels") == 0
+    assert 'value: [\'chat\', \'voice\']' in capsys.readouterr().out
+    assert cli(computed, "explain", "user_id:u1", "channels", "--as-of", "2025-07-01") == 0
+    assert "'sms'" in capsys.readouterr().out.split("value:")[-1]
+
+
+def test_show_says_why_a_prediction_has_no_score(tmp_path):
+    from datetime import UTC, datetime
+
+    from engine.config import parse_config
+    from engine.store import Store
+    from engine.views import _predictions
+
+    config = parse_config({"predictions": [
+        {"name": p, "type": t, "event": "E", "horizon_days": 30} | ({"property": "x"} if t == "ltv" else {})
+        for p, t in (("c", "churn"), ("l", "ltv"), ("g", "goal"), ("never", "goal"))
+    ]}, root=tmp_path)
+    store = Store.open(None)
+    at = datetime(2025, 3, 1, tzinfo=UTC)
+    for name, status, reason in (("c", "scored", ""), ("l", "scored", ""), ("g", "skipped", "too few events")):
+        store.con.execute(
+            "INSERT INTO prediction_runs VALUES (?, ?, ?, 'gbt', ?, 'h', NULL, NULL, NULL)", [name, at, status, reason]
+        )
+    store.con.execute("INSERT INTO prediction_scores VALUES ('c', 'p1', 0.25, 40.0, 'gbt', ?)", [at])
+    store.con.execute("INSERT INTO prediction_scores VALUES ('l', 'p1', NULL, NULL, 'btyd', ?)", [at])
+    notes = dict(_predictions(store, config, "p1").select("prediction", "note").iter_rows())
+    assert notes == {
+        "c": "gbt",
+        "l": "not eligible: fewer than two counting events up to as_of",
+        "g": "not scored: too few events",
+        "never": "not predicted yet: run 'profiles predict'",
+    }
