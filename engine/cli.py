@@ -6,7 +6,6 @@ This is the only place that maps errors to exit codes: a :class:`ProfilesError` 
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 import time
