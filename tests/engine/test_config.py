@@ -60,6 +60,13 @@ def test_the_bundled_starter_file_is_valid():
     assert {p.type for p in config.predictions} >= {"churn", "ltv"}
 
 
+def test_the_starter_writes_out_the_default_identity_rules():
+    from engine.identity.rules import parse_identity
+    from engine.resources import STARTER_CONFIG, bundled_file
+
+    assert load_config(bundled_file(STARTER_CONFIG)).identity == parse_identity(None, path="defaults")
+
+
 @pytest.mark.parametrize("trait_name", ["churn_30d_percentile", "churn_30d"])
 def test_names_that_would_collide_as_export_columns_are_rejected(tmp_path, trait_name):
     path = tmp_path / "profiles.toml"
