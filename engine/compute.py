@@ -231,6 +231,8 @@ def _full_state(store: Store, plan: Plan, top: int) -> None:
             {t.event for t in plan.traits}, [c.name for c in plan.columns], mapped="event_profiles",
             where=f"e.ingest_id <= {top}",
         )
+        # by time: a window edge's events (a slide) are then a few row groups, pruned by min/max
+        + " ORDER BY e.timestamp"
     )
     parts = ", ".join(["f.profile_id", "f._n", "f._fp", *(f"a.{c}" for c in plan.state_columns())])
     store.con.execute(

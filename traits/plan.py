@@ -278,10 +278,11 @@ class Plan:
                 return []
             return [f"(timestamp > {ts_literal(min(x, y))} AND timestamp <= {ts_literal(max(x, y))})"]
 
-        parts = []
+        parts, spans, bounded = [], [], True
         for t in self.traits:
             event = f"event = {sql_str(t.event)}"
             if t.window.is_session:
+                bounded = False
                 start = ts_literal(min(a, b) - timedelta(minutes=t.window.minutes))
                 parts.append(
                     f"({event} AND timestamp <= {ts_literal(max(a, b))} AND "
@@ -292,12 +293,20 @@ class Plan:
                     return f"(timestamp <= {ts_literal(x)} AND {selection_sql(t, x)} AND {t.window.sql('timestamp', x)})"
 
                 parts.append(f"({flag(a)} IS DISTINCT FROM {flag(b)})")
+                bounded = False
             else:
                 (low_a, high_a), (low_b, high_b) = t.window.bounds(a), t.window.bounds(b)
                 edges = between(a, b) + between(low_a, low_b) + between(high_a, high_b)
                 if edges:
                     parts.append(f"({selection_sql(t, b)} AND ({' OR '.join(edges)}))")
-        return " OR ".join(parts) or "false"
+                    spans += edges
+        if not parts:
+            return "false"
+        if bounded:
+            # the same time ranges alone first: a plain disjunction on one column that DuckDB
+            # can check against each row group's min/max, before the per-trait predicate
+            return f"({' OR '.join(dict.fromkeys(spans))}) AND ({' OR '.join(parts)})"
+        return " OR ".join(parts)
 
     def delta_sql(self, previous: datetime, *, keyed: str | None = None) -> str:
         """Per profile with an event whose counting flag differs at ``previous`` and ``as_of``:
