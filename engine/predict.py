@@ -182,7 +182,7 @@ def _trait_features(store: Store, config: Any, cutoffs: list[datetime]) -> pl.Da
 
 
 def _with_traits(frame: pl.DataFrame, traits: pl.DataFrame | None) -> pl.DataFrame:
-    return frame if traits is None else frame.join(traits, on=["pid", "cutoff"], how="left")
+    return frame if traits is None else frame.join(traits, on=["pid", "cutoff"], how="left", maintain_order="left")
 
 
 def _semantic(p: Prediction) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 
 #: The columns of the event frame every function here takes.
@@ -26,6 +27,7 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "ev": pl.Int32(),  # event-name code (null: no name, e.g. identify)
     "counting": pl.Boolean(),  # the prediction's counting event (event + conditions)
     "amount": pl.Float64(),  # the ltv property as a number (null: no value)
+    "unreadable": pl.Boolean(),  # the ltv property is present but not a number (optional column)
 }
 
 DAY_US = 86_400_000_000
@@ -139,13 +141,6 @@ def _features_at(events: pl.LazyFrame, cutoff: datetime, spec: FeatureSpec) -> p
         for w in EVENT_WINDOWS:
             aggs.append((is_ev & in_window(w)).sum().cast(pl.Int64).alias(f"{col}_count_{_window_name(w)}"))
         aggs.append(d.filter(is_ev).min().alias(f"{col}_recency_days"))
-    if spec.with_rfm:
-        amount = pl.col("amount").filter(target & pl.col("amount").is_not_null())
-        aggs += [
-            amount.mean().alias("rfm_monetary_mean"),
-            amount.sum().alias("rfm_monetary_sum"),
-            amount.len().cast(pl.Int64).alias("rfm_monetary_count"),
-        ]
     gaps = (
         e.filter(target)
         .sort("pid", "ts")
@@ -188,8 +183,50 @@ def build_features(events: pl.LazyFrame | pl.DataFrame, *, cutoffs: Sequence[dat
     frame = pl.concat(plans, how="vertical").collect() if plans else pl.DataFrame()
     if frame.is_empty() and not plans:
         return frame
+    if spec.with_rfm:
+        frame = _with_monetary(frame, lazy, cutoffs)
     keys = ["pid", "cutoff"]
     return frame.select(keys + sorted(c for c in frame.columns if c not in keys)).sort("cutoff", "pid")
+
+
+def ordered_sums(values: pl.DataFrame, *, key: str = "pid", value: str = "amount") -> pl.DataFrame:
+    """Per ``key``: the number (``n``) and the sum (``total``) of the non-null ``value``s.
+
+    A float sum depends on the order of its terms, and nothing upstream fixes one: DuckDB's parallel
+    join returns rows in any order, and Polars' streaming group-by combines partial sums in any order
+    even for the same input. Here the terms are sorted by (key, value) and added in one numpy pass,
+    so the sums are a function of the multiset of values alone (bit for bit).
+    """
+    kept = values.filter(pl.col(value).is_not_null())
+    k, v = kept[key].to_numpy(), kept[value].cast(pl.Float64).to_numpy()
+    if not len(v):
+        return pl.DataFrame(schema={key: values.schema[key], "n": pl.Int64, "total": pl.Float64})
+    order = np.lexsort((v, k))
+    k, v = k[order], v[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    return pl.DataFrame({
+        key: pl.Series(k[starts], dtype=values.schema[key]),
+        "n": np.diff(np.r_[starts, len(v)]).astype(np.int64),
+        "total": np.add.reduceat(v, starts),
+    })
+
+
+def _with_monetary(frame: pl.DataFrame, events: pl.LazyFrame, cutoffs: Sequence[datetime]) -> pl.DataFrame:
+    """``rfm_monetary_count`` / ``_sum`` / ``_mean`` over the counting events with a readable amount
+    (:func:`ordered_sums`; a purchase with no readable amount counts for frequency, not for value)."""
+    valued = events.filter(pl.col("counting") & pl.col("amount").is_not_null()).select("pid", "ts", "amount").collect()
+    per_cutoff = [
+        ordered_sums(valued.filter(pl.col("ts") <= c)).with_columns(pl.lit(c, dtype=pl.Datetime("us", "UTC")).alias("cutoff"))
+        for c in cutoffs
+    ]
+    money = pl.concat(per_cutoff).select(
+        "pid", "cutoff",
+        pl.col("n").alias("rfm_monetary_count"),
+        pl.col("total").alias("rfm_monetary_sum"),
+        (pl.col("total") / pl.col("n")).alias("rfm_monetary_mean"),
+    )
+    return frame.join(money, on=["pid", "cutoff"], how="left", maintain_order="left").with_columns(
+        pl.col("rfm_monetary_count").fill_null(0), pl.col("rfm_monetary_sum").fill_null(0.0))
 
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:

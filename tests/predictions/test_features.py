@@ -110,7 +110,7 @@ def test_labels_count_only_the_window_after_the_cutoff():
     ]
     labels = build_labels(frame(rows), cutoffs=[CUTOFF], horizon_days=H)
     assert labels.row(0, named=True) == {"pid": 1, "cutoff": CUTOFF, "label_count": 2, "label_value": 12.0,
-                                         "label_next_days": pytest.approx(1 / 24)}
+                                         "label_next_days": pytest.approx(1 / 24), "label_unreadable": 0}
     both = attach_labels(build_features(frame(rows + [(2, -5, 1, False, None)]), cutoffs=[CUTOFF], spec=SPEC),
                          labels)
     assert both.filter(pl.col("pid") == 2)["label_count"].to_list() == [0]
