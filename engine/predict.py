@@ -33,7 +33,7 @@ from predictions.pipeline import Outcome, run_prediction, training_cutoffs
 from predictions.report import clean_json, write_report, write_skipped
 from predictions.tasks import TASKS
 from traits.plan import ref
-from traits.values import VALUE_TYPES
+from traits.values import VALUE_TYPES, kind_column
 
 #: Training uses at most this many profiles (a deterministic hash sample); scoring uses all.
 MAX_TRAIN_PROFILES = 150_000
@@ -58,6 +58,10 @@ class PredictionSummary:
     report_html: str | None = None
     report_json: str | None = None
     seconds: dict[str, float] | None = None  # wall time per stage (features, training, writing)
+    #: ltv: counting events up to as_of whose amount is present but not a number (they count as
+    #: purchases; their amount is unknown), and those with no amount at all.
+    amounts_unreadable: int = 0
+    amounts_missing: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +71,7 @@ class PredictReport:
     as_of: datetime
     predictions: tuple[PredictionSummary, ...]
     load_seconds: float = 0.0
+    config_path: str | None = None  # for the message when no prediction is defined
 
     @property
     def scored(self) -> int:
@@ -76,7 +81,10 @@ class PredictReport:
     def skipped(self) -> int:
         return sum(p.status == "skipped" for p in self.predictions)
 
-    def __rich__(self) -> Group:
+    def __rich__(self) -> Group | Text:
+        if not self.predictions:
+            return Text(f"no predictions are defined in {self.config_path or 'the project file'} "
+                        "(add a [[predictions]] table: docs/predictions.md)")
         table = Table(title=f"Predictions as of {self.as_of:%Y-%m-%d %H:%M:%S} UTC", title_justify="left")
         for col in ("prediction", "type", "model", "holdout", "baseline", "grade", "scored"):
             table.add_column(col, justify="right" if col in ("holdout", "baseline", "scored") else "left")
@@ -88,6 +96,12 @@ class PredictReport:
                               "" if p.baseline_value is None else f"{p.baseline_value:.3f}",
                               p.grade or "", f"{p.scored:,} / {p.eligible:,}")
                 notes.append(Text(f"{p.name}: {p.reason}. Report: {p.report_html}"))
+                if p.amounts_unreadable:
+                    notes.append(Text(
+                        f"{p.name}: {p.amounts_unreadable:,} purchases up to as_of have an unreadable amount; "
+                        "they count as purchases, their amounts are unknown (left out of monetary value; "
+                        f"{(p.extra or {}).get('label_unknown', 0):,.0f} training rows with an unknown label skipped)",
+                        style="yellow"))
             else:
                 table.add_row(p.name, p.type, "-", "-", "-", "-", "skipped")
                 notes.append(Text(f"{p.name}: skipped: {p.reason}", style="yellow"))
@@ -105,7 +119,7 @@ def _derived_columns(predictions: tuple[Prediction, ...]) -> list[DerivedColumn]
     for p in predictions:
         wanted = [c for cond in p.conditions for c in cond.derived_columns()]
         if p.property:
-            wanted.append(VALUE_TYPES["number"].column(p.property))
+            wanted += [VALUE_TYPES["number"].column(p.property), kind_column(p.property)]
         for col in wanted:
             out.setdefault(col.name, col)
     return list(out.values())
@@ -120,7 +134,11 @@ def _condition_sql(p: Prediction, as_of: datetime) -> str:
 
 
 def load_events(store: Store, predictions: tuple[Prediction, ...], *, as_of: datetime) -> tuple[pl.DataFrame, dict[int, str]]:
-    """One DuckDB query: every resolved event up to ``as_of`` with each prediction's flag and amount."""
+    """One DuckDB query: every resolved event up to ``as_of`` with each prediction's flag (``c<i>``),
+    amount (``a<i>``) and whether that amount is present but unreadable (``u<i>``).
+
+    Rows come in no particular order (a parallel join): the pure modules do not depend on it.
+    """
     con = store.con
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _pred_profiles AS SELECT profile_id, "
@@ -141,6 +159,10 @@ def load_events(store: Store, predictions: tuple[Prediction, ...], *, as_of: dat
         params.append(p.event)
         amount = f"e.{ref('number', p.property)}" if p.property else "NULL::DOUBLE"
         cols.append(f"{amount} AS a{i}")
+        # present but not a number (the traits' "rejected": a JSON null is missing, not unreadable)
+        unreadable = (f"coalesce(e.{ref('kind', p.property)} <> 'NULL' AND {amount} IS NULL, false)"
+                      if p.property else "false")
+        cols.append(f"{unreadable} AS u{i}")
     query = (
         "SELECT p.pid, e.timestamp AS ts, n.code AS ev" + "".join(", " + c for c in cols) +
         " FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id "
@@ -221,12 +243,26 @@ def _write_run(store: Store, pred: Prediction, summary: PredictionSummary, *, as
         )
 
 
+def _amount_counts(ev: pl.DataFrame) -> dict[str, int]:
+    """Counting events up to as_of whose amount is unreadable, or absent (principle 4: counted, reported)."""
+    counting = ev.filter(pl.col("counting") & pl.col("amount").is_null())
+    unreadable = int(counting["unreadable"].sum())
+    return {"amounts_unreadable": unreadable, "amounts_missing": counting.height - unreadable}
+
+
+def _no_counting_events(pred: Prediction, as_of: datetime) -> str:
+    what = f"{pred.event!r} events" + (" matching the conditions" if pred.conditions else "")
+    return (f"no {what} up to as_of {as_of:%Y-%m-%d %H:%M:%S} UTC: the {pred.type} prediction "
+            f"has nothing to learn from (is the event name spelled as in the data?)")
+
+
 def _summarise(outcome: Outcome, paths: tuple[Path, Path]) -> PredictionSummary:
     best = outcome.holdout[outcome.model]
     base = outcome.holdout.get("baseline", {})
     keys = ("log_loss", "brier", "lift_top_10", "lift_top_20") if outcome.metric_name == "auc" else (
         "mae", "rmse", "top_decile_value_share")
-    extra = {k: best[k] for k in keys} | {f"baseline_{k}": base[k] for k in keys if k in base}
+    extra = ({k: best[k] for k in keys} | {f"baseline_{k}": base[k] for k in keys if k in base}
+             | {"label_unknown": outcome.counts.get("label_unknown", 0)})
     return PredictionSummary(
         name=outcome.prediction.name, type=outcome.prediction.type, status="scored", reason=outcome.why,
         model=outcome.model, metric=outcome.metric_name, value=best[outcome.metric_name],
@@ -245,12 +281,14 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
     preds: tuple[Prediction, ...] = tuple(config.predictions)
     reports = Path(config.reports)
     summaries: list[PredictionSummary] = []
+    source = getattr(config, "path", None)
     if not preds:
-        return PredictReport(as_of=as_of, predictions=())
+        return PredictReport(as_of=as_of, predictions=(), config_path=None if source is None else str(source))
     if _profiles_sql(store) is None or not store.has_table("event_profiles"):
         reason = "no identity resolution yet (no event_profiles table): run 'profiles resolve' first"
         return PredictReport(as_of=as_of, predictions=tuple(
-            PredictionSummary(name=p.name, type=p.type, status="skipped", reason=reason) for p in preds))
+            PredictionSummary(name=p.name, type=p.type, status="skipped", reason=reason) for p in preds),
+            config_path=None if source is None else str(source))
     started = time.perf_counter()
     with progress.step("Loading events for predictions"):
         events, names = load_events(store, preds, as_of=as_of)
@@ -261,11 +299,14 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
     with progress.step("Training predictions", total=len(preds)) as step:
         for i, pred in enumerate(preds):
             task = TASKS[pred.type]
-            ev = events.select("pid", "ts", "ev", pl.col(f"c{i}").alias("counting"), pl.col(f"a{i}").alias("amount"))
-            tev = train_events.select("pid", "ts", "ev", pl.col(f"c{i}").alias("counting"),
-                                      pl.col(f"a{i}").alias("amount"))
+            slim = ["pid", "ts", "ev", pl.col(f"c{i}").alias("counting"), pl.col(f"a{i}").alias("amount"),
+                    pl.col(f"u{i}").alias("unreadable")]
+            ev, tev = events.select(slim), train_events.select(slim)
+            amounts = _amount_counts(ev) if pred.property else {}
             clock = {"start": time.perf_counter()}
             try:
+                if not ev["counting"].any():
+                    raise DataError(_no_counting_events(pred, as_of))
                 cutoffs = training_cutoffs(as_of, pred.horizon_days, first)
                 spec = FeatureSpec(vocabulary=choose_vocabulary(ev, names, before=min(cutoffs)),
                                    horizon_days=pred.horizon_days, with_rfm=task.with_rfm)
@@ -286,19 +327,21 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
                 step.advance()
                 continue
             clock["training"] = time.perf_counter()
+            outcome = dataclasses.replace(outcome, counts=outcome.counts | amounts)
             paths = write_report(outcome, reports)
             _write_scores(store, pred, outcome, as_of=as_of)
             clock["writing"] = time.perf_counter()
             stages = list(clock)
             summary = dataclasses.replace(_summarise(outcome, paths), seconds={
-                k: round(clock[k] - clock[prev], 3) for prev, k in zip(stages, stages[1:])})
+                k: round(clock[k] - clock[prev], 3) for prev, k in zip(stages, stages[1:])}, **amounts)
             _write_run(store, pred, summary, as_of=as_of, metrics={"counts": outcome.counts,
                                                                   "holdout": _headline(outcome)})
             summaries.append(summary)
             step.advance()
     store.con.execute("DROP TABLE IF EXISTS _pred_profiles")
     store.con.execute("DROP TABLE IF EXISTS _pred_names")
-    return PredictReport(as_of=as_of, predictions=tuple(summaries), load_seconds=round(load_seconds, 3))
+    return PredictReport(as_of=as_of, predictions=tuple(summaries), load_seconds=round(load_seconds, 3),
+                         config_path=None if source is None else str(source))
 
 
 def _headline(outcome: Outcome) -> dict[str, dict[str, float]]:

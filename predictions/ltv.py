@@ -3,6 +3,11 @@
 Eligible: profiles with at least two purchases up to ``as_of`` (Unify's rule). Candidates: the
 BG/NBD + Gamma-Gamma model (fitted on every profile with a purchase, since the dropout process is
 learned from one-time buyers too) and boosted regression trees on every feature.
+
+A purchase whose amount is present but unreadable (``"n/a"``) counts as a purchase (frequency,
+recency, eligibility); its amount is unknown, so it is left out of the monetary features, and a
+training row with one in its label window has an unknown label (``null``): the supervised fits and
+the holdout skip that row and the report counts it (``label_unknown``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ TASK = Task(
     positive="profiles with purchase value in the window",
     negative="profiles without",
     eligible=lambda pred: pl.col("target_count_all") >= 2,
-    label=lambda pred: pl.col("label_value").cast(pl.Float64).alias("label"),
+    # A purchase in the window whose amount cannot be read makes the total unknown, not smaller.
+    label=lambda pred: pl.when(pl.col("label_unreadable") == 0).then(pl.col("label_value").cast(pl.Float64))
+    .alias("label"),
     candidates=(
         Candidate(
             name="btyd",

@@ -210,12 +210,17 @@ def run_prediction(pred: Prediction, task: Task, *, train: pl.DataFrame, score: 
     ----------
     train
         Features with labels attached (:func:`predictions.labels.attach_labels`) at ``cutoffs``.
+        Rows whose task label is ``null`` (unknown, e.g. an LTV window holding an unreadable
+        amount) are left out of the supervised fits and the holdout and counted (``label_unknown``).
     score
         Features at ``as_of`` (no labels).
     cutoffs
         From :func:`training_cutoffs`: ``as_of - H`` first, then earlier ones.
     """
     evaluation_cutoff, fit_cutoffs = cutoffs[0], list(cutoffs[1:])
+    history = train  # the unsupervised candidates read features only: every row
+    train = train.filter(task.label(pred).is_not_null())  # an unknown label trains and scores nothing
+    label_unknown = history.filter(task.eligible(pred)).height - train.filter(task.eligible(pred)).height
     holdout_train = train.filter(pl.col("cutoff").is_in(fit_cutoffs))
     columns = informative_columns(holdout_train.filter(task.eligible(pred)), feature_columns(train))
     holdout_eval = train.filter((pl.col("cutoff") == evaluation_cutoff) & task.eligible(pred))
@@ -235,7 +240,7 @@ def run_prediction(pred: Prediction, task: Task, *, train: pl.DataFrame, score: 
     for cand in (*task.candidates, task.baseline):
         cols = cand.inputs(columns, pred)
         try:
-            fit_on = train.filter(pl.col("cutoff") == evaluation_cutoff) if cand.unsupervised else holdout_train
+            fit_on = history.filter(pl.col("cutoff") == evaluation_cutoff) if cand.unsupervised else holdout_train
             model = _fit(cand, task, pred, fit_on, cols)
             s = cand.score(model, _matrix(holdout_eval, cols))
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
@@ -279,6 +284,7 @@ def run_prediction(pred: Prediction, task: Task, *, train: pl.DataFrame, score: 
         "negatives": int(train_counts["negatives"]),
         "holdout_rows": int(eval_counts["rows"]),
         "holdout_positives": int(eval_counts["positives"]),
+        "label_unknown": int(label_unknown),
     }
     return Outcome(
         prediction=pred, model=best.name, model_title=best.title, why=why, metric_name=metric,

@@ -42,4 +42,6 @@ def test_flags_and_amounts_follow_traits_rules():
     assert [r["c1"] for r in by_row] == [True, True, False, False, False]
     assert [r["c2"] for r in by_row] == [False, False, False, True, True]
     assert sorted(r["a2"] for r in by_row if r["c2"] and r["a2"] is not None) == [12.5]  # "n/a" is no value
+    assert [r["u2"] for r in by_row] == [False, False, False, False, True]  # ... and is counted as unreadable
+    assert not any(r["u0"] or r["u1"] for r in by_row)  # no amount property: nothing to read
     store.close()
