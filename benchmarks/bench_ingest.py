@@ -8,7 +8,7 @@ Each contender runs in a fresh subprocess (so peak RSS is its own) into a fresh 
 
 Goal: ``profiles`` within 2.5x of ``bare`` at 1M events; at 10M events peak RSS under 2 GiB.
 
-    python -m benchmarks.bench_ingest --events 1000000 --json benchmarks/results/ingest-1m.json
+    python -m benchmarks.bench_ingest --events 1000000 --rounds 3 --json benchmarks/results/ingest-1m.json
     python -m benchmarks.bench_ingest --events 10000000 --no-bare     # peak memory check
 """
 
@@ -109,20 +109,44 @@ def _run(mode: str, source: Path) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(n_events: int, *, json_out: Path | None = None, source: Path | None = None, bare: bool = True) -> dict[str, Any]:
-    """Benchmark ``n_events`` (or an existing NDJSON ``source``): both contenders, ratio, machine."""
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of a contender's runs, with the least CPU and the runs themselves: other jobs on
+    the shared cores only ever add time, so the minimum is the closest to a quiet machine."""
+    fastest = min(runs, key=lambda r: r["seconds"])
+    best = {**fastest, "cpu_seconds": min(r["cpu_seconds"] for r in runs)}
+    if len(runs) > 1:
+        best["runs_seconds"] = [r["seconds"] for r in runs]
+        best["runs_cpu_seconds"] = [r["cpu_seconds"] for r in runs]
+    return best
+
+
+def run(
+    n_events: int, *, json_out: Path | None = None, source: Path | None = None, bare: bool = True, rounds: int = 1
+) -> dict[str, Any]:
+    """Benchmark ``n_events`` (or an existing NDJSON ``source``): both contenders, ratio, machine.
+
+    With ``rounds`` > 1 the contenders alternate (profiles, bare, profiles, bare, ...) and each
+    reports its best run, so a burst of load on the shared machine hits both alike.
+    """
     source = source or dataset(n_events)
-    ours = _run("profiles", source)
+    mine: list[dict[str, Any]] = []
+    floors: list[dict[str, Any]] = []
+    for _ in range(max(1, rounds)):
+        mine.append(_run("profiles", source))
+        if bare:
+            floors.append(_run("bare", source))
+    ours = _best(mine)
     result: dict[str, Any] = {
         "benchmark": "ingest",
         "events": ours["records"],
         "source": source.name,
         "file_mib": round(source.stat().st_size / 2**20, 1),
+        "rounds": max(1, rounds),
         "profiles": {**ours, "rows_per_s": round(ours["records"] / ours["seconds"])},
         "goal": "ratio_to_bare <= 2.5; peak_rss_mib < 2048 at 10M events",
     }
     if bare:
-        floor = _run("bare", source)
+        floor = _best(floors)
         result["bare_duckdb_read_json"] = {**floor, "rows_per_s": round(floor["rows"] / floor["seconds"])}
         result["ratio_to_bare"] = round(ours["seconds"] / floor["seconds"], 2)
         result["cpu_ratio_to_bare"] = round(ours["cpu_seconds"] / floor["cpu_seconds"], 2)
@@ -141,12 +165,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--json", type=Path, default=None, help="write the result JSON here")
     parser.add_argument("--source", type=Path, default=None, help="an existing NDJSON file instead of generating one")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare read_json run (e.g. the 10M memory check)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the contenders this many times; report each one's best")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "SOURCE", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_child(*args.child)))
         return None
-    return run(args.events, json_out=args.json, source=args.source, bare=not args.no_bare)
+    return run(args.events, json_out=args.json, source=args.source, bare=not args.no_bare, rounds=args.rounds)
 
 
 if __name__ == "__main__":
