@@ -281,14 +281,15 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
     preds: tuple[Prediction, ...] = tuple(config.predictions)
     reports = Path(config.reports)
     summaries: list[PredictionSummary] = []
-    source = getattr(config, "path", None)
+    path = getattr(config, "path", None)
+    source = None if path is None else str(path)
     if not preds:
-        return PredictReport(as_of=as_of, predictions=(), config_path=None if source is None else str(source))
+        return PredictReport(as_of=as_of, predictions=(), config_path=source)
     if _profiles_sql(store) is None or not store.has_table("event_profiles"):
         reason = "no identity resolution yet (no event_profiles table): run 'profiles resolve' first"
         return PredictReport(as_of=as_of, predictions=tuple(
             PredictionSummary(name=p.name, type=p.type, status="skipped", reason=reason) for p in preds),
-            config_path=None if source is None else str(source))
+            config_path=source)
     started = time.perf_counter()
     with progress.step("Loading events for predictions"):
         events, names = load_events(store, preds, as_of=as_of)
@@ -341,7 +342,7 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
     store.con.execute("DROP TABLE IF EXISTS _pred_profiles")
     store.con.execute("DROP TABLE IF EXISTS _pred_names")
     return PredictReport(as_of=as_of, predictions=tuple(summaries), load_seconds=round(load_seconds, 3),
-                         config_path=None if source is None else str(source))
+                         config_path=source)
 
 
 def _headline(outcome: Outcome) -> dict[str, dict[str, float]]:
