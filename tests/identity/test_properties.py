@@ -10,7 +10,7 @@ import hypothesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.identity.graph import GraphInput, resolve_graph
+from engine.identity.graph import GraphInput, GraphState, continue_graph, resolve_graph
 from engine.identity.resolve import resolve
 from engine.identity.rules import PERIODS, parse_identity
 from engine.store import Store
@@ -232,3 +232,53 @@ def test_bulk_resolution_equals_event_by_event_replay(data):
         assert np.array_equal(getattr(bulk, name), getattr(replay, name)), name
     merges = lambda r: sorted(zip(r.merge_event.tolist(), r.merge_from.tolist(), r.merge_into.tolist()))  # noqa: E731
     assert merges(bulk) == merges(replay)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=graphs(), cut=st.integers(0, 30))
+def test_continuing_from_the_state_after_a_prefix_equals_resolving_everything(data, cut):
+    """The continuation kernel: resolve the first events, keep only their profiles' identifiers
+    and gain times, continue with the rest; same profiles, merges, violations, gains."""
+    n_ev = len(data.event_ts)
+    k = min(cut, n_ev)
+    full = resolve_graph(data)
+    rows = data.row_event < k
+    empty = np.zeros(0, dtype=np.int64)
+    # the prefix from an empty state (profiles are then named by creating rank, as in ``full``)
+    prefix = continue_graph(
+        GraphInput(row_event=data.row_event[rows], row_ident=data.row_ident[rows], ident_type=data.ident_type,
+                   event_ts=data.event_ts[:k], limits=data.limits, periods=data.periods),
+        GraphState(profiles=0, ident=empty, owner=empty, gain_ts=empty),
+    )
+    creators = sorted(set(prefix.event_profile[prefix.event_profile >= 0].tolist()))
+    num = {c: i for i, c in enumerate(creators)}
+    gain = dict(zip(prefix.ident.tolist(), prefix.ident_gain.tolist()))
+    state = GraphState(
+        profiles=len(creators),
+        ident=prefix.ident,
+        owner=np.array([num[p] for p in prefix.ident_profile.tolist()], dtype=np.int64),
+        gain_ts=data.event_ts[prefix.ident_gain],
+    )
+    rest = ~rows
+    cont = continue_graph(
+        GraphInput(row_event=data.row_event[rest] - k, row_ident=data.row_ident[rest], ident_type=data.ident_type,
+                   event_ts=data.event_ts[k:], limits=data.limits, periods=data.periods),
+        state,
+    )
+    back = lambda p: p if p < 0 else (creators[p] if p < len(creators) else p - len(creators) + k)  # noqa: E731
+    assert [back(p) for p in cont.event_profile.tolist()] == full.event_profile[k:].tolist()
+    final = [back(p) for p in cont.profile_final.tolist()]
+    assert [p if p < 0 else final[num[p]] for p in prefix.event_profile.tolist()] == full.event_profile[:k].tolist()
+    for i, p in zip(state.ident.tolist(), state.owner.tolist()):
+        assert (full.ident_profile[i], full.ident_gain[i]) == (final[p], gain[i])
+    for i, p, g in zip(cont.ident.tolist(), cont.ident_profile.tolist(), cont.ident_gain.tolist()):
+        assert (full.ident_profile[i], full.ident_gain[i]) == (back(p), g + k)
+    merges = sorted(zip((cont.merge_event + k).tolist(), map(back, cont.merge_from.tolist()),
+                        map(back, cont.merge_into.tolist())))
+    after = full.merge_event >= k
+    assert merges == sorted(zip(full.merge_event[after].tolist(), full.merge_from[after].tolist(),
+                                full.merge_into[after].tolist()))
+    late = full.violation_event >= k
+    assert (cont.violation_event + k).tolist() == full.violation_event[late].tolist()
+    assert cont.violation_type.tolist() == full.violation_type[late].tolist()
+    assert cont.violation_ident.tolist() == full.violation_ident[late].tolist()
