@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.errors import ConfigError
 from engine.store import DerivedColumn
-from traits.values import VALUE_TYPES, kind_column, parse_iso, sql_str, ts_literal
+from traits.values import VALUE_TYPES, kind_column, parse_iso, path_problem, sql_str, ts_literal
 
 #: ``ref(kind, path)``: the quoted column of a derived column (kind: text/number/.../``kind``).
 ColumnRef = Callable[[str, str], str]
@@ -307,11 +307,9 @@ def parse_condition(raw: object, *, path: object, section: str, index: int) -> C
             path=path, section=section, key=key,
         )
     prop = raw.get("property")
-    if not isinstance(prop, str) or not prop or "" in prop.split("."):
-        raise ConfigError(
-            "'property' must be a non-empty dotted path such as \"order.total\"",
-            path=path, section=section, key=f"{key}.property",
-        )
+    problem = path_problem(prop)
+    if problem:
+        raise ConfigError(f"'property' {problem}", path=path, section=section, key=f"{key}.property")
     name = raw.get("operator")
     if not isinstance(name, str):
         raise ConfigError("'operator' is required (a string)", path=path, section=section, key=f"{key}.operator")

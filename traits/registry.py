@@ -20,7 +20,7 @@ from traits.event_counter import EventCounter
 from traits.first_last import First, Last
 from traits.most_frequent import MostFrequent
 from traits.unique_list import UniqueList, UniqueListCount
-from traits.values import VALUE_TYPES
+from traits.values import VALUE_TYPES, path_problem
 from traits.windows import parse_window
 
 #: Trait type name -> class.
@@ -125,11 +125,9 @@ def parse_trait(raw: object, *, path: str | Path | None, index: int) -> Trait:
     }
     if cls.takes_property:
         prop = raw.get("property")
-        if not isinstance(prop, str) or not prop or "" in prop.split("."):
-            raise ConfigError(
-                "'property' is required: a dotted path such as \"order.total\"",
-                path=path, section=section, key="property",
-            )
+        problem = path_problem(prop)
+        if problem:
+            raise ConfigError(f"'property' {problem}", path=path, section=section, key="property")
         fields["property"] = prop
         default_type = "number" if cls is Aggregation else "text"
         value_type = raw.get("value_type", default_type)

@@ -19,6 +19,17 @@ from engine.store import DerivedColumn
 
 #: Characters a plain path may use inside a derived column name; other paths are hashed.
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_.\-]+$")
+def path_problem(prop: object) -> str | None:
+    """Why ``prop`` is not a property path (``None`` when it is one): names what is wrong."""
+    if prop is None:
+        return "is required: a dotted path such as \"order.total\""
+    if not isinstance(prop, str) or not prop:
+        return f"must be a non-empty dotted path such as \"order.total\", not {prop!r}"
+    if "" in prop.split("."):
+        return f"{prop!r} is not a dotted path: it has an empty segment (a leading, trailing or double '.')"
+    return None
+
+
 #: Whitespace trimmed around numeric strings (ASCII only, so SQL and Python agree).
 WHITESPACE = " \t\n\r\f\v"
 #: A decimal number: what a numeric string must look like after trimming.

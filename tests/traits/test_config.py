@@ -68,7 +68,9 @@ def test_unknown_type_lists_valid_types():
     ({**BASE, "window": {"between": ["2025-03-01", "2025-01-01"]}}, "start", "window.between"),
     ({**BASE, "window": {"session_minutes": 1.5}}, "integer", "window.session_minutes"),
     ({**BASE, "window": {"all_time": False}}, "true", "window.all_time"),
-    ({**BASE, "property": "a..b"}, "dotted path", "property"),
+    ({**BASE, "property": "a..b"}, "'a..b' is not a dotted path: it has an empty segment", "property"),
+    ({**BASE, "property": 3}, "non-empty dotted path", "property"),
+    ({**BASE, "conditions": [{"property": ".x", "operator": "exists"}]}, "empty segment", "conditions[0].property"),
 ])
 def test_config_errors(table, match, key):
     err(table, match, key)
