@@ -569,16 +569,17 @@ def _limits(rules: IdentityRules) -> tuple[np.ndarray, np.ndarray]:
 
 def _graph_input(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> GraphInput:
     rows = con.execute(
-        """SELECT e.erank, i.iid FROM _id_rows r
-        JOIN _ev e USING (eid) JOIN _ids i USING (type, value)
-        ORDER BY e.erank, i.iid"""
+        "SELECT e.erank, i.iid FROM _id_rows r JOIN _ev e USING (eid) JOIN _ids i USING (type, value)"
     ).fetchnumpy()
+    erank = np.asarray(rows["erank"], dtype=np.int64)
+    iid = np.asarray(rows["iid"], dtype=np.int64)
+    order = np.lexsort((iid, erank))  # numpy sorts the integer pairs faster than the SQL sort
     ts = con.execute("SELECT ts FROM _ev ORDER BY erank").fetchnumpy()["ts"]
     types = con.execute("SELECT tidx FROM _ids ORDER BY iid").fetchnumpy()["tidx"]
     limits, periods = _limits(rules)
     return GraphInput(
-        row_event=np.asarray(rows["erank"], dtype=np.int64),
-        row_ident=np.asarray(rows["iid"], dtype=np.int64),
+        row_event=erank[order],
+        row_ident=iid[order],
         ident_type=np.asarray(types, dtype=np.int64),
         event_ts=np.asarray(ts, dtype=np.int64),
         limits=limits,
