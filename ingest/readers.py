@@ -395,16 +395,26 @@ def frame_to_texts(frame: pl.DataFrame) -> pl.Series:
     return encoded.to_series()
 
 
-def _tabular_chunk(frame: pl.DataFrame, first_row: int, failures: tuple[ReadFailure, ...] = (), skip: pl.Series | None = None) -> Chunk:
+def _tabular_chunk(
+    frame: pl.DataFrame, first_row: int | pl.Series, failures: tuple[ReadFailure, ...] = (), skip: pl.Series | None = None
+) -> Chunk:
+    """``first_row``: the row number of the frame's first row, or every row's number."""
     texts = frame_to_texts(frame)
-    numbers = pl.int_range(first_row, first_row + frame.height, dtype=pl.Int64, eager=True)
+    numbers = (
+        first_row if isinstance(first_row, pl.Series)
+        else pl.int_range(first_row, first_row + frame.height, dtype=pl.Int64, eager=True)
+    )
     if skip is not None:
         texts, numbers = texts.filter(~skip), numbers.filter(~skip)
     return Chunk(lines=numbers.to_arrow(), texts=texts.cast(pl.String).to_arrow().cast(pa.large_string()), failures=failures)
 
 
 def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
-    """CSV with a header row; every value is text, an empty field is absent; ``line`` = data row (1-based)."""
+    """CSV with a header row; every value is text, an empty field is absent; ``line`` = data row (1-based).
+
+    A row with more or fewer fields than the header is quarantined with its row number (pyarrow's
+    invalid-row handler skips it), and never costs the file's other rows.
+    """
     import pyarrow.csv as pacsv
 
     with open_binary(src) as stream:
@@ -416,16 +426,30 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
             return
         names, head_bytes = header
         reader_input = _Prefixed(head_bytes, stream)
+        skipped: list[ReadFailure] = []
+
+        def on_invalid_row(bad: pacsv.InvalidRow) -> str:
+            # Single-threaded parsing numbers physical rows from 1 at the header: data row = number - 1.
+            skipped.append(ReadFailure(
+                line=-1 if bad.number is None else bad.number - 1,
+                raw=cut_text(bad.text),
+                reason=f"CSV row has {bad.actual_columns} field(s), the header has {bad.expected_columns}",
+            ))
+            return "skip"
+
         try:
             reader = pacsv.open_csv(
                 reader_input,
-                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=max(1 << 16, chunk_records * 256)),
+                read_options=pacsv.ReadOptions(
+                    column_names=names, skip_rows=1, block_size=max(1 << 16, chunk_records * 256), use_threads=False
+                ),
                 convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names}, quoted_strings_can_be_null=False),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid_row),
             )
         except (pa.ArrowInvalid, *_STREAM_ERRORS) as exc:
             raise FileProblem(f"not a readable CSV file: {exc}", line=1) from None
         row = 1
+        reported = 0
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -434,10 +458,27 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
             except (pa.ArrowInvalid, *_STREAM_ERRORS) as exc:
                 reason = _stream_problem(exc) if isinstance(exc, _STREAM_ERRORS) else f"CSV error: {exc}"
                 raise FileProblem(reason, line=row) from None
-            if batch.num_rows == 0:
-                continue
-            yield _csv_batch(batch, row)
-            row += batch.num_rows
+            numbers = _rows_left(row, batch.num_rows, {f.line for f in skipped})
+            new_failures = tuple(skipped[reported:])
+            reported = len(skipped)
+            if batch.num_rows:
+                yield _csv_batch(batch, numbers, new_failures)
+                row = int(numbers[-1]) + 1
+            elif new_failures:
+                yield _failures_only(new_failures)
+        if len(skipped) > reported:
+            yield _failures_only(tuple(skipped[reported:]))
+
+
+def _failures_only(failures: tuple[ReadFailure, ...]) -> Chunk:
+    return Chunk(lines=pa.array([], pa.int64()), texts=pa.array([], pa.large_string()), failures=failures)
+
+
+def _rows_left(first: int, count: int, skipped: set[int]) -> pl.Series:
+    """The ``count`` smallest row numbers from ``first`` on that were not skipped as invalid."""
+    span = np.arange(first, first + count + len(skipped), dtype=np.int64)
+    kept = span[~np.isin(span, np.fromiter(skipped, dtype=np.int64, count=len(skipped)))]
+    return pl.Series(kept[:count], dtype=pl.Int64)
 
 
 def _csv_header(stream: IO[bytes]) -> tuple[list[str], bytes] | None:
@@ -482,7 +523,7 @@ class _Prefixed:
         self.closed = True
 
 
-def _csv_batch(batch: pa.RecordBatch, first_row: int) -> Chunk:
+def _csv_batch(batch: pa.RecordBatch, numbers: pl.Series, skipped: tuple[ReadFailure, ...] = ()) -> Chunk:
     """Binary cells -> text in one cast; only a batch holding invalid UTF-8 is checked row by row."""
     try:
         frame = pl.from_arrow(batch.cast(pa.schema([(n, pa.string()) for n in batch.schema.names])))
@@ -497,11 +538,11 @@ def _csv_batch(batch: pa.RecordBatch, first_row: int) -> Chunk:
         )
     assert isinstance(frame, pl.DataFrame)
     frame = frame.select(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in frame.columns)
-    failures: tuple[ReadFailure, ...] = ()
+    failures: tuple[ReadFailure, ...] = skipped
     if bad is not None:
-        failures = tuple(
+        failures += tuple(
             ReadFailure(
-                line=first_row + i,
+                line=int(numbers[i]),
                 raw=cut_text(json.dumps(frame.row(i, named=True), ensure_ascii=False)),
                 reason="invalid UTF-8 in column(s) "
                 + ", ".join(n for n in batch.schema.names if batch.column(n)[i].as_py() is not None and _not_utf8(batch.column(n)[i].as_py())),
@@ -509,7 +550,7 @@ def _csv_batch(batch: pa.RecordBatch, first_row: int) -> Chunk:
             for i in range(batch.num_rows)
             if flags[i]
         )
-    return _tabular_chunk(frame, first_row, failures, skip=bad)
+    return _tabular_chunk(frame, numbers, failures, skip=bad)
 
 
 def _not_utf8(value: bytes) -> bool:

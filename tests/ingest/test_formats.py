@@ -73,6 +73,42 @@ def test_csv_gzip_and_invalid_utf8_row(store, tmp_path):
     assert reasons(store) == {2: "invalid UTF-8 in column(s) userId"}
 
 
+@pytest.mark.parametrize("chunk_records", [1, 1000])
+def test_csv_rows_with_the_wrong_number_of_fields_are_quarantined_alone(store, tmp_path, chunk_records):
+    path = tmp_path / "ragged.csv"
+    path.write_text(
+        "type,userId,event,messageId\n"
+        "track,u1,E,c1\n"
+        "track,u2,E,c2,extra\n"
+        "track,u3,E,c3\n"
+        "track,u4\n"
+        "track,u5,E,c5\n",
+        encoding="utf-8",
+    )
+    report = ingest(store, path, chunk_records=chunk_records)
+    assert (report.records, report.ingested, report.quarantined) == (5, 3, 2)
+    assert reasons(store) == {
+        2: "CSV row has 5 field(s), the header has 4",
+        4: "CSV row has 2 field(s), the header has 4",
+    }
+    assert rows(store, "SELECT message_id, source_line FROM events ORDER BY source_line") == [
+        ("c1", 1), ("c3", 3), ("c5", 5),
+    ]
+
+
+def test_csv_row_numbers_stay_exact_across_blocks_after_skipped_rows(store, tmp_path):
+    bad = {n for n in range(1, 4001) if n % 97 == 0}
+    lines = ["type,userId,event,messageId,padding"]
+    lines += [f"track,u{n},E,c{n}" if n in bad else f"track,u{n},E,c{n},{'x' * 20}" for n in range(1, 4001)]
+    path = tmp_path / "big.csv"  # about 200 KB: several 64 KiB parse blocks
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = ingest(store, path, chunk_records=10)  # 64 KiB blocks
+    assert (report.ingested, report.quarantined) == (4000 - len(bad), len(bad))
+    assert set(reasons(store)) == bad
+    stored = rows(store, "SELECT message_id, source_line FROM events")
+    assert all(message_id == f"c{line}" for message_id, line in stored)
+
+
 def test_parquet_structs_and_dotted_columns_are_the_same_events(store):
     report = ingest(store, CASES / "structs.parquet", CASES / "dotted.parquet")
     structs, dotted = report.files
