@@ -426,8 +426,13 @@ def ingest_file(
     now: datetime,
     chunk_records: int = CHUNK_RECORDS,
 ) -> FileReport:
-    """Ingest one file in one transaction (see the module docstring); returns its report."""
+    """Ingest one file in one transaction (see the module docstring); returns its report.
+
+    ``now`` is the run's ingest time (the event time of messages without one); the log's
+    ``started_at`` / ``finished_at`` are this file's own wall-clock times.
+    """
     started = time.perf_counter()
+    started_at = datetime.now(timezone.utc)
     shown = str(path)
     size = path.stat().st_size
     if size == 0:
@@ -484,7 +489,7 @@ def ingest_file(
             [
                 ingest_id, shown, fmt + (".gz" if compressed else ""), size, known if hashing is None else hashing.result(), counts.records,
                 ingested, duplicates, conflicts, quarantined, status,
-                message or None, now, datetime.now(timezone.utc),
+                message or None, started_at, datetime.now(timezone.utc),
             ],
         )
     return FileReport(

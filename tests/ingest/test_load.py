@@ -8,7 +8,7 @@ from rich.console import Console
 
 import ingest.load as load
 from engine.progress import Progress
-from tests.ingest.conftest import CASES, ingest, rows, write_lines
+from tests.ingest.conftest import CASES, NOW, ingest, rows, write_lines
 
 MSG = {"type": "track", "event": "E", "userId": "u1", "timestamp": "2024-03-01T10:00:00Z"}
 
@@ -205,3 +205,16 @@ def test_file_store_memory_cap_is_lifted_after_ingest(tmp_path):
         before = rows(store, setting)
         report = ingest(store, CASES / "valid.ndjson")
         assert report.ingested == 10 and rows(store, setting) == before
+
+
+def test_each_file_logs_its_own_start_and_finish(store, tmp_path):
+    first = write_lines(tmp_path / "a.ndjson", [{"type": "track", "event": "E", "userId": "u", "messageId": "a",
+                                                  "timestamp": "2024-01-01T00:00:00Z"}])
+    second = write_lines(tmp_path / "b.ndjson", [{"type": "track", "event": "E", "userId": "u", "messageId": "b",
+                                                   "timestamp": "2024-01-01T00:00:00Z"}])
+    ingest(store, first, second)
+    (a_start, a_end), (b_start, b_end) = rows(
+        store, "SELECT started_at, finished_at FROM ingest_log ORDER BY ingest_id"
+    )
+    assert a_start <= a_end <= b_start <= b_end
+    assert a_start != NOW
