@@ -354,6 +354,16 @@ class Store:
 
     def _create_or_migrate(self) -> None:
         version = self._version()
+        if version is None:
+            foreign = [r[0] for r in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY 1"
+            ).fetchall()]
+            if foreign:  # creation is one transaction, so a store never lacks its version row
+                raise StoreError(
+                    f"{self.path} is a DuckDB database but not a profiles store (it holds "
+                    f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+                    "pass --store with a new file name or a profiles store"
+                )
         with self.transaction():
             if version is None:
                 for ddl in TABLES.values():

@@ -97,3 +97,13 @@ def test_a_derived_column_name_cannot_be_reused_for_another_expression():
     store.ensure_derived_columns([DerivedColumn(name="c", sql_type="DOUBLE", expression="1.0")])
     with pytest.raises(StoreError, match="another definition"):
         store.ensure_derived_columns([DerivedColumn(name="c", sql_type="DOUBLE", expression="2.0")])
+
+
+def test_a_duckdb_file_that_is_not_a_store_is_refused_untouched(tmp_path):
+    path = tmp_path / "other.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE x AS SELECT 1 AS a")
+    with pytest.raises(StoreError, match="not a profiles store .*holds x"):
+        Store.open(path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("x",)]
