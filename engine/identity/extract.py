@@ -213,7 +213,7 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events", key: str = 
         SELECT eid, type, {normalise_sql("type", trim_sql("v"))} AS value
         FROM cand WHERE type IN ({types_list})
     )
-    SELECT eid, type, value, {blocked_sql(rules, "value")} AS blocked
+    SELECT eid, type, value, {blocked_sql(rules, "type", "value")} AS blocked
     FROM norm WHERE value <> ''
     """
 
@@ -235,12 +235,30 @@ def normalise_sql(type_sql: str, value_sql: str) -> str:
     )
 
 
-def blocked_sql(rules: IdentityRules, value_sql: str) -> str:
+def project_blocked(rules: IdentityRules) -> dict[str, tuple[str, ...]]:
+    """Per identifier type, the project's blocked values as that type normalises them.
+
+    identity.md: project values block *exactly*, compared after normalisation. Normalising the
+    configured value the same way keeps ``Test@Example.com`` blocking that email (emails are
+    lower-cased), while ``Guest`` blocks the user id ``Guest`` and not ``guest``.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for rule in rules.identifiers:
+        values = sorted({v for v in (normalise(rule.type, b) for b in rules.blocked_values) if v is not None})
+        if values:
+            out[rule.type] = tuple(values)
+    return out
+
+
+def blocked_sql(rules: IdentityRules, type_sql: str, value_sql: str) -> str:
     """SQL that is true when a normalised value is blocked (built-ins, project values, patterns)."""
-    exact = sorted(BUILTIN_BLOCKED | {v.strip(WHITESPACE).lower() for v in rules.blocked_values})
     parts = [
-        f"lower({value_sql}) IN ({', '.join(sql_literal(v) for v in exact)})",
+        f"lower({value_sql}) IN ({', '.join(sql_literal(v) for v in sorted(BUILTIN_BLOCKED))})",
         f"regexp_full_match({value_sql}, {sql_literal(BUILTIN_BLOCKED_PATTERN)})",
+    ]
+    parts += [
+        f"({type_sql} = {sql_literal(t)} AND {value_sql} IN ({', '.join(sql_literal(v) for v in values)}))"
+        for t, values in project_blocked(rules).items()
     ]
     parts += [f"regexp_full_match({value_sql}, {sql_literal(p)})" for p in rules.blocked_patterns]
     return "(" + " OR ".join(parts) + ")"
@@ -281,10 +299,9 @@ def normalise(type_: str, value: Any) -> str | None:
     return text or None
 
 
-def is_blocked(rules: IdentityRules, value: str) -> bool:
-    """Whether a normalised value is blocked, exactly as :func:`blocked_sql` decides."""
-    lowered = value.lower()
-    if lowered in BUILTIN_BLOCKED or lowered in {v.strip(WHITESPACE).lower() for v in rules.blocked_values}:
+def is_blocked(rules: IdentityRules, type_: str, value: str) -> bool:
+    """Whether a normalised value of ``type_`` is blocked, exactly as :func:`blocked_sql` decides."""
+    if value.lower() in BUILTIN_BLOCKED or value in project_blocked(rules).get(type_, ()):
         return True
     if re.fullmatch(BUILTIN_BLOCKED_PATTERN, value):
         return True

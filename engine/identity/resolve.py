@@ -54,8 +54,8 @@ IDENTITY_TABLES = (
 )
 #: Tables of older layouts, dropped by the full rebuild that a layout change forces.
 _RETIRED_TABLES = ("identity_components",)
-#: Part of the rules hash: a new table layout forces one full rebuild.
-_LAYOUT_VERSION = 3
+#: Part of the rules hash: a new table layout (or a changed rule semantics) forces one full rebuild.
+_LAYOUT_VERSION = 4  # 4: project blocked values are exact per type
 _STATE_KEY = "identity_state"
 _RULES_KEY = "identity_rules"
 _RUN_KEY = "identity_run"

@@ -101,9 +101,8 @@ def raw_identifiers(ev: dict[str, Any], rules: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def blocked(rules: Any, value: str) -> bool:
-    low = value.lower()
-    if low in _BLOCKED or low in {v.strip().lower() for v in rules.blocked_values}:
+def blocked(rules: Any, type_: str, value: str) -> bool:
+    if value.lower() in _BLOCKED or value in {_norm(type_, v) for v in rules.blocked_values}:
         return True
     if value and set(value) <= {"0", "-"}:
         return True
@@ -145,7 +144,7 @@ def oracle_resolve(events: list[dict[str, Any]], rules: Any) -> OracleResult:
             value = _norm(type_, raw)
             if value is None:
                 continue
-            if blocked(rules, value):
+            if blocked(rules, type_, value):
                 blocked_here.add((type_, value))
                 continue
             if (type_, value) not in seen:

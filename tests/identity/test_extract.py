@@ -137,7 +137,7 @@ def test_numbers_are_their_json_text_other_non_strings_absent():
 def test_builtin_blocked_values_after_normalisation(value):
     got = extracted(ev("m", user_id="u", anonymous_id=value))
     assert ("anonymous_id", value.strip(), True) in got
-    assert is_blocked(default_rules(), value.strip())
+    assert is_blocked(default_rules(), "anonymous_id", value.strip())
 
 
 @pytest.mark.parametrize("value", ["10", "-2", "0x", "nul", "anonymous1"])
@@ -157,9 +157,22 @@ def test_project_blocked_values_and_full_match_patterns():
            context={"traits": {"email": "xx@y.io"}})
     assert extracted(e, rules) == {
         ("user_id", "guest-42", True),
-        ("email", "test@example.com", True),
+        ("email", "test@example.com", True),  # compared after normalisation: emails are lower-cased
         ("email", "xx@y.io", False),  # "x+" must match the whole value
     }
+
+
+def test_project_blocked_values_are_exact_for_case_sensitive_types():
+    rules = parse_identity(
+        {"identifiers": [{"type": "user_id", "limit": 1}, {"type": "phone", "limit": 5}],
+         "blocked_values": ["Guest", "+1 555 0100"]}
+    )
+    assert extracted(ev("a", user_id="Guest"), rules) == {("user_id", "Guest", True)}
+    assert extracted(ev("b", user_id="guest"), rules) == {("user_id", "guest", False)}
+    assert extracted(ev("c", user_id="u", traits={"phone": "+1 (555) 01-00"}), rules) == {
+        ("user_id", "u", False), ("phone", "+15550100", True),
+    }
+    assert is_blocked(rules, "user_id", "Guest") and not is_blocked(rules, "user_id", "GUEST")
 
 
 def test_blocked_values_are_counted_per_type_and_value_and_never_identify():
