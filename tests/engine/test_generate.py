@@ -342,11 +342,6 @@ def test_starter_project_file_parses_with_the_named_definitions() -> None:
     assert [(p.name, p.horizon_days) for p in config.predictions] == [
         ("churn_30d", 30), ("ltv_90d", 90), ("likely_to_call_15d", 15),
     ]
-    rules = [(r.type, r.limit, r.period) for r in config.identity.identifiers]
-    assert rules == [
-        ("user_id", 1, "ever"), ("email", 5, "annually"), ("phone", 5, "annually"),
-        ("anonymous_id", 5, "weekly"),
-    ]
     assert config.trait("frequent_inbound_channel").min_frequency == 2
 
 
