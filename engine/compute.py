@@ -129,7 +129,7 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
 STATE_VERSION = 2
 _META = "traits_state"
 #: Temporary tables of one run.
-_TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_dl", "__t_fp", "__t_new", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
+_TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_orph", "__t_dl", "__t_fp", "__t_new", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
 
 
 def state_key(trait: Trait) -> str:
@@ -400,6 +400,17 @@ def _plan_update(
         ) c JOIN __t_rmap m ON m.message_id = c.message_id"""
         if counts.get("recompute") else "CREATE OR REPLACE TEMP TABLE __t_rev AS SELECT * FROM __t_nevt LIMIT 0"
     )
+    # rows of recomputed or gone profiles whose event no recomputed profile holds now: the event
+    # is no longer resolved (e.g. a rules edit left it without identifiers); it stays, unmapped
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __t_orph AS
+        SELECT ep.profile_id, c.* EXCLUDE (profile_id) FROM trait_events c
+        LEFT JOIN event_profiles ep ON ep.message_id = c.message_id
+        WHERE c.profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
+          AND c.message_id NOT IN (SELECT message_id FROM __t_rmap)"""
+        if counts.get("recompute") or counts.get("gone")
+        else "CREATE OR REPLACE TEMP TABLE __t_orph AS SELECT * FROM __t_nevt LIMIT 0"
+    )
     if kept:
         def cols(alias: str) -> str:
             return ", ".join(["t.profile_id", "t._n", "t._fp", *(f"{alias}.{c}" for c in kplan.state_columns())])
@@ -543,6 +554,7 @@ def _write_update(store: Store, plan: Plan, kept: list[int], update: _Update, pr
                OR (profile_id IS NULL AND message_id IN (SELECT message_id FROM __t_rmap))"""
         )
         con.execute("INSERT INTO trait_events BY NAME SELECT * FROM __t_rev")
+        con.execute("INSERT INTO trait_events BY NAME SELECT * FROM __t_orph")
     con.execute(
         """INSERT INTO trait_events BY NAME SELECT * FROM __t_nevt
         WHERE profile_id IS NULL OR profile_id NOT IN (SELECT profile_id FROM __t_touched WHERE kind = 'recompute')"""

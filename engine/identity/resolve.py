@@ -2,10 +2,11 @@
 
 The result is a function of the event set and the rules (``identity.md``: order independence).
 Candidate components (events linked transitively by shared identifiers, limits ignored) are
-closed: each resolves from scratch independently of the others. So a run with new events
-re-resolves only the components their identifiers touch (plus the new events) and leaves the
-rest alone, which makes late events exact by construction; a rules change, or an ingest whose
-event count changed, rebuilds everything. Extraction and joins run in DuckDB; the graph runs on
+closed: each resolves independently of the others. So a run with new events touches only the
+components their identifiers reach: new events that come after everything stored in their
+components continue from the stored state; a late event that changes nothing but its own row is
+absorbed; any other late event re-resolves its components from scratch (exact by construction).
+A rules change, or an ingest whose event count changed, rebuilds everything (docs/identity.md). Extraction and joins run in DuckDB; the graph runs on
 integer arrays in :mod:`engine.identity.graph`.
 """
 
@@ -199,6 +200,9 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
         with progress.step("Writing identity tables"):
             with store.transaction():
                 if full:
+                    # what every profile was before the rebuild, so the change log lists the
+                    # differences (removed profiles included), not every profile as created
+                    _fingerprints(con, "_fp_old", "SELECT profile_id FROM profiles")
                     for table in (*IDENTITY_TABLES, *_RETIRED_TABLES):
                         con.execute(f"DROP TABLE IF EXISTS {table}" if table in _RETIRED_TABLES
                                     else f"DELETE FROM {table}")
@@ -753,9 +757,7 @@ def _write(
              "limit_value": [x.limit for x in rules.identifiers]}
         ),
     })
-    if full:
-        con.execute("CREATE OR REPLACE TEMP TABLE _fp_old (profile_id VARCHAR, fp UBIGINT)")
-    else:
+    if not full:  # a full run took ``_fp_old`` of every profile before emptying the tables
         _fingerprints(con, "_fp_old", "SELECT profile_id FROM _old_prof")
         for table in ("profiles", "profile_identifiers", "profile_traits", "identity_component_profiles"):
             con.execute(f"DELETE FROM {table} WHERE profile_id IN (SELECT profile_id FROM _old_prof)")

@@ -324,3 +324,29 @@ def test_without_a_recorded_identity_run_the_fingerprint_pass_decides():
         assert_trait_events_current(store)
         want = {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
         assert values(store) == want
+
+
+def test_a_full_identity_rebuild_after_a_rules_edit_updates_exactly():
+    """A rules edit rebuilds identity from scratch; its change log must still name removed profiles."""
+    defs = [{"name": "n", "type": "event_counter", "event": "A"}]
+    traits = parse_traits(defs, path="r.toml")
+    evs = [
+        {"message_id": "m0", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=3),
+         "user_id": None, "anonymous_id": "a0", "properties": {}},
+        {"message_id": "m1", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=2),
+         "user_id": "u0", "anonymous_id": "a0", "properties": {}},
+        {"message_id": "m2", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=1),
+         "user_id": "u1", "anonymous_id": None, "properties": {}},
+    ]
+    with Store.open(None) as store:
+        insert(store, evs, 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        assert sorted(values(store).values(), key=lambda v: v["n"]) == [{"n": 1}, {"n": 2}]
+        user_ids_only = parse_identity({"identifiers": [{"type": "user_id", "limit": 1}]})
+        resolve(store, user_ids_only)  # m0 (anonymous only) is now unresolved: prf(m0) is gone
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert not report.full
+        want = {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
+        assert values(store) == want and len(want) == 2
+        assert_trait_events_current(store)
