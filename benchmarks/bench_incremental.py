@@ -14,7 +14,7 @@ events, anywhere in the past); the other 99% are ingested, resolved and computed
 Goals (traits side): incremental >= 20x faster than full on the 1% append; sliding >= 10x.
 ``end_to_end`` adds the ingest, resolve and the checkpoint of their writes (the same for both;
 other engineers' parts) to each traits step. Wall time is noisy on the shared 2-core machine, so CPU seconds are reported too.
-The base store is cached in two stages: ``incr-N-resolved.duckdb`` (ingest + resolve, slow) and
+The base store is cached in two stages: ``incr-N-resolved-i<identity layout>.duckdb`` (ingest + resolve, slow) and
 ``incr-N-base-v<trait state version>.duckdb`` (traits computed), so a state layout change only
 recomputes the traits.
 
@@ -74,13 +74,15 @@ def split(n_events: int) -> tuple[Path, Path]:
 
 def resolved(n_events: int) -> Path:
     """The base store with the 99% ingested and resolved (no traits): the slow part, cached once."""
-    from engine.identity.resolve import resolve
+    from engine.identity.resolve import LAYOUT_VERSION, resolve
     from engine.identity.rules import parse_identity
     from engine.store import Store
     from ingest.load import ingest_paths
 
     base, _ = split(n_events)
-    path = CACHE / f"incr-{n_events}-resolved.duckdb"
+    # the identity layout is in the name: a store resolved by older rules would make the timed
+    # "incremental" resolve a full rebuild
+    path = CACHE / f"incr-{n_events}-resolved-i{LAYOUT_VERSION}.duckdb"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp.duckdb")
         tmp.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from rich.text import Text
 from engine.config import ProjectConfig
 from engine.export import json_default, traits_as_of
 from engine.store import Store, quote
+from predictions.tasks import TASKS
 from traits.base import Trait
 
 
@@ -83,14 +84,6 @@ def format_value(value: Any, *, digits: int = 6) -> str:
     return str(value)
 
 
-#: Why a scored prediction has no score for a profile (docs/predictions.md, "What is scored").
-_NOT_ELIGIBLE = {
-    "goal": "not eligible: no event up to as_of",
-    "churn": "not eligible: no counting event in the {h} days before as_of (only active profiles can churn)",
-    "ltv": "not eligible: fewer than two counting events up to as_of",
-}
-
-
 def _predictions(store: Store, config: ProjectConfig, profile_id: str) -> pl.DataFrame:
     """Per prediction of the project: score, percentile, and the model or why there is no score."""
     rows = []
@@ -112,8 +105,10 @@ def _predictions(store: Store, config: ProjectConfig, profile_id: str) -> pl.Dat
             rows.append((p.name, None, None, "not predicted yet: run 'profiles predict'"))
         elif run[0] != "scored":
             rows.append((p.name, None, None, f"not scored: {run[2]}"))
-        elif scored is None or scored[0] is None:
-            rows.append((p.name, None, None, _NOT_ELIGIBLE[p.type].format(h=p.horizon_days)))
+        elif scored is None:  # predict scores every profile: this one is newer than the run
+            rows.append((p.name, None, None, "not scored yet: the profile is newer than the last 'profiles predict'"))
+        elif scored[0] is None:
+            rows.append((p.name, None, None, "not eligible: " + TASKS[p.type].ineligible.format(h=p.horizon_days)))
         else:
             rows.append((p.name, scored[0], scored[1], str(scored[2] or run[1])))
     return pl.DataFrame(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -198,12 +199,25 @@ def resolve_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str, bool]]:
     return out
 
 
-def _content_hash(path: Path) -> str:
+def _content_hash(path: Path, stop: threading.Event | None = None) -> str:
+    """sha256 of the file; ``stop`` ends a background hash early when the ingest is abandoned
+    (an error or Ctrl-C), so leaving the file's thread pool does not wait for a whole file."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
+            if stop is not None and stop.is_set():
+                return ""
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def _set_on_error(event: threading.Event) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        event.set()
+        raise
 
 
 # -- one file ----------------------------------------------------------------------------------------
@@ -449,12 +463,14 @@ def ingest_file(
             )
     counts = _Counts()
     problem: FileProblem | None = None
+    abandon = threading.Event()
     with (
         ThreadPoolExecutor(max_workers=1) as pool,
+        _set_on_error(abandon),  # left before the pool, which waits for the hash to return
         progress.step(f"Ingesting {path.name}", total=size) as step,
         store.transaction() as con,
     ):
-        hashing: Future[str] | None = None if known is not None else pool.submit(_content_hash, path)
+        hashing: Future[str] | None = None if known is not None else pool.submit(_content_hash, path, abandon)
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchall()[0][0]
         source = Source(path=path, format=fmt, compressed=compressed, on_bytes=step.advance)
         derived = tuple(store.derived_columns())

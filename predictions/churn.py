@@ -17,4 +17,5 @@ TASK = Task(
     candidates=(btyd(event_is_positive=False), gbt(positive="churn"), recency(),
                 survival(event_is_positive=False)),
     baseline=recency_baseline(),
+    ineligible="no counting event in the {h} days before as_of (only active profiles can churn)",
 )

@@ -17,4 +17,5 @@ TASK = Task(
     candidates=(btyd(event_is_positive=True), gbt(positive="goal"), recency(),
                 survival(event_is_positive=True)),
     baseline=recency_baseline(),
+    ineligible="no event up to as_of",
 )

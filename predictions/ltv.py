@@ -55,6 +55,7 @@ TASK = Task(
         target="none",
         score=lambda m, X: m.predict(X),
     ),
+    ineligible="fewer than two counting events up to as_of",
     with_rfm=True,
     reference="btyd",
     guards=(("rmse", "min"),),

@@ -83,6 +83,8 @@ class Task:
     label: Callable[[Prediction], pl.Expr]
     candidates: tuple[Candidate, ...]
     baseline: Candidate
+    #: Why a profile gets no score (``profiles show``); ``{h}`` is the horizon in days.
+    ineligible: str
     with_rfm: bool = False
     #: The reference candidate a challenger must not lose to on any ``guards`` metric.
     reference: str | None = None

@@ -56,7 +56,7 @@ IDENTITY_TABLES = (
 #: Tables of older layouts, dropped by the full rebuild that a layout change forces.
 _RETIRED_TABLES = ("identity_components",)
 #: Part of the rules hash: a new table layout (or a changed rule semantics) forces one full rebuild.
-_LAYOUT_VERSION = 4  # 4: project blocked values are exact per type
+LAYOUT_VERSION = 4  # 4: project blocked values are exact per type
 _STATE_KEY = "identity_state"
 _RULES_KEY = "identity_rules"
 _RUN_KEY = "identity_run"
@@ -181,7 +181,7 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
     state = _state(con, rules)
     if store.get_meta(_STATE_KEY) == state:
         return _report(con, started, up_to_date=True, result=None)
-    rules_hash = definition_hash({"rules": rules.semantic(), "v": _LAYOUT_VERSION})
+    rules_hash = definition_hash({"rules": rules.semantic(), "v": LAYOUT_VERSION})
     full = store.get_meta(_RULES_KEY) != rules_hash or _ingests_changed(con)
     run_id = int(store.get_meta(_RUN_KEY) or 0) + 1
     marks = [time.perf_counter()]

@@ -259,11 +259,12 @@ def test_show_says_why_a_prediction_has_no_score(tmp_path):
 
     config = parse_config({"predictions": [
         {"name": p, "type": t, "event": "E", "horizon_days": 30} | ({"property": "x"} if t == "ltv" else {})
-        for p, t in (("c", "churn"), ("l", "ltv"), ("g", "goal"), ("never", "goal"))
+        for p, t in (("c", "churn"), ("l", "ltv"), ("g", "goal"), ("never", "goal"), ("new", "churn"))
     ]}, root=tmp_path)
     store = Store.open(None)
     at = datetime(2025, 3, 1, tzinfo=UTC)
-    for name, status, reason in (("c", "scored", ""), ("l", "scored", ""), ("g", "skipped", "too few events")):
+    for name, status, reason in (("c", "scored", ""), ("l", "scored", ""), ("g", "skipped", "too few events"),
+                                 ("new", "scored", "")):
         store.con.execute(
             "INSERT INTO prediction_runs VALUES (?, ?, ?, 'gbt', ?, 'h', NULL, NULL, NULL)", [name, at, status, reason]
         )
@@ -275,4 +276,5 @@ def test_show_says_why_a_prediction_has_no_score(tmp_path):
         "l": "not eligible: fewer than two counting events up to as_of",
         "g": "not scored: too few events",
         "never": "not predicted yet: run 'profiles predict'",
+        "new": "not scored yet: the profile is newer than the last 'profiles predict'",
     }

@@ -218,3 +218,17 @@ def test_each_file_logs_its_own_start_and_finish(store, tmp_path):
     )
     assert a_start <= a_end <= b_start <= b_end
     assert a_start != NOW
+
+
+def test_an_abandoned_ingest_stops_hashing_the_file(tmp_path):
+    import threading
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * (3 << 20))
+    stop = threading.Event()
+    assert load._content_hash(path, stop) == load._content_hash(path)
+    stop.set()
+    assert load._content_hash(path, stop) == ""
+    with pytest.raises(KeyboardInterrupt), load._set_on_error(stop := threading.Event()):
+        raise KeyboardInterrupt
+    assert stop.is_set()

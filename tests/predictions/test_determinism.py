@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
-import pytest
 from polars.testing import assert_frame_equal
 
 from engine.predict import run_predictions
