@@ -247,6 +247,25 @@ def generate_once(events: int, *, log: Path) -> dict[str, Any]:
     return result
 
 
+def _keep_earlier(path: Path, raw: dict[str, Any], rows: list[Row], failures: dict[str, str]) -> list[Row]:
+    """With ``--only``, the day's summary of this size keeps the benchmarks not re-run.
+
+    So ``--only ingest`` then ``--only traits`` build one summary (and one point per size in the
+    plot) instead of the second clobbering the first. ``raw`` and ``failures`` are completed in
+    place; the returned rows are ordered by benchmark.
+    """
+    if not path.exists():
+        return rows
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    kept = [name for name in earlier.get("runs", {}) if name not in raw]
+    for name in kept:
+        raw[name] = earlier["runs"][name]
+        if name in earlier.get("failures", {}):
+            failures[name] = earlier["failures"][name]
+    carried = [Row(**r) for r in earlier.get("table", []) if r["benchmark"] in kept]
+    return sorted(rows + carried, key=lambda r: r.benchmark)
+
+
 def run(
     events: int, *, only: list[str] | None = None, repeat: int = 3, results_dir: Path = RESULTS
 ) -> dict[str, Any]:
@@ -280,6 +299,8 @@ def run(
                             peak_rss_mib=None, rows_per_s=None, ratios={}))
             continue
         rows += summarise(name, raw[name])
+    if only:
+        rows = _keep_earlier(stem.with_suffix(".json"), raw, rows, failures)
     facts["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     summary = {
         "events": events,

@@ -418,3 +418,19 @@ def test_plot_uses_the_newest_summary_of_each_size(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="no runner results"):
         plot([], tmp_path / "none.png")
+
+
+def test_runs_with_only_add_up_to_one_summary_per_day_and_size(tmp_path, monkeypatch) -> None:
+    import benchmarks.__main__ as runner
+
+    monkeypatch.setattr(runner, "discover", lambda: ["alpha", "beta"])
+    monkeypatch.setattr(runner, "generate_once", lambda events, log: {"cached": "x"})
+    monkeypatch.setattr(runner, "machine", lambda: {"cores": 2})
+    monkeypatch.setattr(runner, "run_once", lambda name, events, log: {"seconds": {"alpha": 1.0, "beta": 2.0}[name]})
+    runner.run(1000, only=["alpha"], repeat=1, results_dir=tmp_path)
+    summary = runner.run(1000, only=["beta"], repeat=1, results_dir=tmp_path)
+    assert [(r["benchmark"], r["seconds"]) for r in summary["table"]] == [("alpha", 1.0), ("beta", 2.0)]
+    assert set(summary["runs"]) == {"alpha", "beta"}
+    (written,) = tmp_path.glob("*-1k.json")
+    assert json.loads(written.read_text())["table"] == summary["table"]
+    assert (tmp_path / "scaling.png").exists()
