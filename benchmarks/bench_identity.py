@@ -44,13 +44,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine, publish
+from benchmarks.machine import machine, peak_rss_mib, publish
 
 CACHE = Path(__file__).parent / "cache"
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def prepare(n_events: int) -> Path:
@@ -87,7 +83,7 @@ def work_profiles(store_path: Path) -> dict[str, Any]:
         "events": events,
         "seconds": seconds,
         "cpu_seconds": cpu,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "profiles": report.profiles,
         "resolved_events": report.resolved_events,
         "merges": report.merges,
@@ -140,7 +136,7 @@ def work_incremental(store_path: Path, held_sql: str) -> dict[str, Any]:
         "events": held,
         "seconds": seconds,
         "cpu_seconds": cpu,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "mode": report.mode,
         "base_events": base.events,
         "base_seconds": base.seconds,
@@ -192,7 +188,7 @@ def work_bare(store_path: Path) -> dict[str, Any]:
         con.execute("DROP TABLE _bench_cc")
     return {"events": events, "seconds": seconds, "cpu_seconds": cpu, "extraction_seconds": extraction,
             "extraction_cpu_seconds": extraction_cpu,
-            "peak_rss_mib": _peak_rss_mib(), "components": int(n_comp), "edges": len(ev)}
+            "peak_rss_mib": peak_rss_mib(), "components": int(n_comp), "edges": len(ev)}
 
 
 def work_oracle(store_path: Path, sample: int) -> dict[str, Any]:
@@ -241,7 +237,7 @@ def work_oracle(store_path: Path, sample: int) -> dict[str, Any]:
         "events": len(events),
         "seconds": seconds,
         "cpu_seconds": cpu,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "engine_seconds_on_sample": engine_seconds,
         "oracle_agrees": agrees,
         "oracle_differs_on": differs,

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine, publish
+from benchmarks.machine import machine, peak_rss_mib, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).parent / "cache"
@@ -45,10 +45,6 @@ INGEST_NOW = datetime(2030, 1, 1, tzinfo=UTC)
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _timed(fn) -> tuple[Any, dict[str, float]]:
@@ -160,7 +156,7 @@ def work(base: Path, new: Path) -> dict[str, Any]:
     finally:
         path.unlink(missing_ok=True)
         Path(str(path) + ".wal").unlink(missing_ok=True)
-    out["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
     return out
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine
+from benchmarks.machine import machine, peak_rss_mib
 
 CACHE = Path(__file__).parent / "cache"
 
@@ -60,10 +60,6 @@ def dataset(n_events: int) -> Path:
     return path
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _cpu_seconds() -> float:
     """User + system CPU of this process (all DuckDB threads): wall times are noisy on shared cores."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -96,7 +92,7 @@ def _child(mode: str, source: str, store: str) -> dict[str, Any]:
         extra = {}
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
-    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 2), "peak_rss_mib": round(_peak_rss_mib(), 1), "rows": rows, **extra}
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 2), "peak_rss_mib": round(peak_rss_mib(), 1), "rows": rows, **extra}
 
 
 def _run(mode: str, source: Path) -> dict[str, Any]:

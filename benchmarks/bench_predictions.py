@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine
+from benchmarks.machine import machine, peak_rss_mib
 
 CACHE = Path(__file__).parent / "cache"
 
@@ -91,8 +91,8 @@ def _child(store_path: str, as_of: str, reports: str) -> None:
         profiles = store.first_row("SELECT count(*) FROM profiles")[0]
         report = run_predictions(store, Config, as_of=datetime.fromisoformat(as_of))
     wall = time.perf_counter() - start
+    peak = peak_rss_mib()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    peak = usage.ru_maxrss / 1024
     print(json.dumps({
         "events": events,
         "profiles": profiles,

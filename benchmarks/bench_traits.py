@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine, publish
+from benchmarks.machine import machine, peak_rss_mib, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).parent / "cache"
@@ -53,10 +52,6 @@ INIT = "Flex - Engagement Initiated"
 DONE = "Flex - Engagement Completed"
 WORKERS = ("engine", "engine_join", "engine_compute", "sql_keyed", "sql_typed", "sql_json", "polars", "pandas",
            "polars_join", "pandas_join", "engine_100")
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def as_of() -> datetime:
@@ -240,7 +235,7 @@ def _timed_sql(store_path: Path, sql: str) -> dict[str, Any]:
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         rows = store.con.execute("SELECT count(*) FROM _bench_out").fetchall()[0][0]
         digest = _digest(store.con)
-    return {"seconds": seconds, "cpu_seconds": cpu, "profiles": rows, "peak_rss_mib": _peak_rss_mib(), "digest": digest}
+    return {"seconds": seconds, "cpu_seconds": cpu, "profiles": rows, "peak_rss_mib": peak_rss_mib(), "digest": digest}
 
 
 def _digest(con) -> dict[str, Any]:
@@ -277,7 +272,7 @@ def work_engine_compute(store_path: Path) -> dict[str, Any]:
         started, cpu = time.perf_counter(), time.process_time()
         report = compute_traits(store, parsed(eight_traits()), as_of=as_of(), full=True)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return {"seconds": seconds, "cpu_seconds": cpu, "profiles": report.profiles, "peak_rss_mib": _peak_rss_mib()}
+    return {"seconds": seconds, "cpu_seconds": cpu, "profiles": report.profiles, "peak_rss_mib": peak_rss_mib()}
 
 
 def work_sql(store_path: Path, typed: bool, keyed: bool = False) -> dict[str, Any]:
@@ -337,7 +332,7 @@ def work_polars(flat: Path, *, join: bool = False) -> dict[str, Any]:
         .sort("profile_id").collect()
     )
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return {"seconds": seconds, "cpu_seconds": cpu, "profiles": out.height, "peak_rss_mib": _peak_rss_mib(),
+    return {"seconds": seconds, "cpu_seconds": cpu, "profiles": out.height, "peak_rss_mib": peak_rss_mib(),
             "digest": _frame_digest(out.to_arrow())}
 
 
@@ -374,7 +369,7 @@ def work_pandas(flat: Path, *, join: bool = False) -> dict[str, Any]:
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     import pyarrow as pa
 
-    return {"seconds": seconds, "cpu_seconds": cpu, "profiles": len(out), "peak_rss_mib": _peak_rss_mib(),
+    return {"seconds": seconds, "cpu_seconds": cpu, "profiles": len(out), "peak_rss_mib": peak_rss_mib(),
             "digest": _frame_digest(pa.Table.from_pandas(out))}
 
 

@@ -434,3 +434,20 @@ def test_runs_with_only_add_up_to_one_summary_per_day_and_size(tmp_path, monkeyp
     (written,) = tmp_path.glob("*-1k.json")
     assert json.loads(written.read_text())["table"] == summary["table"]
     assert (tmp_path / "scaling.png").exists()
+
+
+def test_peak_rss_is_the_process_own_not_its_parents() -> None:
+    import subprocess
+    import sys
+
+    # the parent grows to ~400 MiB, then starts a small child: the child must report its own peak
+    code = (
+        "import numpy, subprocess, sys\n"
+        "big = numpy.ones(50_000_000)\n"
+        "out = subprocess.run([sys.executable, '-c', 'from benchmarks.machine import peak_rss_mib; "
+        "print(peak_rss_mib())'], capture_output=True, text=True, check=True).stdout\n"
+        "print(out.strip())\n"
+    )
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 cwd=Path(gen.__file__).parents[1]).stdout.strip())
+    assert child < 300
