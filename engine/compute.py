@@ -400,14 +400,14 @@ def _plan_update(
         ) c JOIN __t_rmap m ON m.message_id = c.message_id"""
         if counts.get("recompute") else "CREATE OR REPLACE TEMP TABLE __t_rev AS SELECT * FROM __t_nevt LIMIT 0"
     )
-    # rows of recomputed or gone profiles whose event no recomputed profile holds now: the event
-    # is no longer resolved (e.g. a rules edit left it without identifiers); it stays, unmapped
+    # rows of recomputed or gone profiles whose event no longer resolves at all (e.g. a rules
+    # edit left it without identifiers): they stay, unmapped (events that moved to a renamed
+    # profile are re-keyed by the rename, to a recomputed one by ``__t_rev``)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE __t_orph AS
-        SELECT ep.profile_id, c.* EXCLUDE (profile_id) FROM trait_events c
-        LEFT JOIN event_profiles ep ON ep.message_id = c.message_id
+        SELECT NULL::VARCHAR AS profile_id, c.* EXCLUDE (profile_id) FROM trait_events c
         WHERE c.profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
-          AND c.message_id NOT IN (SELECT message_id FROM __t_rmap)"""
+          AND c.message_id NOT IN (SELECT message_id FROM event_profiles)"""
         if counts.get("recompute") or counts.get("gone")
         else "CREATE OR REPLACE TEMP TABLE __t_orph AS SELECT * FROM __t_nevt LIMIT 0"
     )

@@ -350,3 +350,20 @@ def test_a_full_identity_rebuild_after_a_rules_edit_updates_exactly():
         want = {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
         assert values(store) == want and len(want) == 2
         assert_trait_events_current(store)
+
+
+def test_a_renamed_profile_and_a_new_trait_in_one_run_keep_trait_events_exact():
+    """Found by hypothesis: a late first event renames the profile while a trait is added."""
+    defs = [{"name": "t0", "type": "event_counter", "event": "A"},
+            {"name": "t1", "type": "event_counter", "event": "A"}]
+    first, late = ({"message_id": m, "type": "track", "event": "A", "timestamp": AS_OF - timedelta(minutes=k),
+                    "user_id": "u1", "anonymous_id": "a1", "properties": {}} for m, k in (("m00", 0), ("m01", 1)))
+    with Store.open(None) as store:
+        insert(store, [first], 1)
+        resolve(store, RULES)
+        compute_traits(store, parse_traits(defs[1:], path="r.toml"), as_of=AS_OF)
+        insert(store, [late], 2)
+        resolve(store, RULES)
+        compute_traits(store, parse_traits(defs, path="r.toml"), as_of=AS_OF)
+        assert_trait_events_current(store)
+        assert list(values(store).values()) == [{"t0": 2, "t1": 2}]
