@@ -464,9 +464,11 @@ class Store:
         return added
 
     def fill_derived_columns(self, where: str, params: list[object] | None = None) -> None:
-        """Compute every derived column for the event rows matching ``where`` (new rows of an ingest).
+        """Compute every derived column for the event rows matching ``where``.
 
-        Call it inside the ingest's transaction so new rows never exist without their columns.
+        Ingest no longer calls it (its insert computes the columns: an UPDATE of uncommitted rows
+        makes DuckDB rewrite them at commit); the tests use it as the reference that the insert's
+        columns equal a back-fill.
         """
         cols = self.derived_columns()
         if not cols:
