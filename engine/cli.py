@@ -10,9 +10,11 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -59,6 +61,14 @@ AsOf = Annotated[
     typer.Option("--as-of", help="Compute as of this UTC instant (ISO-8601; a bare date is midnight). Default: now."),
 ]
 Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 when any record was quarantined.")]
+
+
+class ExportFormat(str, Enum):
+    """``--format`` choices (typer rejects anything else with a usage error, exit 2)."""
+
+    parquet = "parquet"
+    csv = "csv"
+    ndjson = "ndjson"
 
 
 @app.callback()
@@ -139,6 +149,8 @@ def init(
     from engine.resources import STARTER_CONFIG, bundled_file
 
     target = directory / "profiles.toml"
+    if directory.exists() and not directory.is_dir():
+        raise ProfilesError(f"{directory} is a file, not a folder: give the folder for profiles.toml")
     if target.exists() and not force:
         raise ProfilesError(f"{target} already exists; pass --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
@@ -178,6 +190,7 @@ def compute(
     started = time.perf_counter()
     with _project() as project:
         _print(project.compute(as_of=as_of, full=full))
+        _warn(project)
     _done(started, "compute finished")
 
 
@@ -199,6 +212,7 @@ def predict(as_of: AsOf = None) -> None:
     started = time.perf_counter()
     with _project() as project:
         _print(project.predict(as_of=as_of))
+        _warn(project)
     _done(started, "predict finished")
 
 
@@ -235,7 +249,7 @@ def explain(
     ] = None,
 ) -> None:
     """Why this profile has this trait value: the events and how they combine."""
-    with _project(read_only=True) as project:
+    with _project() as project:  # writable: a trait edited since the last compute may need a typed column
         _print(project.explain(ident, trait, as_of=as_of))
 
 
@@ -243,12 +257,12 @@ def explain(
 def export(
     out: Annotated[Path, typer.Option("--out", help="The file to write.")],
     format: Annotated[
-        str | None, typer.Option("--format", help="parquet | csv | ndjson (default: by suffix).")
+        ExportFormat | None, typer.Option("--format", help="The file format (default: by the suffix of --out).")
     ] = None,
 ) -> None:
     """One row per profile: identifiers, computed traits, prediction scores."""
     with _project(read_only=True) as project:
-        path = project.export(out, format=format)
+        path = project.export(out, format=None if format is None else format.value)
         rows = project.export_frame().height
         _warn(project)
     _print(f"wrote {rows} profiles to {path}")
@@ -307,10 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         app(args=args, prog_name="profiles")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except ProfilesError as exc:
+    except (ProfilesError, OSError, duckdb.Error) as exc:
         if _OPTIONS.debug:
             raise
-        Console(stderr=True, soft_wrap=True).print(f"error: {exc}", markup=False, emoji=False, highlight=False)
+        hint = "" if isinstance(exc, ProfilesError) else " (run with --debug for the traceback)"
+        Console(stderr=True, soft_wrap=True).print(f"error: {exc}{hint}", markup=False, emoji=False, highlight=False)
         return 1
     return 0
 

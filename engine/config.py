@@ -67,6 +67,8 @@ def load_config(path: str | Path) -> ProjectConfig:
             "project file not found; create one with 'profiles init' or pass --config PATH",
             path=p,
         )
+    if p.is_dir():
+        raise ConfigError("is a folder, not a project file: pass its profiles.toml", path=p)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

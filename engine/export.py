@@ -122,6 +122,8 @@ def write_export(store: Store, config: ProjectConfig, out: Path, *, format: str 
     fmt = (format or out.suffix.lstrip(".")).lower()
     if fmt == "jsonl":
         fmt = "ndjson"
+    if format is not None and fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {format!r}: use one of {', '.join(FORMATS)}")
     if fmt not in FORMATS:
         raise ConfigError(
             f"cannot tell the export format of {out}: use --format {' | '.join(FORMATS)} "

@@ -261,7 +261,7 @@ TABLES: dict[str, str] = {
 #: Migrations: ``MIGRATIONS[v]`` upgrades a store at version ``v`` to ``v + 1``.
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.\-]*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.#\-]*$")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -439,7 +439,7 @@ class Store:
         """Add and back-fill the derived columns that do not exist yet; returns the added names.
 
         A column is identified by its name; callers derive the name from the expression (e.g.
-        ``num:channelType``) so the same need always maps to the same column.
+        ``num:duration``) so the same need always maps to the same column.
         """
         wanted = list(columns.values()) if isinstance(columns, Mapping) else list(columns)
         existing = {c.name: c for c in self.derived_columns()}

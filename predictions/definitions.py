@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from engine.errors import ConfigError
 from traits.conditions import Condition, parse_condition
+from traits.values import path_problem
 
 MIN_HORIZON_DAYS = 7
 MAX_HORIZON_DAYS = 365
@@ -116,7 +117,7 @@ def parse_prediction(table: Any, *, path: str | Path | None, index: int) -> Pred
     def fail(reason: str, key: str | None = None) -> ConfigError:
         return ConfigError(reason, path=path, section=section, key=key)
 
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise fail("must be a string matching [a-z][a-z0-9_]* (it becomes a column name)", "name")
     kind = table.get("type")
     if kind not in PREDICTION_TYPES:
@@ -151,8 +152,11 @@ def parse_prediction(table: Any, *, path: str | Path | None, index: int) -> Pred
     )
     if "property" in cls.extra_keys:
         prop = table.get("property")
-        if not isinstance(prop, str) or not prop.strip():
+        if prop is None:
             raise fail("required for ltv: the event property holding the amount (e.g. 'revenue')", "property")
+        problem = path_problem(prop)
+        if problem:
+            raise fail(f"'property' {problem}", "property")
         fields["amount_property"] = prop
     return cls(**fields)
 

@@ -74,7 +74,7 @@ def parse_trait(raw: object, *, path: str | Path | None, index: int) -> Trait:
     name = raw.get("name")
     if isinstance(name, str) and name:
         section = f"traits[{name}]"
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
             "'name' is required: lowercase letters, digits and _, starting with a letter "
             "(it becomes a column name)",

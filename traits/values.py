@@ -98,10 +98,18 @@ def path_segments(path: str) -> list[str]:
 
 
 def column_name(prefix: str, path: str) -> str:
-    """The deterministic derived column name of ``prefix`` (kind/txt/num/bool/ts) for ``path``."""
-    if _PLAIN_PATH.match(path):
-        return f"{prefix}:{path}"
-    return f"{prefix}:_h_{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+    """The deterministic derived column name of ``prefix`` (kind/txt/num/bool/ts) for ``path``.
+
+    DuckDB column names ignore case while property paths do not (``channelType`` and
+    ``ChannelType`` are two properties), so a path with an uppercase letter carries a hash of its
+    exact spelling: ``txt:channelType#<8 hex>``.
+    """
+    digest = hashlib.sha256(path.encode()).hexdigest()
+    if not _PLAIN_PATH.match(path):
+        return f"{prefix}:_h_{digest[:16]}"
+    if path != path.lower():
+        return f"{prefix}:{path}#{digest[:8]}"
+    return f"{prefix}:{path}"
 
 
 def json_expression(path: str) -> str:

@@ -10,7 +10,7 @@ depends on the profile's own events and is planned separately (see :mod:`traits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 from engine.errors import ConfigError
@@ -22,6 +22,23 @@ def _int_at_least(v: object, low: int) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or v < low:
         raise _Invalid(f"must be an integer >= {low}")
     return v
+
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def _before(as_of: datetime, **delta: int) -> datetime | None:
+    """``as_of - delta``, or ``None`` (no bound) when that is before year 1: a window reaching
+    past the first representable instant holds every earlier event, so it is simply unbounded."""
+    try:
+        return as_of - timedelta(**delta)
+    except OverflowError:
+        return None
+
+
+def _after(low: datetime | None, ts: str) -> str:
+    return "true" if low is None else f"{ts} > {ts_literal(low)}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,10 +87,10 @@ class WithinDays(Window):
         return cls(days=_int_at_least(v, 1))
 
     def sql(self, ts: str, as_of: datetime) -> str:
-        return f"{ts} > {ts_literal(as_of - timedelta(days=self.days))}"
+        return _after(self.bounds(as_of)[0], ts)
 
     def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
-        return as_of - timedelta(days=self.days), None
+        return _before(as_of, days=self.days), None
 
     def describe(self) -> str:
         return f"within the last {self.days} days"
@@ -92,10 +109,10 @@ class WithinHours(Window):
         return cls(hours=_int_at_least(v, 1))
 
     def sql(self, ts: str, as_of: datetime) -> str:
-        return f"{ts} > {ts_literal(as_of - timedelta(hours=self.hours))}"
+        return _after(self.bounds(as_of)[0], ts)
 
     def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
-        return as_of - timedelta(hours=self.hours), None
+        return _before(as_of, hours=self.hours), None
 
     def describe(self) -> str:
         return f"within the last {self.hours} hours"
@@ -120,12 +137,12 @@ class BetweenDaysAgo(Window):
         return cls(start_days=a, end_days=b)
 
     def sql(self, ts: str, as_of: datetime) -> str:
-        low = ts_literal(as_of - timedelta(days=self.end_days))
-        high = ts_literal(as_of - timedelta(days=self.start_days))
-        return f"({ts} > {low} AND {ts} <= {high})"
+        low, high = self.bounds(as_of)
+        return f"({_after(low, ts)} AND {ts} <= {ts_literal(high)})"
 
     def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
-        return as_of - timedelta(days=self.end_days), as_of - timedelta(days=self.start_days)
+        # a window ending before year 1 is empty: its end clamps to the first instant
+        return _before(as_of, days=self.end_days), _before(as_of, days=self.start_days) or _EARLIEST
 
     def describe(self) -> str:
         return f"between {self.start_days} and {self.end_days} days ago"
@@ -141,7 +158,7 @@ def _bound(v: object, *, end: bool) -> datetime:
     )
     instant = to_instant(v)
     if end and bare:
-        return instant + timedelta(days=1) - timedelta(microseconds=1)
+        return _LATEST if instant.date() == _LATEST.date() else instant + timedelta(days=1, microseconds=-1)
     return instant
 
 
@@ -164,7 +181,7 @@ class Between(Window):
         return f"({ts} >= {ts_literal(self.start)} AND {ts} <= {ts_literal(self.end)})"
 
     def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
-        return self.start - timedelta(microseconds=1), self.end
+        return _before(self.start, microseconds=1), self.end
 
     def describe(self) -> str:
         return f"between {self.start.isoformat()} and {self.end.isoformat()} (inclusive)"

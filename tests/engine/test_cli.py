@@ -278,3 +278,51 @@ def test_show_says_why_a_prediction_has_no_score(tmp_path):
         "never": "not predicted yet: run 'profiles predict'",
         "new": "not scored yet: the profile is newer than the last 'profiles predict'",
     }
+
+
+def test_compute_warns_about_events_it_cannot_see(computed, capsys):
+    late = computed / "late.ndjson"
+    late.write_text(
+        '{"type":"track","event":"Flex - Engagement Initiated","messageId":"late2","userId":"u1",'
+        '"timestamp":"2025-02-20T10:00:00Z","properties":{"direction":"Inbound"}}\n',
+        encoding="utf-8",
+    )
+    assert cli(computed, "ingest", str(late)) == 0
+    capsys.readouterr()
+    assert cli(computed, "compute", "--as-of", AS_OF) == 0
+    assert "warning: 1 ingested event(s) are not resolved" in capsys.readouterr().err
+
+
+def test_explain_a_trait_added_since_the_last_compute(computed, capsys):
+    config = computed / "profiles.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + '\n[[traits]]\nname = "newt"\ntype = "last"\nevent = "Flex - Engagement Initiated"\n'
+        'property = "duration"\nvalue_type = "boolean"\n',
+        encoding="utf-8",
+    )
+    assert cli(computed, "explain", "user_id:u1", "newt", "--as-of", AS_OF) == 0
+    out = capsys.readouterr().out
+    assert "newt (last)" in out and "rejected" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "words"),
+    [
+        (("export", "--out", "x.csv", "--format", "xml"), 2, "xml"),
+        (("init", "FILE"), 1, "is a file, not a folder"),
+        (("--config", "DIR", "show", "x"), 1, "is a folder, not a project file"),
+        (("compute", "--as-of", "0001-01-02"), 0, ""),
+    ],
+)
+def test_user_mistakes_get_one_error_line(project, capsys, args, status, words):
+    (project / "FILE").write_text("x", encoding="utf-8")
+    (project / "DIR").mkdir()
+    args = tuple(str(project / a) if a in ("FILE", "DIR") else a for a in args)
+    if args[0] == "compute":
+        assert cli(project, "ingest", str(project / "events.ndjson")) == 0
+        assert cli(project, "resolve") == 0
+    base = [] if args[0] == "--config" else ["--config", str(project / "profiles.toml")]
+    assert main([*base, "--quiet", *args]) == status
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err

@@ -55,3 +55,17 @@ def test_ltv_requires_property():
 def test_duplicate_names_are_rejected():
     with pytest.raises(ConfigError, match="used twice"):
         parse_predictions([SPEC_EXAMPLE[0], SPEC_EXAMPLE[0]], path="p.toml")
+
+
+@pytest.mark.parametrize("prop", ["a..b", "", 3, ".revenue"])
+def test_ltv_property_must_be_a_property_path(prop):
+    table = dict(SPEC_EXAMPLE[1]) | {"property": prop}
+    with pytest.raises(ConfigError) as info:
+        parse_predictions([table], path="p.toml")
+    assert info.value.key == "property"
+
+
+def test_a_name_with_a_trailing_newline_is_not_a_name():
+    with pytest.raises(ConfigError) as info:
+        parse_predictions([dict(SPEC_EXAMPLE[0]) | {"name": "churn\n"}], path="p.toml")
+    assert info.value.key == "name"

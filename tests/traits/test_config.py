@@ -35,6 +35,7 @@ def test_unknown_type_lists_valid_types():
     ({k: v for k, v in BASE.items() if k != "property"}, "'property' is required", "property"),
     ({k: v for k, v in BASE.items() if k != "type"}, "'type' is required", "type"),
     ({**BASE, "name": "Bad-Name"}, "'name' is required", "name"),
+    ({**BASE, "name": "abc\n"}, "'name' is required", "name"),
     ({**BASE, "name": "profile_id"}, "reserved", "name"),
     ({"name": "c", "type": "event_counter", "event": "E", "property": "x"}, "reads no property", "property"),
     ({"name": "c", "type": "event_counter", "event": "E", "value_type": "text"}, "reads no property", "value_type"),
