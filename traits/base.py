@@ -63,6 +63,9 @@ class Trait:
     own_keys: ClassVar[tuple[str, ...]] = ()
     #: Whether the type's value is a property-independent count of events.
     summary: ClassVar[str] = ""
+    #: Whether the one-shot aggregates (``state=False``) may pick arbitrarily among a profile's
+    #: events with equal timestamps: such profiles then take the (exact) state forms instead.
+    ties_need_state: ClassVar[bool] = False
 
     name: str
     event: str
@@ -129,6 +132,13 @@ class Trait:
     def sql_merge(self, suffix: str, a: str, b: str) -> str:
         """Two states' partial ``suffix`` combined (associative, commutative, NULL = no events)."""
         raise NotImplementedError
+
+    def sql_counted_values(self, n: str, value: str) -> dict[str, str] | None:
+        """One-shot partials from one row per (profile, distinct value) with ``n`` = how many
+        counting events carry it (``n`` may be 0), or ``None`` when the type's value needs the
+        events themselves. The suffixes and :meth:`sql_final` are those of ``state=False``.
+        """
+        return None
 
     def sql_delta(self, enter: str, leave: str) -> dict[str, str] | None:
         """Partial aggregates of the events ``enter`` minus those ``leave`` (sliding ``as_of``).

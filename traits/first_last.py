@@ -19,17 +19,21 @@ class First(ValueTrait):
     summary: ClassVar[str] = "value of the earliest counting event with a value"
     _sql_fn: ClassVar[str] = "min"
     _pick: ClassVar[str] = "first"
+    ties_need_state: ClassVar[bool] = True
 
     def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
+        where = f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
+        if not state:
+            # arg_min/arg_max over the timestamp alone is half the cost of the struct below but
+            # picks arbitrarily among equal timestamps: the plan gives profiles with such ties
+            # the state form (``ties_need_state``)
+            return {"x": f"arg_{self._sql_fn}({value}, timestamp) {where}"}
         # min/max of one struct (t, m, v) is cheaper than arg_min(v, {t, m}) and is its own
         # state: (timestamp, message_id) is unique, so v never decides.
-        return {
-            "x": f"{self._sql_fn}({{'t': timestamp, 'm': message_id, 'v': {value}}}) "
-            f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
-        }
+        return {"x": f"{self._sql_fn}({{'t': timestamp, 'm': message_id, 'v': {value}}}) {where}"}
 
     def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
-        return f"{part('x')}.v"
+        return f"{part('x')}.v" if state else part("x")
 
     def sql_merge(self, suffix: str, a: str, b: str) -> str:
         return f"{'least' if self._sql_fn == 'min' else 'greatest'}({a}, {b})"

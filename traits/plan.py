@@ -352,24 +352,35 @@ SELECT {body}
 
     # -- final values ------------------------------------------------------------------------
     def values_sql(
-        self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None
+        self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None,
+        ctes: list[str] | None = None, exact: str | None = None, elsewhere: dict[int, str] | None = None,
     ) -> str:
         """One row per profile (sorted by id), one typed column per trait, from ``agg``.
 
-        ``where`` (a query of profile ids) restricts the rows to those profiles.
+        ``where`` (a query of profile ids) restricts the rows to those profiles. ``ctes`` come
+        first; ``exact`` names a relation of state-form partials of the ``ties_need_state``
+        traits for the profiles whose one-shot partials may be wrong, ``elsewhere`` the relation
+        holding a trait's partials when it is not ``agg`` (:meth:`frame_sql`).
         """
-        ctes = [f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else []
-        joins: list[str] = []
+        ctes = list(ctes or []) + ([f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else [])
+        joins: list[str] = [f" LEFT JOIN {exact} x ON x.profile_id = p.profile_id"] if exact else []
+        joins += [f" LEFT JOIN {r} ON {r}.profile_id = p.profile_id" for r in dict.fromkeys((elsewhere or {}).values())]
         columns: list[str] = []
         restrict = f"p.profile_id IN ({where})" if where else ""
         for i, t in enumerate(self.traits):
-            final = t.sql_final(lambda s, i=i: f"a.{self.part(i, s)}", state=state)
+            alias = (elsewhere or {}).get(i, "a")
+            final = t.sql_final(lambda s, i=i, alias=alias: f"{alias}.{self.part(i, s)}", state=state)
+            if exact and not state and t.ties_need_state:
+                fixed = t.sql_final(lambda s, i=i: f"x.{self.part(i, s)}", state=True)
+                final = f"(CASE WHEN x.profile_id IS NULL THEN {final} ELSE {fixed} END)"
             if isinstance(t, UniqueList):
-                over = f"len(a.{self.part(i, 'u')}) > {t.max_items}"
+                over = f"len({alias}.{self.part(i, 'u')}) > {t.max_items}"
                 capped = f"cap{i}_"
-                only = f" AND a.profile_id IN ({where})" if where else ""
+                only = f" AND {alias}.profile_id IN ({where})" if where else ""
+                rel = agg if alias == "a" else alias
                 relation = self.relation_ctes(
-                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}{only}", stats=False
+                    prefix=capped, profile_filter=f"SELECT profile_id FROM {rel} {alias} WHERE {over}{only}",
+                    stats=False,
                 )
                 ctes += relation
                 ctes.append(
@@ -385,9 +396,76 @@ SELECT {body}
             f"{''.join(joins)}{' WHERE ' + restrict if restrict else ''}\nORDER BY p.profile_id"
         )
 
+    def subplan(self, indices: list[int]) -> Plan:
+        """The plan of some of the traits, keeping their partial-aggregate names."""
+        return Plan(
+            traits=tuple(self.traits[i] for i in indices), as_of=self.as_of, keys=tuple(self.keys[i] for i in indices)
+        )
+
     def frame_sql(self, *, keyed: str | None = None) -> str:
-        """Values in one statement (no temporary table, no diagnostics)."""
-        return self.values_sql("agg", agg_cte=self.agg_sql(stats=False, keyed=keyed))
+        """Values in one statement (no temporary table, no diagnostics): one-shot aggregates.
+
+        Two kinds of trait leave the main GROUP BY profile_id:
+
+        * ``counted_values`` types (``unique_list_count``, ``most_frequent``) are aggregated in
+          two levels, one pass per value column shared by all such traits reading it: GROUP BY
+          (profile, value) counting each trait's events, then GROUP BY profile over those few
+          rows (``v<k>``). Lists per profile and per trait cost several times more.
+        * ``ties_need_state`` types (first / last: ``arg_max`` over the timestamp) are exact for a
+          profile without two events at the same instant; the profiles with such a pair
+          (``tied``: usually none, found by one GROUP BY) take their state-form partials from
+          their own events (``exact``) instead.
+        """
+        by_value: dict[str, list[int]] = {}
+        main: list[int] = []
+        for i, t in enumerate(self.traits):
+            if isinstance(t, ValueTrait) and t.sql_counted_values("n", "v") is not None:
+                by_value.setdefault(t.value_column().name, []).append(i)
+            else:
+                main.append(i)
+        by_event: dict[str, list[int]] = {}
+        for i in main:
+            by_event.setdefault(self.traits[i].event, []).append(i)
+        ctes: list[str] = []
+        elsewhere: dict[int, str] = {}
+        for k, indices in enumerate(by_event.values() or [[]]):
+            sub = self.subplan(indices)
+            name = "agg" if k == 0 else f"e{k}"
+            ctes += sub.relation_ctes(prefix="" if k == 0 else f"{name}_", stats=False, keyed=keyed)
+            ctes.append(f"{name} AS (\n{sub.agg_select(stats=False, source='flags' if k == 0 else f'{name}_flags')}\n)")
+            if k:
+                elsewhere.update({i: name for i in indices})
+        for k, (column, indices) in enumerate(by_value.items()):
+            sub = self.subplan(indices)
+            ctes += sub.relation_ctes(prefix=f"v{k}_", stats=False, keyed=keyed)
+            counts = ", ".join(f"count(*) FILTER (WHERE {sub.flag(j)}) AS n{j}" for j in range(len(indices)))
+            parts = ", ".join(
+                f"{sql} AS {sub.part(j, suffix)}"
+                for j, t in enumerate(sub.traits)
+                for suffix, sql in t.sql_counted_values(f"n{j}", "v").items()
+            )
+            any_flag = " OR ".join(sub.flag(j) for j in range(len(indices)))
+            ctes.append(f"""v{k} AS (
+        SELECT profile_id, {parts} FROM (
+            SELECT profile_id, {quote(column)} AS v, {counts} FROM v{k}_flags
+            WHERE {quote(column)} IS NOT NULL AND ({any_flag}) GROUP BY profile_id, {quote(column)}
+        ) GROUP BY profile_id
+    )""")
+            elsewhere.update({i: f"v{k}" for i in indices})
+        tie = [i for i in main if self.traits[i].ties_need_state]
+        if not tie:
+            return self.values_sql("agg", ctes=ctes, elsewhere=elsewhere)
+        sub = self.subplan(tie)
+        where = f"e.timestamp <= {ts_literal(self.as_of)}"
+        ctes.append(
+            f"""tied AS (
+        SELECT DISTINCT profile_id FROM ({sub.source_sql(stats=False, keyed=keyed, where=where)})
+        GROUP BY profile_id, timestamp HAVING count(*) > 1
+    )"""
+        )
+        ctes += sub.relation_ctes(prefix="tie_", profile_filter="SELECT profile_id FROM tied", stats=False, keyed=keyed)
+        ctes.append(f"exact AS (\n{sub.agg_select(stats=False, source='tie_flags', state=True)}\n)")
+        return self.values_sql("agg", ctes=ctes, exact="exact", elsewhere=elsewhere)
 
     # -- one profile, every event (explanations) ---------------------------------------------
     def explain_sql(self, index: int) -> str:
