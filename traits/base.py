@@ -64,7 +64,8 @@ class Trait:
     #: Whether the type's value is a property-independent count of events.
     summary: ClassVar[str] = ""
     #: Whether the one-shot aggregates (``state=False``) may pick arbitrarily among a profile's
-    #: events with equal timestamps: such profiles then take the (exact) state forms instead.
+    #: events with equal timestamps: they then include ``at``, the instant of the picked event,
+    #: and profiles with two events at that instant take the (exact) state forms instead.
     ties_need_state: ClassVar[bool] = False
 
     name: str

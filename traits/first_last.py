@@ -25,9 +25,12 @@ class First(ValueTrait):
         where = f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
         if not state:
             # arg_min/arg_max over the timestamp alone is half the cost of the struct below but
-            # picks arbitrarily among equal timestamps: the plan gives profiles with such ties
-            # the state form (``ties_need_state``)
-            return {"x": f"arg_{self._sql_fn}({value}, timestamp) {where}"}
+            # picks arbitrarily among equal timestamps: the plan gives profiles with two events
+            # at the picked instant ``at`` the state form (``ties_need_state``)
+            return {
+                "x": f"arg_{self._sql_fn}({value}, timestamp) {where}",
+                "at": f"{self._sql_fn}(timestamp) {where}",
+            }
         # min/max of one struct (t, m, v) is cheaper than arg_min(v, {t, m}) and is its own
         # state: (timestamp, message_id) is unique, so v never decides.
         return {"x": f"{self._sql_fn}({{'t': timestamp, 'm': message_id, 'v': {value}}}) {where}"}

@@ -427,6 +427,11 @@ SELECT {body}
         for i in main:
             by_event.setdefault(self.traits[i].event, []).append(i)
         ctes: list[str] = []
+        if keyed is None:
+            # the passes below each scan their events: join the events to their profiles once
+            where = f"e.timestamp <= {ts_literal(self.as_of)}"
+            ctes.append(f"joined AS (\n        {self.source_sql(stats=False, where=where)}\n    )")
+            keyed = "joined"
         elsewhere: dict[int, str] = {}
         for k, indices in enumerate(by_event.values() or [[]]):
             sub = self.subplan(indices)
@@ -455,14 +460,22 @@ SELECT {body}
         tie = [i for i in main if self.traits[i].ties_need_state]
         if not tie:
             return self.values_sql("agg", ctes=ctes, elsewhere=elsewhere)
-        sub = self.subplan(tie)
+        # a profile is tied when two of its events of a trait's event name share the instant of
+        # the event that trait picked (its ``at`` partial): probing the events against the few
+        # picked instants per profile is much cheaper than grouping all events by instant
         where = f"e.timestamp <= {ts_literal(self.as_of)}"
-        ctes.append(
-            f"""tied AS (
-        SELECT DISTINCT profile_id FROM ({sub.source_sql(stats=False, keyed=keyed, where=where)})
-        GROUP BY profile_id, timestamp HAVING count(*) > 1
-    )"""
-        )
+        probes = []
+        for indices in by_event.values():
+            picked = [i for i in indices if self.traits[i].ties_need_state]
+            if not picked:
+                continue
+            rel = elsewhere.get(picked[0], "agg")
+            ats = ", ".join(f"r.{self.part(i, 'at')}" for i in picked)
+            probes.append(f"""SELECT ev.profile_id FROM ({self.subplan(picked).source_sql(stats=False, keyed=keyed, where=where)}) ev
+        JOIN {rel} r ON r.profile_id = ev.profile_id WHERE ev.timestamp IN ({ats})
+        GROUP BY ev.profile_id, ev.timestamp HAVING count(*) > 1""")
+        ctes.append("tied AS (\n        " + "\n        UNION\n        ".join(probes) + "\n    )")
+        sub = self.subplan(tie)
         ctes += sub.relation_ctes(prefix="tie_", profile_filter="SELECT profile_id FROM tied", stats=False, keyed=keyed)
         ctes.append(f"exact AS (\n{sub.agg_select(stats=False, source='tie_flags', state=True)}\n)")
         return self.values_sql("agg", ctes=ctes, exact="exact", elsewhere=elsewhere)
