@@ -63,11 +63,6 @@ class Trait:
     own_keys: ClassVar[tuple[str, ...]] = ()
     #: Whether the type's value is a property-independent count of events.
     summary: ClassVar[str] = ""
-    #: Whether the one-shot aggregates (``state=False``) may pick arbitrarily among a profile's
-    #: events with equal timestamps: they then include ``at``, the instant of the picked event,
-    #: and profiles with two events at that instant take the (exact) state forms instead.
-    ties_need_state: ClassVar[bool] = False
-
     name: str
     event: str
     description: str = ""
@@ -133,6 +128,14 @@ class Trait:
     def sql_merge(self, suffix: str, a: str, b: str) -> str:
         """Two states' partial ``suffix`` combined (associative, commutative, NULL = no events)."""
         raise NotImplementedError
+
+    def sql_picked(self, flag: str, value: str | None, at: str) -> dict[str, str] | None:
+        """One-shot partials from the events at the instant ``at`` (the ``at`` partial of
+        ``sql_aggregates(state=False)``: the instant of the event the type picks), or ``None``
+        when the type does not pick one event. The suffixes and :meth:`sql_final` are those of
+        ``state=False``.
+        """
+        return None
 
     def sql_counted_values(self, n: str, value: str) -> dict[str, str] | None:
         """One-shot partials from one row per (profile, distinct value) with ``n`` = how many

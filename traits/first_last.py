@@ -19,21 +19,22 @@ class First(ValueTrait):
     summary: ClassVar[str] = "value of the earliest counting event with a value"
     _sql_fn: ClassVar[str] = "min"
     _pick: ClassVar[str] = "first"
-    ties_need_state: ClassVar[bool] = True
 
     def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
         where = f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
         if not state:
-            # arg_min/arg_max over the timestamp alone is half the cost of the struct below but
-            # picks arbitrarily among equal timestamps: the plan gives profiles with two events
-            # at the picked instant ``at`` the state form (``ties_need_state``)
-            return {
-                "x": f"arg_{self._sql_fn}({value}, timestamp) {where}",
-                "at": f"{self._sql_fn}(timestamp) {where}",
-            }
+            # only the instant here: the value comes from the events at that instant
+            # (sql_picked), cheaper than arg_max(v, timestamp), which copies the value at every
+            # new maximum (every row of time-ordered events), and exact on ties
+            return {"at": f"{self._sql_fn}(timestamp) {where}"}
         # min/max of one struct (t, m, v) is cheaper than arg_min(v, {t, m}) and is its own
         # state: (timestamp, message_id) is unique, so v never decides.
         return {"x": f"{self._sql_fn}({{'t': timestamp, 'm': message_id, 'v': {value}}}) {where}"}
+
+    def sql_picked(self, flag: str, value: str | None, at: str) -> dict[str, str] | None:
+        """Among the counting events with a value at the instant ``at``, the min/max message id's."""
+        return {"x": f"arg_{self._sql_fn}({value}, message_id) FILTER (WHERE {flag} AND {value} IS NOT NULL "
+                     f"AND timestamp = {at})"}
 
     def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         return f"{part('x')}.v" if state else part("x")

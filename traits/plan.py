@@ -353,26 +353,21 @@ SELECT {body}
     # -- final values ------------------------------------------------------------------------
     def values_sql(
         self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None,
-        ctes: list[str] | None = None, exact: str | None = None, elsewhere: dict[int, str] | None = None,
+        ctes: list[str] | None = None, elsewhere: dict[int, str] | None = None,
     ) -> str:
         """One row per profile (sorted by id), one typed column per trait, from ``agg``.
 
         ``where`` (a query of profile ids) restricts the rows to those profiles. ``ctes`` come
-        first; ``exact`` names a relation of state-form partials of the ``ties_need_state``
-        traits for the profiles whose one-shot partials may be wrong, ``elsewhere`` the relation
-        holding a trait's partials when it is not ``agg`` (:meth:`frame_sql`).
+        first; ``elsewhere`` names the relation holding a trait's partials when it is not ``agg``
+        (:meth:`frame_sql`).
         """
         ctes = list(ctes or []) + ([f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else [])
-        joins: list[str] = [f" LEFT JOIN {exact} x ON x.profile_id = p.profile_id"] if exact else []
-        joins += [f" LEFT JOIN {r} ON {r}.profile_id = p.profile_id" for r in dict.fromkeys((elsewhere or {}).values())]
+        joins: list[str] = [f" LEFT JOIN {r} ON {r}.profile_id = p.profile_id" for r in dict.fromkeys((elsewhere or {}).values())]
         columns: list[str] = []
         restrict = f"p.profile_id IN ({where})" if where else ""
         for i, t in enumerate(self.traits):
             alias = (elsewhere or {}).get(i, "a")
             final = t.sql_final(lambda s, i=i, alias=alias: f"{alias}.{self.part(i, s)}", state=state)
-            if exact and not state and t.ties_need_state:
-                fixed = t.sql_final(lambda s, i=i: f"x.{self.part(i, s)}", state=True)
-                final = f"(CASE WHEN x.profile_id IS NULL THEN {final} ELSE {fixed} END)"
             if isinstance(t, UniqueList):
                 over = f"len({alias}.{self.part(i, 'u')}) > {t.max_items}"
                 capped = f"cap{i}_"
@@ -411,10 +406,10 @@ SELECT {body}
           two levels, one pass per value column shared by all such traits reading it: GROUP BY
           (profile, value) counting each trait's events, then GROUP BY profile over those few
           rows (``v<k>``). Lists per profile and per trait cost several times more.
-        * ``ties_need_state`` types (first / last: ``arg_max`` over the timestamp) are exact for a
-          profile without two events at the same instant; the profiles with such a pair
-          (``tied``: usually none, found by one GROUP BY) take their state-form partials from
-          their own events (``exact``) instead.
+        * ``sql_picked`` types (first / last) find the instant of the event they pick in the
+          main GROUP BY (``min/max(timestamp)``, cheap), then their value among the counting
+          events at that instant (``pick<k>``: the events joined to those few instants per
+          profile; the message id breaks ties there, exactly).
         """
         by_value: dict[str, list[int]] = {}
         main: list[int] = []
@@ -457,28 +452,32 @@ SELECT {body}
         ) GROUP BY profile_id
     )""")
             elsewhere.update({i: f"v{k}" for i in indices})
-        tie = [i for i in main if self.traits[i].ties_need_state]
-        if not tie:
-            return self.values_sql("agg", ctes=ctes, elsewhere=elsewhere)
-        # a profile is tied when two of its events of a trait's event name share the instant of
-        # the event that trait picked (its ``at`` partial): probing the events against the few
-        # picked instants per profile is much cheaper than grouping all events by instant
-        where = f"e.timestamp <= {ts_literal(self.as_of)}"
-        probes = []
-        for indices in by_event.values():
-            picked = [i for i in indices if self.traits[i].ties_need_state]
+        for k, indices in enumerate(by_event.values()):
+            picked = [i for i in indices if self._picks(i)]
             if not picked:
                 continue
-            rel = elsewhere.get(picked[0], "agg")
+            # the events at each profile's picked instants: a join on the few instants per
+            # profile, then each trait's value among its counting events there
+            sub, rel, name = self.subplan(picked), elsewhere.get(picked[0], "agg"), f"pick{k}"
+            ctes += sub.relation_ctes(prefix=f"{name}_", stats=False, keyed=keyed)
             ats = ", ".join(f"r.{self.part(i, 'at')}" for i in picked)
-            probes.append(f"""SELECT ev.profile_id FROM ({self.subplan(picked).source_sql(stats=False, keyed=keyed, where=where)}) ev
-        JOIN {rel} r ON r.profile_id = ev.profile_id WHERE ev.timestamp IN ({ats})
-        GROUP BY ev.profile_id, ev.timestamp HAVING count(*) > 1""")
-        ctes.append("tied AS (\n        " + "\n        UNION\n        ".join(probes) + "\n    )")
-        sub = self.subplan(tie)
-        ctes += sub.relation_ctes(prefix="tie_", profile_filter="SELECT profile_id FROM tied", stats=False, keyed=keyed)
-        ctes.append(f"exact AS (\n{sub.agg_select(stats=False, source='tie_flags', state=True)}\n)")
-        return self.values_sql("agg", ctes=ctes, exact="exact", elsewhere=elsewhere)
+            parts = ",\n            ".join(
+                f"{sql} AS {sub.part(j, suffix)}"
+                for j, t in enumerate(sub.traits)
+                for suffix, sql in t.sql_picked(sub.flag(j), quote(t.value_column().name), f"r.{sub.part(j, 'at')}").items()
+            )  # the agg relation r has only profile_id and partials: event columns need no alias
+            ctes.append(f"""{name} AS (
+        SELECT f.profile_id,
+            {parts}
+        FROM {name}_flags f JOIN {rel} r ON r.profile_id = f.profile_id AND f.timestamp IN ({ats})
+        GROUP BY f.profile_id
+    )""")
+            elsewhere.update({i: name for i in picked})
+        return self.values_sql("agg", ctes=ctes, elsewhere=elsewhere)
+
+    def _picks(self, index: int) -> bool:
+        t = self.traits[index]
+        return isinstance(t, ValueTrait) and t.sql_picked("f", "v", "at") is not None
 
     # -- one profile, every event (explanations) ---------------------------------------------
     def explain_sql(self, index: int) -> str:
