@@ -228,7 +228,11 @@ class Plan:
         self, *, stats: bool, state: bool = False, profile_filter: str | None = None,
         event_filter: str | None = None, event_map: str = "event_profiles", keyed: str | None = None,
     ) -> str:
-        """The one pass: partial aggregates (and diagnostics) of every trait, per profile."""
+        """The one pass: partial aggregates (and diagnostics) of every trait, per profile.
+
+        One-shot partials (``state=False``) of ``sql_picked`` types hold only the picked instant;
+        :meth:`frame_sql` reads their values at that instant.
+        """
         ctes = self.relation_ctes(
             profile_filter=profile_filter, event_filter=event_filter, stats=stats, event_map=event_map,
             keyed=keyed,
@@ -400,9 +404,10 @@ SELECT {body}
     def frame_sql(self, *, keyed: str | None = None) -> str:
         """Values in one statement (no temporary table, no diagnostics): one-shot aggregates.
 
-        Two kinds of trait leave the main GROUP BY profile_id:
+        Each event name gets its own GROUP BY profile_id (``agg``, ``e<k>``: a FILTERed aggregate
+        costs per row it sees), over the join made once (``joined``) when not ``keyed``, and:
 
-        * ``counted_values`` types (``unique_list_count``, ``most_frequent``) are aggregated in
+        * ``sql_counted_values`` types (``unique_list_count``, ``most_frequent``) are aggregated in
           two levels, one pass per value column shared by all such traits reading it: GROUP BY
           (profile, value) counting each trait's events, then GROUP BY profile over those few
           rows (``v<k>``). Lists per profile and per trait cost several times more.
