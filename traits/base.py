@@ -63,7 +63,6 @@ class Trait:
     own_keys: ClassVar[tuple[str, ...]] = ()
     #: Whether the type's value is a property-independent count of events.
     summary: ClassVar[str] = ""
-
     name: str
     event: str
     description: str = ""
@@ -129,6 +128,21 @@ class Trait:
     def sql_merge(self, suffix: str, a: str, b: str) -> str:
         """Two states' partial ``suffix`` combined (associative, commutative, NULL = no events)."""
         raise NotImplementedError
+
+    def sql_picked(self, flag: str, value: str | None, at: str) -> dict[str, str] | None:
+        """One-shot partials from the events at the instant ``at`` (the ``at`` partial of
+        ``sql_aggregates(state=False)``: the instant of the event the type picks), or ``None``
+        when the type does not pick one event. The suffixes and :meth:`sql_final` are those of
+        ``state=False``.
+        """
+        return None
+
+    def sql_counted_values(self, n: str, value: str) -> dict[str, str] | None:
+        """One-shot partials from one row per (profile, distinct value) with ``n`` = how many
+        counting events carry it (``n`` may be 0), or ``None`` when the type's value needs the
+        events themselves. The suffixes and :meth:`sql_final` are those of ``state=False``.
+        """
+        return None
 
     def sql_delta(self, enter: str, leave: str) -> dict[str, str] | None:
         """Partial aggregates of the events ``enter`` minus those ``leave`` (sliding ``as_of``).

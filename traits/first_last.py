@@ -21,15 +21,23 @@ class First(ValueTrait):
     _pick: ClassVar[str] = "first"
 
     def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
+        where = f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
+        if not state:
+            # only the instant here: the value comes from the events at that instant
+            # (sql_picked), cheaper than arg_max(v, timestamp), which copies the value at every
+            # new maximum (every row of time-ordered events), and exact on ties
+            return {"at": f"{self._sql_fn}(timestamp) {where}"}
         # min/max of one struct (t, m, v) is cheaper than arg_min(v, {t, m}) and is its own
         # state: (timestamp, message_id) is unique, so v never decides.
-        return {
-            "x": f"{self._sql_fn}({{'t': timestamp, 'm': message_id, 'v': {value}}}) "
-            f"FILTER (WHERE {flag} AND {value} IS NOT NULL)"
-        }
+        return {"x": f"{self._sql_fn}({{'t': timestamp, 'm': message_id, 'v': {value}}}) {where}"}
+
+    def sql_picked(self, flag: str, value: str | None, at: str) -> dict[str, str] | None:
+        """Among the counting events with a value at the instant ``at``, the min/max message id's."""
+        return {"x": f"arg_{self._sql_fn}({value}, message_id) FILTER (WHERE {flag} AND {value} IS NOT NULL "
+                     f"AND timestamp = {at})"}
 
     def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
-        return f"{part('x')}.v"
+        return f"{part('x')}.v" if state else part("x")
 
     def sql_merge(self, suffix: str, a: str, b: str) -> str:
         return f"{'least' if self._sql_fn == 'min' else 'greatest'}({a}, {b})"

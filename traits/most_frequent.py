@@ -27,17 +27,28 @@ class MostFrequent(ValueTrait):
 
     def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
         # list + list_aggregate(histogram) is several times faster than the histogram aggregate.
-        return {"h": f"list({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
+        values = f"list({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"
+        if state:
+            return {"h": values}
+        return {"m": self._pick(values)}
+
+    def sql_counted_values(self, n: str, value: str) -> dict[str, str] | None:
+        # the smallest (-count, value) among values counted often enough: most frequent, then smallest
+        return {"m": f"min({{'n': -{n}, 'v': {value}}}) FILTER (WHERE {n} >= {self.min_frequency})"}
 
     def sql_merge(self, suffix: str, a: str, b: str) -> str:
         return concat_sql(a, b)
 
-    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
+    def _pick(self, values: str) -> str:
+        """``{n: -count, v: value}`` of the winner from a list of values (NULL when none)."""
         return (
-            f"list_min(list_transform(list_filter(map_entries(list_aggregate({part('h')}, 'histogram')), "
+            f"list_min(list_transform(list_filter(map_entries(list_aggregate({values}, 'histogram')), "
             f"lambda e: e.value >= {self.min_frequency}), "
-            "lambda e: {'n': -CAST(e.value AS BIGINT), 'k': e.key})).k"
+            "lambda e: {'n': -CAST(e.value AS BIGINT), 'v': e.key}))"
         )
+
+    def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
+        return f"{self._pick(part('h')) if state else part('m')}.v"
 
     def prepare(self, events: pl.DataFrame) -> pl.DataFrame:
         return with_values(events).group_by("profile_id", "value").agg(pl.len().cast(pl.Int64).alias("count"))

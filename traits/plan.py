@@ -228,7 +228,11 @@ class Plan:
         self, *, stats: bool, state: bool = False, profile_filter: str | None = None,
         event_filter: str | None = None, event_map: str = "event_profiles", keyed: str | None = None,
     ) -> str:
-        """The one pass: partial aggregates (and diagnostics) of every trait, per profile."""
+        """The one pass: partial aggregates (and diagnostics) of every trait, per profile.
+
+        One-shot partials (``state=False``) of ``sql_picked`` types hold only the picked instant;
+        :meth:`frame_sql` reads their values at that instant.
+        """
         ctes = self.relation_ctes(
             profile_filter=profile_filter, event_filter=event_filter, stats=stats, event_map=event_map,
             keyed=keyed,
@@ -352,24 +356,30 @@ SELECT {body}
 
     # -- final values ------------------------------------------------------------------------
     def values_sql(
-        self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None
+        self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None,
+        ctes: list[str] | None = None, elsewhere: dict[int, str] | None = None,
     ) -> str:
         """One row per profile (sorted by id), one typed column per trait, from ``agg``.
 
-        ``where`` (a query of profile ids) restricts the rows to those profiles.
+        ``where`` (a query of profile ids) restricts the rows to those profiles. ``ctes`` come
+        first; ``elsewhere`` names the relation holding a trait's partials when it is not ``agg``
+        (:meth:`frame_sql`).
         """
-        ctes = [f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else []
-        joins: list[str] = []
+        ctes = list(ctes or []) + ([f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else [])
+        joins: list[str] = [f" LEFT JOIN {r} ON {r}.profile_id = p.profile_id" for r in dict.fromkeys((elsewhere or {}).values())]
         columns: list[str] = []
         restrict = f"p.profile_id IN ({where})" if where else ""
         for i, t in enumerate(self.traits):
-            final = t.sql_final(lambda s, i=i: f"a.{self.part(i, s)}", state=state)
+            alias = (elsewhere or {}).get(i, "a")
+            final = t.sql_final(lambda s, i=i, alias=alias: f"{alias}.{self.part(i, s)}", state=state)
             if isinstance(t, UniqueList):
-                over = f"len(a.{self.part(i, 'u')}) > {t.max_items}"
+                over = f"len({alias}.{self.part(i, 'u')}) > {t.max_items}"
                 capped = f"cap{i}_"
-                only = f" AND a.profile_id IN ({where})" if where else ""
+                only = f" AND {alias}.profile_id IN ({where})" if where else ""
+                rel = agg if alias == "a" else alias
                 relation = self.relation_ctes(
-                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}{only}", stats=False
+                    prefix=capped, profile_filter=f"SELECT profile_id FROM {rel} {alias} WHERE {over}{only}",
+                    stats=False,
                 )
                 ctes += relation
                 ctes.append(
@@ -385,9 +395,94 @@ SELECT {body}
             f"{''.join(joins)}{' WHERE ' + restrict if restrict else ''}\nORDER BY p.profile_id"
         )
 
+    def subplan(self, indices: list[int]) -> Plan:
+        """The plan of some of the traits, keeping their partial-aggregate names."""
+        return Plan(
+            traits=tuple(self.traits[i] for i in indices), as_of=self.as_of, keys=tuple(self.keys[i] for i in indices)
+        )
+
     def frame_sql(self, *, keyed: str | None = None) -> str:
-        """Values in one statement (no temporary table, no diagnostics)."""
-        return self.values_sql("agg", agg_cte=self.agg_sql(stats=False, keyed=keyed))
+        """Values in one statement (no temporary table, no diagnostics): one-shot aggregates.
+
+        Each event name gets its own GROUP BY profile_id (``agg``, ``e<k>``: a FILTERed aggregate
+        costs per row it sees), over the join made once (``joined``) when not ``keyed``, and:
+
+        * ``sql_counted_values`` types (``unique_list_count``, ``most_frequent``) are aggregated in
+          two levels, one pass per value column shared by all such traits reading it: GROUP BY
+          (profile, value) counting each trait's events, then GROUP BY profile over those few
+          rows (``v<k>``). Lists per profile and per trait cost several times more.
+        * ``sql_picked`` types (first / last) find the instant of the event they pick in the
+          main GROUP BY (``min/max(timestamp)``, cheap), then their value among the counting
+          events at that instant (``pick<k>``: the events joined to those few instants per
+          profile; the message id breaks ties there, exactly).
+        """
+        by_value: dict[str, list[int]] = {}
+        main: list[int] = []
+        for i, t in enumerate(self.traits):
+            if isinstance(t, ValueTrait) and t.sql_counted_values("n", "v") is not None:
+                by_value.setdefault(t.value_column().name, []).append(i)
+            else:
+                main.append(i)
+        by_event: dict[str, list[int]] = {}
+        for i in main:
+            by_event.setdefault(self.traits[i].event, []).append(i)
+        ctes: list[str] = []
+        if keyed is None:
+            # the passes below each scan their events: join the events to their profiles once
+            where = f"e.timestamp <= {ts_literal(self.as_of)}"
+            ctes.append(f"joined AS (\n        {self.source_sql(stats=False, where=where)}\n    )")
+            keyed = "joined"
+        elsewhere: dict[int, str] = {}
+        for k, indices in enumerate(by_event.values() or [[]]):
+            sub = self.subplan(indices)
+            name = "agg" if k == 0 else f"e{k}"
+            ctes += sub.relation_ctes(prefix="" if k == 0 else f"{name}_", stats=False, keyed=keyed)
+            ctes.append(f"{name} AS (\n{sub.agg_select(stats=False, source='flags' if k == 0 else f'{name}_flags')}\n)")
+            if k:
+                elsewhere.update({i: name for i in indices})
+        for k, (column, indices) in enumerate(by_value.items()):
+            sub = self.subplan(indices)
+            ctes += sub.relation_ctes(prefix=f"v{k}_", stats=False, keyed=keyed)
+            counts = ", ".join(f"count(*) FILTER (WHERE {sub.flag(j)}) AS n{j}" for j in range(len(indices)))
+            parts = ", ".join(
+                f"{sql} AS {sub.part(j, suffix)}"
+                for j, t in enumerate(sub.traits)
+                for suffix, sql in t.sql_counted_values(f"n{j}", "v").items()
+            )
+            any_flag = " OR ".join(sub.flag(j) for j in range(len(indices)))
+            ctes.append(f"""v{k} AS (
+        SELECT profile_id, {parts} FROM (
+            SELECT profile_id, {quote(column)} AS v, {counts} FROM v{k}_flags
+            WHERE {quote(column)} IS NOT NULL AND ({any_flag}) GROUP BY profile_id, {quote(column)}
+        ) GROUP BY profile_id
+    )""")
+            elsewhere.update({i: f"v{k}" for i in indices})
+        for k, indices in enumerate(by_event.values()):
+            picked = [i for i in indices if self._picks(i)]
+            if not picked:
+                continue
+            # the events at each profile's picked instants: a join on the few instants per
+            # profile, then each trait's value among its counting events there
+            sub, rel, name = self.subplan(picked), elsewhere.get(picked[0], "agg"), f"pick{k}"
+            ctes += sub.relation_ctes(prefix=f"{name}_", stats=False, keyed=keyed)
+            ats = ", ".join(f"r.{self.part(i, 'at')}" for i in picked)
+            parts = ",\n            ".join(
+                f"{sql} AS {sub.part(j, suffix)}"
+                for j, t in enumerate(sub.traits)
+                for suffix, sql in t.sql_picked(sub.flag(j), quote(t.value_column().name), f"r.{sub.part(j, 'at')}").items()
+            )  # the agg relation r has only profile_id and partials: event columns need no alias
+            ctes.append(f"""{name} AS (
+        SELECT f.profile_id,
+            {parts}
+        FROM {name}_flags f JOIN {rel} r ON r.profile_id = f.profile_id AND f.timestamp IN ({ats})
+        GROUP BY f.profile_id
+    )""")
+            elsewhere.update({i: name for i in picked})
+        return self.values_sql("agg", ctes=ctes, elsewhere=elsewhere)
+
+    def _picks(self, index: int) -> bool:
+        t = self.traits[index]
+        return isinstance(t, ValueTrait) and t.sql_picked("f", "v", "at") is not None
 
     # -- one profile, every event (explanations) ---------------------------------------------
     def explain_sql(self, index: int) -> str:

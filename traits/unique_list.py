@@ -43,6 +43,9 @@ class UniqueListCount(ValueTrait):
             return {"u": f"list_distinct({values})"}
         return {"c": f"len(list_distinct({values}))"}
 
+    def sql_counted_values(self, n: str, value: str) -> dict[str, str] | None:
+        return {"c": f"count(*) FILTER (WHERE {n} > 0)"}
+
     def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         if state:
             return f"coalesce(len({part('u')}), 0)"
@@ -95,6 +98,9 @@ class UniqueList(UniqueListCount):
 
     def sql_aggregates(self, flag: str, value: str | None, *, state: bool = False) -> dict[str, str]:
         return {"u": f"list_sort(list_distinct(list({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)))"}
+
+    def sql_counted_values(self, n: str, value: str) -> dict[str, str] | None:
+        return None  # the cap needs each value's first occurrence: the events themselves
 
     def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         return f"coalesce({part('u')}, CAST([] AS {self.output_sql_type}))"
