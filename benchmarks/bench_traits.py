@@ -150,9 +150,7 @@ def prepare(n_events: int) -> tuple[Path, Path]:
         with Store.open(path) as store:
             store.con.execute(f"""COPY (
                 SELECT e.message_id, e.event, e.timestamp,
-                       e."txt:direction" AS direction, e."txt:channelType" AS channel,
-                       e."txt:lastKnownAgentWorkerSid" AS agent, e."num:duration" AS duration,
-                       e."txt:sentiment" AS sentiment
+                       {_typed_select()}
                 FROM events e WHERE e.type IN ('track', 'page', 'screen')
             ) TO '{events}' (FORMAT parquet)""")
             store.con.execute(f"COPY event_profiles TO '{emap}' (FORMAT parquet)")
@@ -160,13 +158,28 @@ def prepare(n_events: int) -> tuple[Path, Path]:
         with Store.open(path) as store:
             store.con.execute(f"""COPY (
                 SELECT ep.profile_id, e.event, e.timestamp, e.message_id,
-                       e."txt:direction" AS direction, e."txt:channelType" AS channel,
-                       e."txt:lastKnownAgentWorkerSid" AS agent, e."num:duration" AS duration,
-                       e."txt:sentiment" AS sentiment
+                       {_typed_select()}
                 FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
                 WHERE e.event IN ('{INIT}', '{DONE}')
             ) TO '{flat}' (FORMAT parquet)""")
     return path, flat
+
+
+#: The typed event columns the baselines read: alias -> (conversion prefix, property path).
+TYPED = {"direction": ("txt", "direction"), "channel": ("txt", "channelType"),
+         "agent": ("txt", "lastKnownAgentWorkerSid"), "duration": ("num", "duration"),
+         "sentiment": ("txt", "sentiment")}
+
+
+def _typed(prefix: str, path: str) -> str:
+    """The store's derived column for ``path`` (its name is the engine's: ``traits.values.column_name``)."""
+    from traits.values import column_name
+
+    return '"' + column_name(prefix, path) + '"'
+
+
+def _typed_select() -> str:
+    return ", ".join(f"e.{_typed(*need)} AS {alias}" for alias, need in TYPED.items())
 
 
 def _join_inputs(flat: Path) -> tuple[Path, Path]:
@@ -177,9 +190,7 @@ def _join_inputs(flat: Path) -> tuple[Path, Path]:
 def hand_sql(*, typed: bool, at: datetime, keyed: bool = False) -> str:
     """The 8 traits as a person would write them in DuckDB SQL (``keyed``: over ``trait_events``)."""
     if typed:
-        cols = {"direction": '"txt:direction"', "channel": '"txt:channelType"',
-                "agent": '"txt:lastKnownAgentWorkerSid"', "duration": '"num:duration"',
-                "sentiment": '"txt:sentiment"'}
+        cols = {alias: _typed(*need) for alias, need in TYPED.items()}
     else:
         cols = {"direction": "properties->>'direction'", "channel": "properties->>'channelType'",
                 "agent": "properties->>'lastKnownAgentWorkerSid'",
