@@ -177,3 +177,32 @@ def test_any_split_any_order_ingested_twice_gives_the_same_events(tmp_path_facto
     again = data.draw(st.lists(st.sampled_from(files), max_size=3))
     runs = [list(order[: len(order) // 2]), list(order[len(order) // 2 :]), again]
     assert _stored(runs) == expected
+
+
+@SETTINGS
+@given(st.lists(st.lists(st.tuples(st.integers(0, 2**64 - 1) | st.integers(0, 50), st.integers(-1, 99)), max_size=40), max_size=12),
+       st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 50), max_size=40))
+def test_seen_ids_answers_like_a_python_dict(batches, probes):
+    """The sorted levels of SeenIds, however they merged, give every location added under a hash."""
+    import numpy as np
+
+    from ingest.load import SeenIds
+
+    seen, naive = SeenIds(), {}
+    for batch in batches:
+        seen.add(np.array([h for h, _ in batch], dtype=np.uint64), np.array([loc for _, loc in batch], dtype=np.int64))
+        for h, loc in batch:
+            naive.setdefault(h, []).append(loc)
+        queries = probes + [h for h, _ in batch]
+        index, locations = seen.lookup(np.array(queries, dtype=np.uint64))
+        got = sorted(zip(index.tolist(), locations.tolist()))
+        assert got == sorted((i, loc) for i, q in enumerate(queries) for loc in naive.get(q, []))
+
+
+def test_locations_pack_ingest_id_and_line_or_are_unknown():
+    import numpy as np
+
+    from ingest.load import SeenIds
+
+    packed = SeenIds.location(np.array([1, 7, 3, -1, 1 << 30]), np.array([5, 0, -1, 4, 2]))
+    assert packed.tolist() == [(1 << 40) | 5, 7 << 40, -1, -1, -1]
