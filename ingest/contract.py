@@ -422,7 +422,7 @@ SELECT
     v_properties AS properties,
     v_traits AS traits,
     v_context AS context,
-    CASE WHEN reasons IS NULL THEN sha256(raw) END AS payload_hash
+    CASE WHEN reasons IS NULL THEN md5(raw) END AS payload_hash
 FROM q
 """
 

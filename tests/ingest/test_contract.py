@@ -165,13 +165,32 @@ def test_raw_is_the_line_byte_for_byte_with_unicode(store):
         assert text in props  # NFC is not applied: decomposed and composed forms both survive
 
 
-def test_payload_hash_is_sha256_of_the_message_text(store, tmp_path):
+def test_payload_hash_is_md5_of_the_message_text(store, tmp_path):
     import hashlib
 
     path = write_lines(tmp_path / "t.ndjson", [dict(OK, messageId="m")])
     ingest(store, path)
     line = path.read_text().splitlines()[0]
-    assert event(store, "m")["payload_hash"] == hashlib.sha256(line.encode()).hexdigest()
+    assert event(store, "m")["payload_hash"] == hashlib.md5(line.encode()).hexdigest()
+
+
+def test_stored_sha256_payload_hashes_still_tell_duplicates_from_conflicts(store, tmp_path):
+    """Stores written before the switch to md5 hold sha256 hashes: the hashes then always differ,
+    and the canonical-JSON comparison decides, so a re-sent message is still a plain duplicate."""
+    import hashlib
+
+    line = '{"type":"track","event":"E","userId":"u1","messageId":"m","timestamp":"2024-03-01T10:00:00Z"}'
+    store.con.execute(
+        "INSERT INTO events (message_id, type, event, timestamp, user_id, raw, payload_hash, ingest_id, source_line) "
+        "VALUES ('m', 'track', 'E', TIMESTAMPTZ '2024-03-01 10:00:00+00', 'u1', ?, ?, 1, 1)",
+        [line, hashlib.sha256(line.encode()).hexdigest()],
+    )
+    store.con.execute(
+        "INSERT INTO ingest_log (ingest_id, path, content_hash, status, started_at) VALUES (1, 'old', 'x', 'ingested', now())"
+    )
+    changed = line.replace('"E"', '"Other"')
+    report = ingest(store, write_lines(tmp_path / "t.ndjson", [line, changed]))
+    assert (report.ingested, report.duplicates, report.conflicts) == (0, 2, 1)
 
 
 def test_derived_message_id_is_canonical_json_hash(store, tmp_path):
