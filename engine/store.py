@@ -55,7 +55,7 @@ TABLES: dict[str, str] = {
             traits JSON USING COMPRESSION zstd,
             context JSON USING COMPRESSION zstd,
             raw JSON USING COMPRESSION zstd NOT NULL, -- the whole message, lossless
-            payload_hash VARCHAR USING COMPRESSION uncompressed NOT NULL, -- sha256 of raw: tells conflicting duplicates apart
+            payload_hash VARCHAR USING COMPRESSION uncompressed NOT NULL, -- md5 of raw (sha256 before 2026-11-23): tells conflicting duplicates apart
             ingest_id BIGINT NOT NULL,
             source_line BIGINT
         )""",

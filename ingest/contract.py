@@ -147,14 +147,57 @@ def _epoch_ms(expr: str) -> str:
     )
 
 
+#: ISO-8601 date-times DuckDB's cast reads as they are: extended format, ``T`` or space, ``.``
+#: fractions, ``Z`` / ``±hh:mm`` / ``±hhmm`` / ``±hh`` (the common case, one regular expression).
+_OFFSET = "(?:[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)"
+_ISO_FAST = (
+    "[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]+)?)?(?:Z|" + _OFFSET + ")?)?"
+)
+#: Every other spelling accepted (events.md: "ISO-8601 with offset or Z"), as named parts:
+#: extended or basic format, ``T`` / ``t`` / space, reduced precision (``hh``, ``hh:mm``),
+#: ``.`` or ``,`` fractions, ``Z`` / ``z`` / offsets. Basic format needs its ``T`` (bare digits are
+#: epoch milliseconds). Week and ordinal dates are not accepted (docs/ingest.md).
+_ISO_PARTS = ["y", "mo", "d", "h", "mi", "sec", "f", "tz"]
+_ISO_TAIL = "(?:[.,]([0-9]+))?)?)?(Z|z|" + _OFFSET + ")?"
+_ISO_EXTENDED = "^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[Tt ]([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})" + _ISO_TAIL + ")?$"
+_ISO_BASIC = "^([0-9]{4})([0-9]{2})([0-9]{2})[Tt]([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})" + _ISO_TAIL + "$"
+
+
+def _iso_canonical(s: str) -> str:
+    """The extended spelling DuckDB reads (``YYYY-MM-DD hh:mm:ss[.ffffff]±hh``) of any accepted
+    ISO-8601 spelling, else NULL. Fractions are cut to microseconds (as DuckDB's own cast does)."""
+    names = "[" + ", ".join(_sql_str(n) for n in _ISO_PARTS) + "]"
+
+    def parts(pattern: str) -> str:
+        return f"regexp_extract({s}, {_sql_str(pattern)}, {names})"
+
+    def build(p: str) -> str:
+        return (
+            f"{p}.y || '-' || {p}.mo || '-' || {p}.d || ' ' || coalesce(nullif({p}.h, ''), '00') || ':' "
+            f"|| coalesce(nullif({p}.mi, ''), '00') || ':' || coalesce(nullif({p}.sec, ''), '00') "
+            f"|| CASE WHEN {p}.f <> '' THEN '.' || left({p}.f, 6) ELSE '' END "
+            f"|| CASE WHEN {p}.tz IN ('', 'Z', 'z') THEN '+00' ELSE {p}.tz END"
+        )
+
+    return (
+        f"CASE WHEN regexp_matches({s}, {_sql_str(_ISO_EXTENDED)}) THEN {build(parts(_ISO_EXTENDED))} "
+        f"WHEN regexp_matches({s}, {_sql_str(_ISO_BASIC)}) THEN {build(parts(_ISO_BASIC))} END"
+    )
+
+
 def _time_value(f: Field) -> str:
-    """ISO-8601 strings (no offset = UTC, the session zone), epoch-ms numbers or digit strings."""
+    """ISO-8601 strings (no offset = UTC), epoch-ms numbers or digit strings.
+
+    The common spelling goes straight to DuckDB's cast; only other strings pay for the
+    regular expression that rewrites them into it (:func:`_iso_canonical`).
+    """
     j, t = f"j_{f.column}", f"t_{f.column}"
     s = f"s_{f.column}"
     return (
         f"CASE WHEN {t} = 'VARCHAR' THEN CASE "
-        f"WHEN regexp_matches({s}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') THEN TRY_CAST({s} AS TIMESTAMPTZ) "
-        f"WHEN regexp_full_match({s}, '-?[0-9]+') THEN {_epoch_ms(f'TRY_CAST({s} AS DOUBLE)')} END "
+        f"WHEN regexp_full_match({s}, {_sql_str(_ISO_FAST)}) THEN TRY_CAST({s} AS TIMESTAMPTZ) "
+        f"WHEN regexp_full_match({s}, '-?[0-9]+') THEN {_epoch_ms(f'TRY_CAST({s} AS DOUBLE)')} "
+        f"ELSE TRY_CAST({_iso_canonical(s)} AS TIMESTAMPTZ) END "
         f"WHEN {t} = 'NUMBER' THEN {_epoch_ms(f'TRY_CAST({j} AS DOUBLE)')} END"
     )
 
@@ -224,6 +267,48 @@ def message_reasons() -> list[str]:
     ]
 
 
+# -- what DuckDB's JSON parser accepts beyond RFC 8259 ---------------------------------------------
+#: A JSON string literal (the texts passed ``json_valid``, so every string is well-formed).
+_STRING = '"(?:[^"\\\\]|\\\\.)*"'
+#: Cheap test for the rows that may hold what DuckDB accepts and RFC 8259 does not: NaN /
+#: Infinity in any case (DuckDB reads ``nan``, ``Inf``, ``-Infinity``) and trailing commas.
+_LENIENT_HINT = "[Nn][Aa][Nn]|[Ii][Nn][Ff]|,[ \\t\\n\\r]*[\\]}]"
+#: The same, exact, on the text with its strings emptied (a value position, outside strings).
+_NON_FINITE = "(?:^|[:\\[,])[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])"
+_TRAILING_COMMA = ",[ \\t\\n\\r]*[\\]}]"
+#: Deepest nesting of arrays and objects accepted. DuckDB reads any depth, but Python's json
+#: (derived messageIds, conflict checks, the JSON-document reader) stops near 1000 levels; real
+#: messages nest a handful of levels, so a deeper one is garbage or an attack.
+MAX_DEPTH = 512
+
+
+def _lenient_reasons(raw: str, parsed: str) -> str:
+    """NULL, or why a text DuckDB parsed is not JSON (RFC 8259): NaN/Infinity, trailing commas."""
+    bare = f"regexp_replace({raw}, {_sql_str(_STRING)}, '\"\"', 'g')"
+    return (
+        f"CASE WHEN {parsed} AND regexp_matches({raw}, {_sql_str(_LENIENT_HINT)}) THEN nullif(concat_ws('; ', "
+        f"CASE WHEN regexp_matches({bare}, {_sql_str(_NON_FINITE)}) "
+        f"THEN 'invalid JSON: NaN and Infinity are not JSON numbers' END, "
+        f"CASE WHEN regexp_matches({bare}, {_sql_str(_TRAILING_COMMA)}) "
+        f"THEN 'invalid JSON: trailing comma' END), '') END"
+    )
+
+
+def _depth(raw: str, parsed: str) -> str:
+    """The nesting depth of a parsed text that may be nested deeper than :data:`MAX_DEPTH`, else NULL.
+
+    Only texts with more than ``MAX_DEPTH`` opening brackets (counted cheaply, strings included)
+    are measured exactly: strings removed, the running depth folded over the brackets.
+    """
+    opening = f"strlen({raw}) - strlen(replace(replace({raw}, '[', ''), '{{', ''))"
+    brackets = f"regexp_replace(regexp_replace({raw}, {_sql_str(_STRING)}, '', 'g'), '[^\\[\\]{{}}]', '', 'g')"
+    steps = f"list_transform(string_split({brackets}, ''), lambda c: CASE WHEN c IN ('[', '{{') THEN 1 ELSE -1 END)"
+    return (
+        f"CASE WHEN {parsed} AND strlen({raw}) > {2 * MAX_DEPTH} AND {opening} > {MAX_DEPTH} "
+        f"THEN list_reduce({steps}, lambda a, x: {{'d': a.d + x, 'm': greatest(a.m, a.d + x)}}, {{'d': 0, 'm': 0}}).m END"
+    )
+
+
 def chunk_sql(source: str, now: datetime) -> str:
     """The query that turns ``source(line BIGINT, text VARCHAR)`` into validated event rows.
 
@@ -262,22 +347,29 @@ def chunk_sql(source: str, now: datetime) -> str:
     all_reasons = ",\n            ".join(field_reasons + message_reasons())
     big = MAX_MESSAGE_BYTES
     return f"""
-WITH k AS (
-    SELECT line, raw, strlen(raw) AS nbytes,
-        CASE WHEN strlen(raw) > {big} THEN 'big'
-             WHEN NOT json_valid(raw) THEN 'invalid'
-             WHEN NOT regexp_matches(raw, '^[ \t\n\r]*[{{]') THEN 'notobj'
-             ELSE 'ok' END AS status
+WITH k0 AS (
+    SELECT line, raw, strlen(raw) AS nbytes, strlen(raw) <= {big} AND json_valid(raw) AS parsed
     FROM (SELECT line, CASE WHEN ends_with(text, chr(13)) THEN rtrim(text, chr(13)) ELSE text END AS raw
           FROM {source})
     WHERE CASE WHEN strlen(raw) > 16 THEN true ELSE trim(raw, {_sql_str(_WS)}) <> '' END
+), k1 AS (
+    SELECT *, {_lenient_reasons("raw", "parsed")} AS lenient, {_depth("raw", "parsed")} AS depth FROM k0
+), k AS (
+    SELECT line, raw, nbytes, lenient, depth,
+        CASE WHEN nbytes > {big} THEN 'big'
+             WHEN NOT parsed THEN 'invalid'
+             WHEN lenient IS NOT NULL THEN 'lenient'
+             WHEN depth > {MAX_DEPTH} THEN 'deep'
+             WHEN NOT regexp_matches(raw, '^[ \t\n\r]*[{{]') THEN 'notobj'
+             ELSE 'ok' END AS status
+    FROM k1
 ), x AS (
-    SELECT line, raw, nbytes, status,
+    SELECT line, raw, nbytes, status, lenient, depth,
         CASE WHEN status = 'ok' THEN json_transform(raw, {shape}) END AS x,
         CASE WHEN status = 'notobj' THEN json_type(raw) END AS top_type
     FROM k
 ), t AS (
-    SELECT line, raw, nbytes, status, top_type, {", ".join(picks)} FROM x
+    SELECT line, raw, nbytes, status, lenient, depth, top_type, {", ".join(picks)} FROM x
 ), v AS (
     SELECT *, {types}, {strings} FROM t
 ), w AS (
@@ -303,6 +395,8 @@ WITH k AS (
         CASE status
             WHEN 'big' THEN 'message is ' || nbytes || ' bytes, over the 32 KiB limit'
             WHEN 'invalid' THEN 'invalid JSON'
+            WHEN 'lenient' THEN lenient
+            WHEN 'deep' THEN 'message is nested ' || depth || ' levels deep, over the limit of {MAX_DEPTH}'
             WHEN 'notobj' THEN 'message is ' || {_A_TYPE.format(t="upper(top_type)")} || ', not a JSON object'
             ELSE nullif(concat_ws('; ',
             {all_reasons}
@@ -328,7 +422,7 @@ SELECT
     v_properties AS properties,
     v_traits AS traits,
     v_context AS context,
-    CASE WHEN reasons IS NULL THEN sha256(raw) END AS payload_hash
+    CASE WHEN reasons IS NULL THEN md5(raw) END AS payload_hash
 FROM q
 """
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InputError
-from ingest.contract import MAX_MESSAGE_BYTES
+from ingest.contract import MAX_DEPTH, MAX_MESSAGE_BYTES
 
 #: Assumed mean record size, to turn a chunk size in records into an NDJSON block size in bytes.
 _BYTES_PER_RECORD = 320
@@ -127,7 +127,7 @@ def open_binary(src: Source) -> Iterator[IO[bytes]]:
             magic = raw.read(2)
             raw.seek(0)
             if magic != b"\x1f\x8b":
-                raise FileProblem(f"not gzip-compressed although its name ends in .gz", line=0)
+                raise FileProblem("not gzip-compressed although its name ends in .gz", line=0)
             counting = _Counting(raw, src.on_bytes)
             with gzip.GzipFile(fileobj=counting, mode="rb") as gz:  # type: ignore[arg-type]
                 yield gz
@@ -269,6 +269,8 @@ def _json_records(doc: Any) -> list[Any]:
 
 
 def _to_text(record: Any, line: int) -> str | ReadFailure:
+    if isinstance(record, _TooDeep):
+        return ReadFailure(line=line, raw=cut_text(record.text), reason=f"message is nested over {MAX_DEPTH} levels deep")
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     try:
         text.encode("utf-8")
@@ -315,7 +317,54 @@ def read_json(src: Source, chunk_records: int) -> Iterator[Chunk]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FileProblem(f"not a JSON document: {exc.msg} at line {exc.lineno} column {exc.colno}", line=0, raw=cut_text(text)) from None
+    except RecursionError:
+        yield from _records_to_chunks(enumerate(_deep_records(text), start=1), chunk_records, _to_text)
+        return
     yield from _records_to_chunks(enumerate(_json_records(doc), start=1), chunk_records, _to_text)
+
+
+@dataclass(frozen=True, slots=True)
+class _TooDeep:
+    """A record of a JSON document nested too deeply for Python's parser (kept as its text)."""
+
+    text: str
+
+
+def _deep_records(text: str) -> list[Any]:
+    """The records of a document Python's json cannot parse (nesting beyond its recursion limit).
+
+    DuckDB's parser has no depth limit: it splits the document into its records' texts, and only
+    the records that are themselves too deep stay unparsed (quarantined by :func:`_to_text`), so
+    one bad record does not cost the file's others.
+    """
+    import duckdb
+
+    with duckdb.connect() as con:
+        try:
+            kind, batched, items, batch, *shared = con.execute(
+                "SELECT json_type(d), json_type(d, '$.batch') = 'ARRAY', CAST(json_extract(d, '$[*]') AS VARCHAR[]), "
+                "CAST(json_extract(d, '$.batch[*]') AS VARCHAR[]), "
+                + ", ".join(f"CAST(json_extract(d, '$.{key}') AS VARCHAR)" for key in BATCH_MERGED)
+                + " FROM (SELECT CAST(? AS JSON) AS d)",
+                [text],
+            ).fetchall()[0]
+        except duckdb.Error as exc:
+            raise FileProblem(f"not a JSON document: {exc}", line=0, raw=cut_text(text)) from None
+    if kind != "ARRAY" and not (kind == "OBJECT" and batched):
+        return [_TooDeep(text)]
+    records: list[Any] = []
+    for piece in items if kind == "ARRAY" else batch:
+        try:
+            records.append(json.loads(piece))
+        except RecursionError:
+            records.append(_TooDeep(piece))
+    if kind == "ARRAY":
+        return records
+    try:
+        envelope = {key: json.loads(value) for key, value in zip(BATCH_MERGED, shared) if value is not None}
+    except RecursionError:
+        raise FileProblem(f"the batch-level context is nested over {MAX_DEPTH} levels deep", line=0) from None
+    return _json_records({"batch": records, **envelope})
 
 
 # -- tabular formats (CSV, Parquet): columns -> nested JSON, vectorised --------------------------------

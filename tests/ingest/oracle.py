@@ -65,6 +65,43 @@ def epoch_ms(ms: float) -> datetime | None:
     return EPOCH + timedelta(microseconds=round(ms * 1000))
 
 
+# ISO-8601 as events.md reads it, written out: extended (2024-03-01T10:00:00.5+01:00) or basic
+# (20240301T100000,5+0100) format, T/t/space, reduced precision (hh, hh:mm), Z/z or an offset.
+_DATE_EXT = r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
+_CLOCK_EXT = r"(?P<h>\d{2})(?::(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d+))?)?)?"
+_DATE_BASIC = r"(?P<y>\d{4})(?P<mo>\d{2})(?P<d>\d{2})"
+_CLOCK_BASIC = r"(?P<h>\d{2})(?:(?P<mi>\d{2})(?:(?P<s>\d{2})(?:[.,](?P<f>\d+))?)?)?"
+_ZONE = r"(?P<z>[Zz]|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?"
+ISO_SHAPES = (
+    re.compile(_DATE_EXT),
+    re.compile(_DATE_EXT + r"[Tt ]" + _CLOCK_EXT + _ZONE),
+    re.compile(_DATE_BASIC + r"[Tt]" + _CLOCK_BASIC + _ZONE),
+)
+
+
+def parse_iso(text: str) -> datetime | None:
+    match = next((m for m in (shape.fullmatch(text) for shape in ISO_SHAPES) if m), None)
+    if match is None:
+        return None
+    parts = match.groupdict()
+    hour, minute, second = (int(parts.get(k) or 0) for k in ("h", "mi", "s"))
+    fraction = parts.get("f") or ""
+    micros = int((fraction + "000000")[:6])
+    extra = timedelta(0)
+    if hour == 24 and minute == 0 and second == 0 and not fraction.strip("0"):
+        hour, extra = 0, timedelta(days=1)
+    try:
+        moment = datetime(int(parts["y"]), int(parts["mo"]), int(parts["d"]), hour, minute, second, micros, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    zone = parts.get("z") or "Z"
+    if zone not in "Zz":
+        digits = zone[1:].replace(":", "")
+        shift = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        moment -= shift if zone[0] == "+" else -shift
+    return moment + extra
+
+
 def parse_time(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -72,15 +109,51 @@ def parse_time(value: Any) -> datetime | None:
         return epoch_ms(value)
     if not isinstance(value, str):
         return None
-    if re.match(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
     if re.fullmatch(r"-?[0-9]+", value):
         return epoch_ms(int(value))
-    return None
+    return parse_iso(value)
+
+
+# -- what DuckDB reads and RFC 8259 does not, and nesting depth: one character scan ----------------
+MAX_DEPTH = 512
+
+
+def scan(text: str) -> tuple[str, bool, bool, int]:
+    """``(text with non-finite numbers as 0 and trailing commas dropped, any non-finite, any
+    trailing comma, deepest nesting)``, scanning characters outside strings."""
+    out: list[str] = []
+    non_finite = trailing = False
+    depth = deepest = 0
+    in_string = escaped = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if in_string:
+            out.append(c)
+            in_string = escaped or c != '"'
+            escaped = not escaped and c == "\\"
+            i += 1
+            continue
+        if c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+        elif c == "," and text[i + 1 :].lstrip(" \t\n\r")[:1] in ("]", "}"):
+            trailing = True
+            i += 1
+            continue
+        word = re.match(r"-?(infinity|inf|nan)", text[i:], re.IGNORECASE)
+        if word and (c in "-nNiI") and "".join(out).rstrip(" \t\n\r")[-1:] in ("", ":", "[", ","):
+            non_finite = True
+            out.append("0")
+            i += len(word.group(0))
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out), non_finite, trailing, deepest
 
 
 def iso(ts: datetime) -> str:
@@ -91,10 +164,18 @@ def check(text: str, now: datetime) -> tuple[list[str], dict[str, Any]]:
     """``(reasons, columns)`` for one record; accepted when ``reasons`` is empty."""
     if len(text.encode()) > 32 * 1024:
         return [f"message is {len(text.encode())} bytes, over the 32 KiB limit"], {}
+    cleaned, non_finite, trailing, deepest = scan(text)
     try:
-        msg = json.loads(text)
+        msg = json.loads(cleaned)
+    except RecursionError:  # deeper than Python's parser goes: the depth rule below applies
+        msg = None
     except ValueError:
         return ["invalid JSON"], {}
+    if non_finite or trailing:
+        return [r for r, broken in (("invalid JSON: NaN and Infinity are not JSON numbers", non_finite),
+                                    ("invalid JSON: trailing comma", trailing)) if broken], {}
+    if deepest > MAX_DEPTH:
+        return [f"message is nested {deepest} levels deep, over the limit of {MAX_DEPTH}"], {}
     if not isinstance(msg, dict):
         return [f"message is {a_kind(msg)}, not a JSON object"], {}
     reasons: list[str] = []

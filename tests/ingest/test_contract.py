@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -164,13 +165,32 @@ def test_raw_is_the_line_byte_for_byte_with_unicode(store):
         assert text in props  # NFC is not applied: decomposed and composed forms both survive
 
 
-def test_payload_hash_is_sha256_of_the_message_text(store, tmp_path):
+def test_payload_hash_is_md5_of_the_message_text(store, tmp_path):
     import hashlib
 
     path = write_lines(tmp_path / "t.ndjson", [dict(OK, messageId="m")])
     ingest(store, path)
     line = path.read_text().splitlines()[0]
-    assert event(store, "m")["payload_hash"] == hashlib.sha256(line.encode()).hexdigest()
+    assert event(store, "m")["payload_hash"] == hashlib.md5(line.encode()).hexdigest()
+
+
+def test_stored_sha256_payload_hashes_still_tell_duplicates_from_conflicts(store, tmp_path):
+    """Stores written before the switch to md5 hold sha256 hashes: the hashes then always differ,
+    and the canonical-JSON comparison decides, so a re-sent message is still a plain duplicate."""
+    import hashlib
+
+    line = '{"type":"track","event":"E","userId":"u1","messageId":"m","timestamp":"2024-03-01T10:00:00Z"}'
+    store.con.execute(
+        "INSERT INTO events (message_id, type, event, timestamp, user_id, raw, payload_hash, ingest_id, source_line) "
+        "VALUES ('m', 'track', 'E', TIMESTAMPTZ '2024-03-01 10:00:00+00', 'u1', ?, ?, 1, 1)",
+        [line, hashlib.sha256(line.encode()).hexdigest()],
+    )
+    store.con.execute(
+        "INSERT INTO ingest_log (ingest_id, path, content_hash, status, started_at) VALUES (1, 'old', 'x', 'ingested', now())"
+    )
+    changed = line.replace('"E"', '"Other"')
+    report = ingest(store, write_lines(tmp_path / "t.ndjson", [line, changed]))
+    assert (report.ingested, report.duplicates, report.conflicts) == (0, 2, 1)
 
 
 def test_derived_message_id_is_canonical_json_hash(store, tmp_path):
@@ -181,3 +201,113 @@ def test_derived_message_id_is_canonical_json_hash(store, tmp_path):
     ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
     assert rows(store, "SELECT message_id FROM events") == [(expected,)]
     assert expected.startswith("derived-") and len(expected) == len("derived-") + 32
+
+
+# -- RFC 8259: what DuckDB's parser accepts and JSON does not; nesting ---------------------------------
+def test_nan_infinity_and_trailing_commas_are_quarantined_and_the_rest_kept(store):
+    report = ingest(store, CASES / "rfc8259.ndjson")
+    assert (report.records, report.ingested, report.quarantined) == (8, 3, 5)
+    non_finite, comma = "invalid JSON: NaN and Infinity are not JSON numbers", "invalid JSON: trailing comma"
+    assert reasons(store) == {2: non_finite, 3: non_finite, 4: non_finite, 5: comma, 6: comma}
+    lines = (CASES / "rfc8259.ndjson").read_text().splitlines()
+    quarantined = dict(rows(store, "SELECT line, raw FROM quarantine"))
+    assert quarantined[2] == lines[1] and quarantined[6] == lines[5]
+    assert rows(store, "SELECT message_id FROM events ORDER BY source_line") == [("r-ok",), ("r-text",), ("r-ok2",)]
+
+
+def _nested(levels: int, message_id: str) -> str:
+    return (
+        '{"type":"track","event":"E","userId":"u1","messageId":"' + message_id + '","properties":{"p":'
+        + "[" * (levels - 2) + "]" * (levels - 2) + "}}"
+    )
+
+
+def test_deep_nesting_is_quarantined_with_its_depth_and_the_rest_kept(store, tmp_path):
+    path = write_lines(tmp_path / "deep.ndjson", [dict(OK, messageId="a"), _nested(10_000, "deep"),
+                                                   _nested(512, "at-limit"), _nested(513, "over")])
+    report = ingest(store, path)
+    assert (report.ingested, report.quarantined) == (2, 2)
+    assert reasons(store) == {
+        2: "message is nested 10000 levels deep, over the limit of 512",
+        4: "message is nested 513 levels deep, over the limit of 512",
+    }
+    assert rows(store, "SELECT message_id FROM events ORDER BY source_line") == [("a",), ("at-limit",)]
+
+
+def test_deep_nesting_without_message_id_does_not_reach_pythons_parser(store, tmp_path):
+    deep = _nested(5000, "x").replace('"messageId":"x",', "")
+    report = ingest(store, write_lines(tmp_path / "deep.ndjson", [deep, dict(OK)]))
+    assert (report.ingested, report.quarantined) == (1, 1)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_json_document_too_deep_for_python_keeps_its_other_records(store, tmp_path, batch):
+    records = [json.dumps(dict(OK, messageId="a")), _nested(5000, "deep"), _nested(600, "over"), json.dumps(dict(OK, messageId="b"))]
+    text = "[" + ",".join(records) + "]"
+    if batch:
+        text = '{"batch":' + text + ',"context":{"ip":"10.0.0.1"}}'
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    report = ingest(store, path)
+    assert (report.files[0].status, report.ingested, report.quarantined) == ("ingested", 2, 2)
+    assert reasons(store) == {
+        2: "message is nested over 512 levels deep",
+        3: "message is nested 600 levels deep, over the limit of 512",
+    }
+    contexts = rows(store, "SELECT message_id, context FROM events ORDER BY message_id")
+    assert contexts == ([("a", '{"ip":"10.0.0.1"}'), ("b", '{"ip":"10.0.0.1"}')] if batch else [("a", None), ("b", None)])
+
+
+def test_a_single_json_message_too_deep_for_python_is_quarantined(store, tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text(_nested(5000, "deep"))
+    report = ingest(store, path)
+    assert (report.files[0].status, report.quarantined) == ("ingested", 1)
+    assert reasons(store) == {1: "message is nested over 512 levels deep"}
+
+
+# -- ISO-8601 spellings --------------------------------------------------------------------------------
+MARCH_1 = datetime(2024, 3, 1, 10, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-01t10:00:00z", MARCH_1),  # RFC 3339 allows lower case
+        ("2024-03-01 10:00:00Z", MARCH_1),
+        ("2024-03-01T10:00Z", MARCH_1),
+        ("2024-03-01T10Z", MARCH_1),
+        ("2024-03-01T11:00:00+01", MARCH_1),
+        ("2024-03-01T11:30:00+0130", MARCH_1),
+        ("2024-03-01T04:30:00-05:30", MARCH_1),
+        ("2024-03-01T10:00:00,5Z", MARCH_1.replace(microsecond=500000)),
+        ("2024-03-01T10:00:00.123456789Z", MARCH_1.replace(microsecond=123456)),  # cut to microseconds
+        ("20240301T100000Z", MARCH_1),  # basic format
+        ("20240301t110000+0100", MARCH_1),
+        ("20240301T1100+01", MARCH_1),
+        ("20240301T10", MARCH_1),
+        ("20240301T100000.25z", MARCH_1.replace(microsecond=250000)),
+        ("2024-03-01", datetime(2024, 3, 1, tzinfo=timezone.utc)),  # a date is its midnight UTC
+        ("2024-02-29T24:00:00Z", datetime(2024, 3, 1, tzinfo=timezone.utc)),  # end of day
+    ],
+)
+@pytest.mark.parametrize("field", ["timestamp", "originalTimestamp", "sentAt", "receivedAt"])
+def test_every_iso_8601_spelling_in_every_time_field(store, tmp_path, field, text, expected):
+    msg = {"type": "track", "event": "E", "userId": "u", "messageId": "m", field: text}
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    assert reasons(store) == {}
+    column = {"timestamp": "timestamp", "originalTimestamp": "original_timestamp", "sentAt": "sent_at",
+              "receivedAt": "received_at"}[field]
+    assert event(store, "m")[column] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2024-W09-5", "2024-061", "2024-03-01T1000", "20240301T10:00:00Z", "2024-03-01T10:00:00 UTC", "2024-03-01Z",
+     "2024-03-01T10:00:60Z", "2024-03-01T24:00:01Z", "2024-03-01T10:00:00+24:00", "2024-3-1T10:00:00Z", "0240301T10"],
+)
+@pytest.mark.parametrize("field", ["timestamp", "originalTimestamp", "sentAt", "receivedAt"])
+def test_other_spellings_are_quarantined_in_every_time_field(store, tmp_path, field, text):
+    msg = {"type": "track", "event": "E", "userId": "u", "messageId": "m", field: text}
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    assert reasons(store) == {1: f"{field} '{text}' is not ISO-8601 or epoch milliseconds"}

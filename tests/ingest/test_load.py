@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 from rich.console import Console
@@ -232,3 +233,46 @@ def test_an_abandoned_ingest_stops_hashing_the_file(tmp_path):
     with pytest.raises(KeyboardInterrupt), load._set_on_error(stop := threading.Event()):
         raise KeyboardInterrupt
     assert stop.is_set()
+
+
+def _stored_elsewhere(store) -> None:
+    """An event written by another tool: no source line, so SeenIds cannot place it."""
+    store.con.execute(
+        "INSERT INTO events (message_id, type, event, timestamp, raw, payload_hash, ingest_id) "
+        "VALUES ('x0', 'track', 'E', TIMESTAMPTZ '2024-03-01 10:00:00+00', ?, 'h', 99)",
+        ['{"messageId":"x0"}'],
+    )
+
+
+def test_duplicates_of_every_kind_of_stored_row_across_runs_files_and_chunks(store, tmp_path):
+    _stored_elsewhere(store)
+    ingest(store, write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(4)]))
+    b = write_lines(tmp_path / "b.ndjson", [
+        dict(MSG, messageId="m1"),                      # an earlier run
+        dict(MSG, messageId="n1"), dict(MSG, messageId="n1"),  # the same chunk
+        dict(MSG, messageId="n2"), dict(MSG, messageId="n1", event="Changed"),  # an earlier chunk, conflicting
+        dict(MSG, messageId="x0"),                      # a row without a location (other tool): conflicting
+        dict(MSG, messageId="m3", event="Changed"),     # an earlier run, conflicting
+        dict(MSG, messageId="n3"),
+    ])
+    c = write_lines(tmp_path / "c.ndjson", [dict(MSG, messageId="n3"), dict(MSG, messageId="n4")])  # an earlier file of the run
+    report = ingest(store, b, c, chunk_records=3)
+    assert [(f.ingested, f.duplicates, f.conflicts) for f in report.files] == [(3, 5, 3), (1, 1, 0)]
+    assert rows(store, "SELECT message_id, line FROM duplicate_conflicts ORDER BY line") == [("n1", 5), ("x0", 6), ("m3", 7)]
+    assert rows(store, "SELECT count(*), count(DISTINCT message_id) FROM events") == [(9, 9)]
+
+
+def test_a_hash_hit_that_is_not_the_id_is_no_duplicate(store, tmp_path, monkeypatch):
+    """Hash collisions (SeenIds reports stored rows that hold other ids) never drop an event."""
+    ingest(store, write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(4)]))
+    real = load.SeenIds.lookup
+
+    def colliding(self, hashes):
+        probe, location = real(self, hashes)
+        everyone = np.arange(len(hashes))
+        anywhere = np.full(len(hashes), load.SeenIds.location(np.array([1]), np.array([2]))[0])
+        return np.concatenate([probe, everyone]), np.concatenate([location, anywhere])
+
+    monkeypatch.setattr(load.SeenIds, "lookup", colliding)
+    report = ingest(store, write_lines(tmp_path / "b.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(2, 7)]))
+    assert (report.ingested, report.duplicates, report.conflicts) == (3, 2, 0)
