@@ -352,11 +352,13 @@ SELECT {body}
 
     # -- final values ------------------------------------------------------------------------
     def values_sql(
-        self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None
+        self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None,
+        profiles: str = "profiles", event_map: str = "event_profiles",
     ) -> str:
         """One row per profile (sorted by id), one typed column per trait, from ``agg``.
 
-        ``where`` (a query of profile ids) restricts the rows to those profiles.
+        ``where`` (a query of profile ids) restricts the rows to those profiles. ``profiles`` and
+        ``event_map`` are the identity's profiles and map (another instant's, engine/identity/asof.py).
         """
         ctes = [f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else []
         joins: list[str] = []
@@ -369,7 +371,8 @@ SELECT {body}
                 capped = f"cap{i}_"
                 only = f" AND a.profile_id IN ({where})" if where else ""
                 relation = self.relation_ctes(
-                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}{only}", stats=False
+                    prefix=capped, profile_filter=f"SELECT profile_id FROM {agg} a WHERE {over}{only}", stats=False,
+                    event_map=event_map,
                 )
                 ctes += relation
                 ctes.append(
@@ -381,7 +384,7 @@ SELECT {body}
         with_ = ("WITH " + ",\n    ".join(ctes) + "\n") if ctes else ""
         select = ",\n    ".join(["p.profile_id", *columns])
         return (
-            f"{with_}SELECT {select}\nFROM profiles p LEFT JOIN {agg} a ON a.profile_id = p.profile_id"
+            f"{with_}SELECT {select}\nFROM {profiles} p LEFT JOIN {agg} a ON a.profile_id = p.profile_id"
             f"{''.join(joins)}{' WHERE ' + restrict if restrict else ''}\nORDER BY p.profile_id"
         )
 
@@ -390,13 +393,14 @@ SELECT {body}
         return self.values_sql("agg", agg_cte=self.agg_sql(stats=False, keyed=keyed))
 
     # -- one profile, every event (explanations) ---------------------------------------------
-    def explain_sql(self, index: int) -> str:
-        """Every track/page/screen event of the profile ``$profile_id`` with the trait's tests."""
+    def explain_sql(self, index: int, *, event_map: str = "event_profiles") -> str:
+        """Every track/page/screen event of the profile ``$profile_id`` with the trait's tests
+        (``event_map``: the identity to read the profile's events from, as in :meth:`source_sql`)."""
         t = self.traits[index]
         cols = "".join(f", e.{quote(c.name)}" for c in self.columns)
         ev = f"""ev AS (
         SELECT ep.profile_id, e.timestamp, e.message_id, e.event, e.type, e.name, e.properties{cols}
-        FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+        FROM events e JOIN {event_map} ep ON ep.message_id = e.message_id
         WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND ep.profile_id = $profile_id
     )"""
         ctes = [ev]

@@ -39,6 +39,18 @@ class EventMap:
     latest: bool
     as_of: datetime
 
+    @property
+    def profiles(self) -> str:
+        """A relation of ``profile_id``: the profiles as of ``as_of``. Those of the map, and a
+        profile of ``profiles`` created by then (the same for a resolved store; a store built
+        by hand may hold profiles without events)."""
+        if self.latest:
+            return "profiles"
+        return (
+            f"(SELECT DISTINCT profile_id FROM {self.relation} UNION "
+            f"SELECT profile_id FROM profiles WHERE created_at <= TIMESTAMPTZ '{self.as_of.isoformat()}')"
+        )
+
 
 def latest_event_time(store: Store) -> datetime | None:
     """The timestamp of the last stored event (``None`` when there is none)."""
@@ -95,11 +107,14 @@ def build_roots(store: Store, as_of: datetime) -> str:
     return ROOTS
 
 
-def event_map(store: Store, as_of: datetime, *, force: bool = False) -> EventMap:
+def event_map(store: Store, as_of: datetime, *, force: bool = False, later: bool = False) -> EventMap:
     """The resolved events and their profiles as of ``as_of`` (see the module docstring).
 
     ``force`` builds the temp table even when ``event_profiles`` would do (tests use it to
-    check the fast path against the general one).
+    check the fast path against the general one). ``later`` keeps the events after ``as_of``
+    too, under the profile that the profile they joined was part of at ``as_of`` (explanations
+    list them as "after as_of"); one that joined a profile created later keeps that profile's id,
+    which names no profile as of ``as_of``.
     """
     if not force and is_latest(store, as_of):
         return EventMap("event_profiles", True, as_of)
@@ -110,10 +125,16 @@ def event_map(store: Store, as_of: datetime, *, force: bool = False) -> EventMap
         SELECT ep.message_id, coalesce(r.root, {joined}) AS profile_id
         FROM event_profiles ep JOIN events e ON e.message_id = ep.message_id
         LEFT JOIN {ROOTS} r ON r.profile_id = {joined}
-        WHERE e.timestamp <= ?""",
-        [as_of],
+        WHERE e.timestamp <= ? OR ?""",
+        [as_of, later],
     )
     return EventMap(MAP, False, as_of)
+
+
+def drop_temps(store: Store) -> None:
+    """Drop this module's temp tables (a map holds a row per resolved event)."""
+    for name in (MAP, ROOTS, IDENTIFIERS):
+        store.con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def identifiers_as_of(store: Store, as_of: datetime) -> str:
@@ -171,6 +192,10 @@ def profile_as_of(store: Store, profile_id: str, as_of: datetime) -> str:
     became = profiles_of(f"{joined} = ?")
     if became:
         return became[0]
+    if store.first_row(
+        "SELECT count(*) FROM profiles WHERE profile_id = ? AND created_at <= ?", [profile_id, as_of]
+    )[0]:
+        return profile_id  # a profile without events (stores built by hand)
     earlier = profiles_of("ep.profile_id = ?")
     hint = (
         f"; its events then belonged to {', '.join(earlier[:5])}{', ...' if len(earlier) > 5 else ''}"
