@@ -15,7 +15,7 @@ Goals (traits side): incremental >= 20x faster than full on the 1% append; slidi
 ``end_to_end`` adds the ingest, resolve and the checkpoint of their writes (the same for both;
 other engineers' parts) to each traits step. Wall time is noisy on the shared 2-core machine, so CPU seconds are reported too.
 The base store is cached in two stages: ``incr-N-resolved-i<identity layout>.duckdb`` (ingest + resolve, slow) and
-``incr-N-base-v<trait state version>.duckdb`` (traits computed), so a state layout change only
+``incr-N-base-v<trait state version>-i<identity layout>.duckdb`` (traits computed), so a state layout change only
 recomputes the traits.
 
     python -m benchmarks.bench_incremental --events 1000000 --json benchmarks/results/incremental-1m.json
@@ -93,15 +93,16 @@ def resolved(n_events: int) -> Path:
 def prepare(n_events: int) -> tuple[Path, Path]:
     """The base store (99% ingested, resolved, traits computed) and the new file.
 
-    The computed store's name carries the trait state version, so a layout change rebuilds it
-    from the cached resolved store (cheap) rather than re-ingesting.
+    The computed store's name carries the trait state and identity layout versions, so a layout
+    change rebuilds it from the cached resolved store (cheap) rather than re-ingesting.
     """
     from benchmarks.bench_traits import as_of, eight_traits, parsed
     from engine.compute import STATE_VERSION, compute_traits
+    from engine.identity.resolve import LAYOUT_VERSION
     from engine.store import Store
 
     _, new = split(n_events)
-    path = CACHE / f"incr-{n_events}-base-v{STATE_VERSION}.duckdb"
+    path = CACHE / f"incr-{n_events}-base-v{STATE_VERSION}-i{LAYOUT_VERSION}.duckdb"
     if not path.exists():
         source = resolved(n_events)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.duckdb")

@@ -21,6 +21,7 @@ import polars as pl
 from rich.table import Table
 
 from engine.errors import NotFoundError, StoreError
+from engine.identity.asof import EventMap, drop_temps, event_map, profile_as_of
 from engine.progress import Progress
 from engine.store import Store, quote
 from traits.base import Trait, ValueTrait
@@ -151,6 +152,10 @@ class _Previous:
     #: What ``trait_events`` holds: the event names and derived columns it was built for.
     tev_events: tuple[str, ...] = ()
     tev_columns: tuple[str, ...] = ()
+    #: The instant of the identity the state was built with, ``None`` for the latest identity
+    #: (``event_profiles``); the next run on another identity updates it as after an identity
+    #: change, without the change log (docs/incremental.md).
+    map_as_of: str | None = None
 
     @classmethod
     def load(cls, store: Store) -> _Previous | None:
@@ -164,6 +169,7 @@ class _Previous:
             as_of=datetime.fromisoformat(data["as_of"]), identity=data["identity"],
             watermark=int(data["watermark"]), keys=tuple(data["keys"]), names=tuple(data["names"]),
             run=data.get("run"), tev_events=tuple(data["tev_events"]), tev_columns=tuple(data["tev_columns"]),
+            map_as_of=data.get("map_as_of"),
         )
 
     def dump(self) -> str:
@@ -171,6 +177,7 @@ class _Previous:
             "v": STATE_VERSION, "as_of": self.as_of.isoformat(), "identity": self.identity,
             "watermark": self.watermark, "keys": list(self.keys), "names": list(self.names),
             "run": self.run, "tev_events": list(self.tev_events), "tev_columns": list(self.tev_columns),
+            "map_as_of": self.map_as_of,
         })
 
     def covers(self, plan: Plan) -> bool:
@@ -210,11 +217,13 @@ def _trait_events_select(events: Sequence[str], columns: Sequence[str], *, mappe
 
 
 def _events_current(store: Store, plan: Plan) -> bool:
-    """Whether ``trait_events`` is up to date for ``plan``: same identity, no event since, covered."""
+    """Whether ``trait_events`` is up to date for ``plan``: same identity, no event since, covered,
+    keyed by the latest identity (a past one is only right for its own instant)."""
     prev = _Previous.load(store)
     return (
         prev is not None and store.has_table("trait_events") and prev.covers(plan)
         and prev.identity == store.get_meta("identity_state") and prev.watermark == _max_ingest(store)
+        and prev.map_as_of is None
     )
 
 
@@ -222,13 +231,14 @@ def _max_ingest(store: Store) -> int:
     return int(store.first_row("SELECT coalesce(max(ingest_id), -1) FROM events")[0])
 
 
-def _full_state(store: Store, plan: Plan, top: int) -> None:
-    """``trait_events`` rebuilt from ``events`` and the map, then ``__trait_agg``: the state of
-    every mapped profile (fingerprint + partial aggregates) from it, without a join."""
+def _full_state(store: Store, plan: Plan, top: int, mapped: str = "event_profiles") -> None:
+    """``trait_events`` rebuilt from ``events`` and the map (``mapped``: the identity as of the
+    plan's instant), then ``__trait_agg``: the state of every mapped profile (fingerprint +
+    partial aggregates) from it, without a join."""
     store.con.execute(
         "CREATE OR REPLACE TABLE trait_events AS "
         + _trait_events_select(
-            {t.event for t in plan.traits}, [c.name for c in plan.columns], mapped="event_profiles",
+            {t.event for t in plan.traits}, [c.name for c in plan.columns], mapped=mapped,
             where=f"e.ingest_id <= {top}",
         )
         # by time: a window edge's events (a slide) are then a few row groups, pruned by min/max
@@ -237,7 +247,7 @@ def _full_state(store: Store, plan: Plan, top: int) -> None:
     parts = ", ".join(["f.profile_id", "f._n", "f._fp", *(f"a.{c}" for c in plan.state_columns())])
     store.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {_AGG} AS
-        WITH f AS ({_fingerprints_sql()}), a AS ({plan.agg_sql(stats=True, state=True, keyed="trait_events")})
+        WITH f AS ({_fingerprints_sql(mapped)}), a AS ({plan.agg_sql(stats=True, state=True, keyed="trait_events")})
         SELECT {parts} FROM f LEFT JOIN a ON a.profile_id = f.profile_id"""
     )
 
@@ -258,7 +268,8 @@ class _Update:
 
 
 def _plan_update(
-    store: Store, plan: Plan, kept: list[int], prev: _Previous, identity: str | None, top: int
+    store: Store, plan: Plan, kept: list[int], prev: _Previous, identity: str | None, top: int,
+    *, mapped: str = "event_profiles",
 ) -> _Update:
     """Fill ``__t_touched(profile_id, kind, _n, _fp)`` with every profile whose state changes.
 
@@ -271,6 +282,10 @@ def _plan_update(
     * ``as_of`` moved: profiles with an event whose counting flag differs between the two
       instants (``Plan.moved_sql``): *recompute*.
     * a session trait does not merge: its merge candidates are recomputed.
+
+    ``mapped`` is the identity the run uses (``event_profiles``, or the map as of a past
+    ``as_of``); the identity change log only describes ``event_profiles``, so it is used only
+    when this run and the stored state both use it.
     """
     con = store.con
     kplan = Plan.build([plan.traits[i] for i in kept], as_of=plan.as_of, keys=[plan.keys[i] for i in kept])
@@ -282,7 +297,10 @@ def _plan_update(
         "(profile_id VARCHAR, kind VARCHAR, _n BIGINT, _fp HUGEINT, source VARCHAR)"
     )
     run = _identity_run(store)
-    use_log = identity_changed and _change_log_usable(store, prev, run)
+    use_log = (
+        identity_changed and mapped == "event_profiles" and prev.map_as_of is None
+        and _change_log_usable(store, prev, run)
+    )
     if identity_changed:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE __t_nev AS SELECT message_id, ingest_id FROM events e WHERE {new_events}"
@@ -300,12 +318,12 @@ def _plan_update(
         else:
             only, stored = "", "(SELECT profile_id, _n, _fp FROM trait_state)"
         con.execute(
-            f"""INSERT INTO __t_new SELECT ep.message_id, ep.profile_id, n.ingest_id FROM event_profiles ep
+            f"""INSERT INTO __t_new SELECT ep.message_id, ep.profile_id, n.ingest_id FROM {mapped} ep
             JOIN __t_nev n ON n.message_id = ep.message_id{only}"""
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE __t_fp AS SELECT ep.profile_id, count(*) AS _n, "
-            f"sum(hash(ep.message_id)) AS _fp FROM event_profiles ep{only} GROUP BY ep.profile_id"
+            f"sum(hash(ep.message_id)) AS _fp FROM {mapped} ep{only} GROUP BY ep.profile_id"
         )
         con.execute(
             f"""INSERT INTO __t_touched
@@ -355,7 +373,7 @@ def _plan_update(
         con.execute(
             f"""INSERT INTO __t_touched
             SELECT DISTINCT ep.profile_id, 'recompute', NULL, NULL, NULL
-            FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+            FROM events e JOIN {mapped} ep ON ep.message_id = e.message_id
             WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND e.event IN ({events})
               AND ({kplan.moved_sql(prev.as_of)})"""
         )
@@ -385,7 +403,7 @@ def _plan_update(
     rows = recompute if counts.get("recompute") else f"{recompute} LIMIT 0"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS
-        SELECT message_id, profile_id FROM event_profiles WHERE profile_id IN ({rows})"""
+        SELECT message_id, profile_id FROM {mapped} WHERE profile_id IN ({rows})"""
     )
     # a recomputed profile's events were, at the last run, in a profile now recomputed or gone,
     # or not resolved, or are new (docs/incremental.md): those rows of trait_events, re-keyed
@@ -404,10 +422,10 @@ def _plan_update(
     # edit left it without identifiers): they stay, unmapped (events that moved to a renamed
     # profile are re-keyed by the rename, to a recomputed one by ``__t_rev``)
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE __t_orph AS
+        f"""CREATE OR REPLACE TEMP TABLE __t_orph AS
         SELECT NULL::VARCHAR AS profile_id, c.* EXCLUDE (profile_id) FROM trait_events c
         WHERE c.profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
-          AND c.message_id NOT IN (SELECT message_id FROM event_profiles)"""
+          AND c.message_id NOT IN (SELECT message_id FROM {mapped})"""
         if counts.get("recompute") or counts.get("gone")
         else "CREATE OR REPLACE TEMP TABLE __t_orph AS SELECT * FROM __t_nevt LIMIT 0"
     )
@@ -460,6 +478,10 @@ def compute_traits(
     profiles touched by identity changes or by a moved ``as_of`` are recomputed from their events,
     a trait whose definition changed is rebuilt alone (``docs/incremental.md``). ``full=True``
     rebuilds everything; both give the same rows. All writes happen in one transaction.
+
+    Profiles are those of the identity as of ``as_of`` (:mod:`engine.identity.asof`): an event
+    after it neither merges nor creates a profile. When that identity is not the latest one (an
+    event comes after ``as_of``) the run is a full recompute, and so is the next run after it.
     """
     progress = progress or Progress()
     started = time.perf_counter()
@@ -469,10 +491,16 @@ def compute_traits(
     keys = tuple(state_key(t) for t in traits)
     plan = Plan.build(traits, as_of=as_of, keys=keys)
     con = store.con
+    emap = event_map(store, as_of)
     prev = None if full else _Previous.load(store)
     identity = store.get_meta("identity_state")
     if prev is not None and not (prev.covers(plan) and store.has_table("trait_events")):
         prev = None  # a definition reads events or properties trait_events lacks: rebuild all
+    if not emap.latest:
+        # the identity as of a past instant is another map than event_profiles: a state built
+        # on another one is updated as after an identity change (docs/incremental.md)
+        identity = f"{identity}@{as_of.isoformat()}"
+    ident = _identity_relations(emap)
     kept = [i for i, k in enumerate(keys) if prev is not None and k in prev.keys]
     update: _Update | None = None
     top = _max_ingest(store)
@@ -480,23 +508,26 @@ def compute_traits(
     try:
         if prev is not None and kept:
             with progress.step(f"Updating {len(kept)} traits"):
-                update = _plan_update(store, plan, kept, prev, identity, top)
+                update = _plan_update(store, plan, kept, prev, identity, top, mapped=emap.relation)
             rebuilt = [i for i in range(len(traits)) if i not in kept]
             if rebuilt:
                 rplan = Plan.build([traits[i] for i in rebuilt], as_of=as_of, keys=[keys[i] for i in rebuilt])
                 with progress.step(f"Rebuilding {len(rebuilt)} changed traits"):
                     con.execute(
-                        f"CREATE OR REPLACE TEMP TABLE __t_rb AS {rplan.agg_sql(stats=True, state=True)}"
+                        f"CREATE OR REPLACE TEMP TABLE __t_rb AS "
+                        f"{rplan.agg_sql(stats=True, state=True, event_map=emap.relation)}"
                     )
                 update = dataclasses.replace(update, rebuilt=tuple(traits[i].name for i in rebuilt))
         step = "Writing trait values" if update is not None else f"Computing {len(traits)} traits"
         with progress.step(step), store.transaction():
             if update is None:
-                _full_state(store, plan, top)
+                _full_state(store, plan, top, mapped=emap.relation)
                 con.execute(f"CREATE OR REPLACE TABLE trait_state AS SELECT * FROM {_AGG}")
-                con.execute(f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql('trait_state', state=True)}")
+                con.execute(
+                    f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql('trait_state', state=True, **ident)}"
+                )
             else:
-                _write_update(store, plan, kept, update, prev)
+                _write_update(store, plan, kept, update, prev, ident)
             stats = _stats(store, plan, "trait_state")
             con.execute("DELETE FROM trait_stats")
             if stats:
@@ -517,10 +548,12 @@ def compute_traits(
                 names=tuple(t.name for t in traits), run=_identity_run(store),
                 tev_events=covered.tev_events if covered else tuple(sorted({t.event for t in traits})),
                 tev_columns=covered.tev_columns if covered else tuple(c.name for c in plan.columns),
+                map_as_of=None if emap.latest else as_of.isoformat(),
             ).dump())
     finally:
         for name in _TEMPS:
             con.execute(f"DROP TABLE IF EXISTS {name}")
+        drop_temps(store)
     counts = con.execute(_with_value_sql(traits)).fetchall()[0] if traits else ()
     return ComputeReport(
         as_of=as_of,
@@ -537,7 +570,15 @@ def compute_traits(
     )
 
 
-def _write_update(store: Store, plan: Plan, kept: list[int], update: _Update, prev: _Previous) -> None:
+def _identity_relations(emap: EventMap) -> dict[str, str]:
+    """``values_sql``'s profiles and map for the identity ``emap``: a past one's profiles are the
+    profiles of its map, not ``profiles`` (the latest)."""
+    return {"profiles": emap.profiles, "event_map": emap.relation}
+
+
+def _write_update(
+    store: Store, plan: Plan, kept: list[int], update: _Update, prev: _Previous, ident: dict[str, str]
+) -> None:
     """Apply an incremental update to ``trait_state`` and ``trait_values`` (inside the transaction)."""
     con = store.con
     # trait_events first: renamed profiles' rows follow them, recomputed and gone profiles' rows
@@ -577,11 +618,11 @@ def _write_update(store: Store, plan: Plan, kept: list[int], update: _Update, pr
             f"""CREATE OR REPLACE TABLE trait_state AS
             SELECT {cols} FROM trait_state s LEFT JOIN {source} r ON r.profile_id = s.profile_id"""
         )
-        con.execute(f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql('trait_state', state=True)}")
+        con.execute(f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql('trait_state', state=True, **ident)}")
         return
     con.execute(f"DELETE FROM trait_values WHERE profile_id IN ({touched})")
     con.execute(
-        f"INSERT INTO trait_values {plan.values_sql('trait_state', state=True, where=touched)}"
+        f"INSERT INTO trait_values {plan.values_sql('trait_state', state=True, where=touched, **ident)}"
     )
 
 
@@ -614,25 +655,48 @@ def trait_frame(
 ) -> pl.DataFrame:
     """The values ``compute_traits`` would store, without writing them (point-in-time features).
 
-    Reads the profile-keyed ``trait_events`` when the last compute left it up to date (same
-    identity, no event ingested since, every column there), else ``events`` joined to the map;
-    ``from_events`` forces the join (tests use it as the independent path).
+    Profiles are those of the identity as of ``as_of``. Reads the profile-keyed ``trait_events``
+    when the last compute left it up to date (same identity, no event ingested since, every
+    column there) and ``as_of`` is after every event, else ``events`` joined to the map as of
+    ``as_of``; ``from_events`` forces the join (tests use it as the independent path).
     """
     traits = tuple(traits)
     _prepare(store, traits, Progress())
     plan = Plan.build(traits, as_of=as_of)
-    keyed = None if from_events or not _events_current(store, plan) else "trait_events"
-    return store.con.sql(plan.frame_sql(keyed=keyed)).pl()
+    emap = event_map(store, plan.as_of)
+    if emap.latest:
+        keyed = None if from_events or not _events_current(store, plan) else "trait_events"
+        return store.con.sql(plan.frame_sql(keyed=keyed)).pl()
+    try:
+        return store.con.sql(plan.frame_sql(**_identity_relations(emap))).pl()
+    finally:
+        drop_temps(store)
 
 
 def explain_trait(store: Store, profile_id: str, trait: Trait, *, as_of: datetime) -> Explanation:
-    """Why ``profile_id`` has its value of ``trait``: every event, counted or why not."""
+    """Why ``profile_id`` has its value of ``trait``: every event, counted or why not.
+
+    The profile's events are those of the identity as of ``as_of``: a profile merged away by
+    then is explained as the profile it had become; a later event is listed (as after
+    ``as_of``) when the profile it joined was part of it then (:mod:`engine.identity.asof`).
+    """
     _prepare(store, (trait,), Progress())
-    found = store.con.execute("SELECT count(*) FROM profiles WHERE profile_id = ?", [profile_id]).fetchall()[0][0]
-    if not found:
-        raise NotFoundError(f"no profile {profile_id!r}; find one with 'profiles show IDENT'")
     plan = Plan.build((trait,), as_of=as_of)
-    frame = store.con.sql(plan.explain_sql(0), params={"profile_id": profile_id}).pl()
+    try:
+        found = store.first_row(
+            "SELECT count(*) FROM profiles WHERE profile_id = ?", [profile_id]
+        )[0] or store.first_row(
+            "SELECT count(*) FROM identity_merges WHERE merged_profile_id = ?", [profile_id]
+        )[0]
+        if not found:
+            raise NotFoundError(f"no profile {profile_id!r}; find one with 'profiles show IDENT'")
+        profile_id = profile_as_of(store, profile_id, plan.as_of)
+        emap = event_map(store, plan.as_of, later=True)
+        frame = store.con.sql(
+            plan.explain_sql(0, event_map=emap.relation), params={"profile_id": profile_id}
+        ).pl()
+    finally:
+        drop_temps(store)
     return explain(frame, trait, profile_id=profile_id, as_of=plan.as_of)
 
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from engine.config import ProjectConfig
 from engine.errors import ConfigError, StoreError
+from engine.identity.asof import drop_temps, event_map, identifiers_as_of
 from engine.store import Store, quote
 
 FORMATS = ("parquet", "csv", "ndjson")
@@ -49,8 +50,18 @@ def traits_as_of(store: Store) -> datetime | None:
 
 
 def export_frame(store: Store, config: ProjectConfig) -> pl.DataFrame:
-    """One row per profile, sorted by ``profile_id``, columns in the contract's order."""
+    """One row per profile, sorted by ``profile_id``, columns in the contract's order.
+
+    The profiles and their identifiers are those of the identity as of the trait values' ``as_of``
+    (the latest identity when traits were never computed, or when no event comes after it), so
+    every row's identifiers and values describe the same profile at the same instant.
+    """
     _require(store, "profiles", "'profiles resolve'")
+    as_of = traits_as_of(store)
+    emap = None if as_of is None else event_map(store, as_of)
+    profiles, identifiers = "profiles", "profile_identifiers"
+    if emap is not None and not emap.latest:
+        profiles, identifiers = emap.profiles, identifiers_as_of(store, as_of)
     trait_names = [t.name for t in config.traits]
     trait_select = ""
     trait_join = ""
@@ -88,17 +99,20 @@ def export_frame(store: Store, config: ProjectConfig) -> pl.DataFrame:
     sql = f"""
         WITH ids AS (
             SELECT profile_id, list(type || ':' || value ORDER BY type || ':' || value) AS identifiers
-            FROM profile_identifiers GROUP BY profile_id
+            FROM {identifiers} GROUP BY profile_id
         )
         SELECT p.profile_id, coalesce(ids.identifiers, []::VARCHAR[]) AS identifiers
                {trait_select} {pred_select}
-        FROM profiles p
+        FROM {profiles} p
         LEFT JOIN ids USING (profile_id)
         {trait_join}
         {pred_join}
         ORDER BY p.profile_id
     """
-    return store.con.sql(sql).pl()
+    try:
+        return store.con.sql(sql).pl()
+    finally:
+        drop_temps(store)
 
 
 def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:

@@ -24,6 +24,7 @@ from rich.text import Text
 
 from engine.config import definition_hash
 from engine.errors import DataError
+from engine.identity.asof import build_roots, drop_temps, event_map, has_joined_column
 from engine.progress import Progress
 from engine.store import DerivedColumn, Store
 from predictions.definitions import Prediction
@@ -110,7 +111,14 @@ class PredictReport:
 
 def _profiles_sql(store: Store) -> str | None:
     sources = [f"SELECT profile_id FROM {t}" for t in ("profiles", "event_profiles") if store.has_table(t)]
+    if sources and store.has_table("event_profiles") and has_joined_column(store):
+        # merged-away profiles too: a training row at a cutoff is keyed by the profile then
+        sources.append("SELECT joined_profile_id FROM event_profiles")
     return " UNION ".join(sources) if sources else None
+
+
+def _joined(store: Store) -> str:
+    return "coalesce(ep.joined_profile_id, ep.profile_id)" if has_joined_column(store) else "ep.profile_id"
 
 
 def _derived_columns(predictions: tuple[Prediction, ...]) -> list[DerivedColumn]:
@@ -134,15 +142,21 @@ def _condition_sql(p: Prediction, as_of: datetime) -> str:
 
 
 def load_events(store: Store, predictions: tuple[Prediction, ...], *, as_of: datetime) -> tuple[pl.DataFrame, dict[int, str]]:
-    """One DuckDB query: every resolved event up to ``as_of`` with each prediction's flag (``c<i>``),
-    amount (``a<i>``) and whether that amount is present but unreadable (``u<i>``).
+    """One DuckDB query: every resolved event up to ``as_of`` with its profile as of ``as_of``
+    (``pid``), the profile it joined when resolved (``jid``: :func:`at_instant` follows it to the
+    profile at an earlier instant), each prediction's flag (``c<i>``), amount (``a<i>``) and
+    whether that amount is present but unreadable (``u<i>``).
 
+    ``_pred_profiles(profile_id, pid, current)`` numbers every profile id, merged-away ones
+    included; ``current`` marks the profiles as of ``as_of`` (those that get scores).
     Rows come in no particular order (a parallel join): the pure modules do not depend on it.
     """
     con = store.con
+    emap = event_map(store, as_of)
+    current = "true" if emap.latest else f"profile_id IN (SELECT profile_id FROM {emap.profiles})"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _pred_profiles AS SELECT profile_id, "
-        "(row_number() OVER (ORDER BY profile_id) - 1)::BIGINT AS pid "
+        f"(row_number() OVER (ORDER BY profile_id) - 1)::BIGINT AS pid, {current} AS current "
         f"FROM ({_profiles_sql(store)}) WHERE profile_id IS NOT NULL"
     )
     con.execute(
@@ -163,15 +177,71 @@ def load_events(store: Store, predictions: tuple[Prediction, ...], *, as_of: dat
         unreadable = (f"coalesce(e.{ref('kind', p.property)} <> 'NULL' AND {amount} IS NULL, false)"
                       if p.property else "false")
         cols.append(f"{unreadable} AS u{i}")
+    mapped = "" if emap.latest else f" JOIN {emap.relation} m ON m.message_id = e.message_id"
     query = (
-        "SELECT p.pid, e.timestamp AS ts, n.code AS ev" + "".join(", " + c for c in cols) +
-        " FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id "
-        "JOIN _pred_profiles p ON p.profile_id = ep.profile_id "
+        "SELECT p.pid, j.pid AS jid, e.timestamp AS ts, n.code AS ev" + "".join(", " + c for c in cols) +
+        f" FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id{mapped} "
+        f"JOIN _pred_profiles p ON p.profile_id = {'ep' if emap.latest else 'm'}.profile_id "
+        f"JOIN _pred_profiles j ON j.profile_id = {_joined(store)} "
         "LEFT JOIN _pred_names n ON n.event = e.event WHERE e.timestamp <= ?"
     )
-    frame = con.sql(query, params=[*params, as_of]).pl()
+    try:
+        frame = con.sql(query, params=[*params, as_of]).pl()
+    finally:
+        drop_temps(store)
     return frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
                               pl.col("ev").cast(pl.Int32)), names
+
+
+def profile_roots(store: Store, instant: datetime) -> pl.DataFrame:
+    """``jid -> root``: each profile merged away by ``instant`` and the profile it had become
+    then, as ``_pred_profiles`` numbers (after :func:`load_events`)."""
+    try:
+        build_roots(store, instant)
+        return store.con.sql(
+            """SELECT a.pid AS jid, b.pid AS root FROM _asof_roots r
+            JOIN _pred_profiles a ON a.profile_id = r.profile_id
+            JOIN _pred_profiles b ON b.profile_id = r.root"""
+        ).pl()
+    finally:
+        drop_temps(store)
+
+
+def at_instant(events: pl.DataFrame, roots: pl.DataFrame, instant: datetime) -> pl.DataFrame:
+    """The events up to ``instant`` with ``pid`` their profile as of ``instant`` (identity then:
+    the profile each joined, followed through the merges up to ``instant``, ``roots``)."""
+    return (
+        events.filter(pl.col("ts") <= instant)
+        .join(roots, on="jid", how="left")
+        .with_columns(pid=pl.coalesce("root", "jid"))
+        .drop("root")
+    )
+
+
+def later_profiles(frame: pl.DataFrame, roots: pl.DataFrame) -> pl.Series:
+    """The profile each ``pid`` of ``frame`` had become by the instant of ``roots``."""
+    return (
+        frame.select("pid")
+        .join(roots.rename({"jid": "pid"}), on="pid", how="left", maintain_order="left")
+        .select(pl.coalesce("root", "pid").alias("later"))["later"]
+    )
+
+
+def _training_rows(ev: pl.DataFrame, cutoffs: list[datetime], spec: FeatureSpec, horizon_days: int,
+                   n_profiles: int, roots_at: Any, as_of: datetime) -> pl.DataFrame:
+    """Training rows: per cutoff ``c``, the features of the profiles as of ``c`` (identity then:
+    an event after ``c``, a merge included, cannot change a row), sampled by that profile, and
+    the label of the profile it had become by ``as_of`` (events in ``(c, c + H]``)."""
+    later = roots_at(as_of)
+    labels = build_labels(ev.drop("jid"), cutoffs=cutoffs, horizon_days=horizon_days)
+    parts = []
+    for c in cutoffs:
+        at_c = _sample(at_instant(ev, roots_at(c), c), n_profiles, MAX_TRAIN_PROFILES).drop("jid")
+        feats = build_features(at_c, cutoffs=[c], spec=spec)
+        parts.append(feats.with_columns(later=later_profiles(feats, later)))
+    rows = pl.concat(parts, how="diagonal_relaxed").sort("cutoff", "pid")
+    keyed = attach_labels(rows.rename({"pid": "_pid", "later": "pid"}), labels)
+    return keyed.drop("pid").rename({"_pid": "pid"}).select(["pid", *[c for c in keyed.columns if c not in ("pid", "_pid")]])
 
 
 def _sample(events: pl.DataFrame, n_profiles: int, max_profiles: int) -> pl.DataFrame:
@@ -223,7 +293,8 @@ def _write_scores(store: Store, pred: Prediction, outcome: Outcome | None, *, as
             con.execute(
                 "INSERT INTO prediction_scores SELECT ?, p.profile_id, s.score, s.percentile, "
                 "CASE WHEN s.score IS NULL THEN NULL ELSE ? END, ? "
-                "FROM _pred_profiles p LEFT JOIN _pred_scores s ON s.pid = p.pid ORDER BY p.profile_id",
+                "FROM _pred_profiles p LEFT JOIN _pred_scores s ON s.pid = p.pid WHERE p.current "
+                "ORDER BY p.profile_id",
                 [pred.name, outcome.model, as_of],
             )
         finally:
@@ -296,13 +367,18 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
     load_seconds = time.perf_counter() - started
     n_profiles = int(store.con.execute("SELECT count(*) FROM _pred_profiles").fetchall()[0][0])
     first = events["ts"].min() if events.height else None
-    train_events = _sample(events, n_profiles, MAX_TRAIN_PROFILES)
+    roots: dict[datetime, pl.DataFrame] = {}
+
+    def roots_at(instant: datetime) -> pl.DataFrame:
+        if instant not in roots:
+            roots[instant] = profile_roots(store, instant)
+        return roots[instant]
     with progress.step("Training predictions", total=len(preds)) as step:
         for i, pred in enumerate(preds):
             task = TASKS[pred.type]
-            slim = ["pid", "ts", "ev", pl.col(f"c{i}").alias("counting"), pl.col(f"a{i}").alias("amount"),
+            slim = ["pid", "jid", "ts", "ev", pl.col(f"c{i}").alias("counting"), pl.col(f"a{i}").alias("amount"),
                     pl.col(f"u{i}").alias("unreadable")]
-            ev, tev = events.select(slim), train_events.select(slim)
+            ev = events.select(slim)
             amounts = _amount_counts(ev) if pred.property else {}
             clock = {"start": time.perf_counter()}
             try:
@@ -312,10 +388,9 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
                 spec = FeatureSpec(vocabulary=choose_vocabulary(ev, names, before=min(cutoffs)),
                                    horizon_days=pred.horizon_days, with_rfm=task.with_rfm)
                 traits = _trait_features(store, config, [*cutoffs, as_of])
-                train = _with_traits(attach_labels(
-                    build_features(tev, cutoffs=cutoffs, spec=spec),
-                    build_labels(tev, cutoffs=cutoffs, horizon_days=pred.horizon_days)), traits)
-                score = _with_traits(build_features(ev, cutoffs=[as_of], spec=spec), traits)
+                train = _with_traits(_training_rows(ev, cutoffs, spec, pred.horizon_days, n_profiles,
+                                                    roots_at, as_of), traits)
+                score = _with_traits(build_features(ev.drop("jid"), cutoffs=[as_of], spec=spec), traits)
                 clock["features"] = time.perf_counter()
                 outcome = run_prediction(pred, task, train=train, score=score, as_of=as_of, cutoffs=cutoffs)
             except DataError as exc:

@@ -14,7 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.config import ProjectConfig
+from engine.errors import NotFoundError
 from engine.export import json_default, traits_as_of
+from engine.identity.asof import drop_temps, is_latest, profile_as_of
 from engine.store import Store, quote
 from predictions.tasks import TASKS
 from traits.base import Trait
@@ -32,6 +34,9 @@ class ProfileView:
     predictions: pl.DataFrame
     recent_events: pl.DataFrame
     event_count: int
+    #: Set when the computed traits are as of an instant some event comes after: which profile
+    #: of the identity then they belong to (identifiers and events are the latest identity's).
+    traits_note: str | None = None
 
     def __rich__(self) -> Group:
         parts: list[Any] = [Text(f"Profile {self.profile_id}  ({self.event_count} events)", style="bold")]
@@ -55,6 +60,8 @@ class ProfileView:
         for k, v in self.traits.items():
             ct.add_row(k, format_value(v))
         parts.append(ct)
+        if self.traits_note:
+            parts.append(Text(self.traits_note, style="yellow"))
         if self.predictions.height:
             pr = Table(title="Predictions", title_justify="left")
             for col in ("prediction", "score", "percentile", "model or why not scored"):
@@ -132,12 +139,14 @@ def profile_view(store: Store, config: ProjectConfig, profile_id: str, *, recent
         ).fetchall():
             profile_traits[key] = json.loads(value) if isinstance(value, str) else value
     traits: dict[str, Any] = {}
-    if config.traits and store.has_table("trait_values"):
+    as_of = traits_as_of(store)
+    values_id, note = _values_profile(store, profile_id, as_of)
+    if config.traits and store.has_table("trait_values") and values_id is not None:
         have = {r[0] for r in con.execute("DESCRIBE trait_values").fetchall()}
         names = [t.name for t in config.traits if t.name in have]
         if names:
             cols = ", ".join(quote(n) for n in names)
-            row = store.first_row(f"SELECT {cols} FROM trait_values WHERE profile_id = ?", [profile_id])
+            row = store.first_row(f"SELECT {cols} FROM trait_values WHERE profile_id = ?", [values_id])
             if row is not None:
                 traits = dict(zip(names, row, strict=True))
     predictions = _predictions(store, config, profile_id)
@@ -155,11 +164,34 @@ def profile_view(store: Store, config: ProjectConfig, profile_id: str, *, recent
         identifiers=identifiers,
         profile_traits=profile_traits,
         traits=traits,
-        traits_as_of=traits_as_of(store),
+        traits_as_of=as_of,
         predictions=predictions,
         recent_events=recent_events,
         event_count=event_count,
+        traits_note=note,
     )
+
+
+def _values_profile(store: Store, profile_id: str, as_of: datetime | None) -> tuple[str | None, str | None]:
+    """The profile whose stored trait values describe ``profile_id``, and a note when the values
+    are as of an instant some event comes after (identity then: docs/identity.md). Traits as of
+    then belong to what this profile was then: itself before a later merge, the survivor of a
+    merge by then; nothing when it did not exist yet."""
+    if as_of is None or is_latest(store, as_of):
+        return profile_id, None
+    when = as_of.isoformat()
+    try:
+        then = profile_as_of(store, profile_id, as_of)
+    except NotFoundError:
+        return None, (f"Computed traits are as of {when}; this profile did not exist yet then "
+                      "(identifiers and events above are as of now)")
+    finally:
+        drop_temps(store)
+    if then != profile_id:
+        return then, (f"Computed traits are as of {when}, when this profile's first events belonged "
+                      f"to {then}: its values are shown (identifiers and events above are as of now)")
+    return then, (f"Computed traits are as of {when}: they count this profile's events as of then "
+                  "(identifiers and events above are as of now, later merges included)")
 
 
 def definition_text(trait: Trait) -> str:

@@ -358,12 +358,14 @@ SELECT {body}
     def values_sql(
         self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None,
         ctes: list[str] | None = None, elsewhere: dict[int, str] | None = None,
+        profiles: str = "profiles", event_map: str = "event_profiles",
     ) -> str:
         """One row per profile (sorted by id), one typed column per trait, from ``agg``.
 
         ``where`` (a query of profile ids) restricts the rows to those profiles. ``ctes`` come
         first; ``elsewhere`` names the relation holding a trait's partials when it is not ``agg``
-        (:meth:`frame_sql`).
+        (:meth:`frame_sql`). ``profiles`` and ``event_map`` are the identity's profiles and map
+        (another instant's, engine/identity/asof.py).
         """
         ctes = list(ctes or []) + ([f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else [])
         joins: list[str] = [f" LEFT JOIN {r} ON {r}.profile_id = p.profile_id" for r in dict.fromkeys((elsewhere or {}).values())]
@@ -379,7 +381,7 @@ SELECT {body}
                 rel = agg if alias == "a" else alias
                 relation = self.relation_ctes(
                     prefix=capped, profile_filter=f"SELECT profile_id FROM {rel} {alias} WHERE {over}{only}",
-                    stats=False,
+                    stats=False, event_map=event_map,
                 )
                 ctes += relation
                 ctes.append(
@@ -391,7 +393,7 @@ SELECT {body}
         with_ = ("WITH " + ",\n    ".join(ctes) + "\n") if ctes else ""
         select = ",\n    ".join(["p.profile_id", *columns])
         return (
-            f"{with_}SELECT {select}\nFROM profiles p LEFT JOIN {agg} a ON a.profile_id = p.profile_id"
+            f"{with_}SELECT {select}\nFROM {profiles} p LEFT JOIN {agg} a ON a.profile_id = p.profile_id"
             f"{''.join(joins)}{' WHERE ' + restrict if restrict else ''}\nORDER BY p.profile_id"
         )
 
@@ -401,7 +403,9 @@ SELECT {body}
             traits=tuple(self.traits[i] for i in indices), as_of=self.as_of, keys=tuple(self.keys[i] for i in indices)
         )
 
-    def frame_sql(self, *, keyed: str | None = None) -> str:
+    def frame_sql(
+        self, *, keyed: str | None = None, profiles: str = "profiles", event_map: str = "event_profiles"
+    ) -> str:
         """Values in one statement (no temporary table, no diagnostics): one-shot aggregates.
 
         Each event name gets its own GROUP BY profile_id (``agg``, ``e<k>``: a FILTERed aggregate
@@ -430,7 +434,7 @@ SELECT {body}
         if keyed is None:
             # the passes below each scan their events: join the events to their profiles once
             where = f"e.timestamp <= {ts_literal(self.as_of)}"
-            ctes.append(f"joined AS (\n        {self.source_sql(stats=False, where=where)}\n    )")
+            ctes.append(f"joined AS (\n        {self.source_sql(stats=False, where=where, event_map=event_map)}\n    )")
             keyed = "joined"
         elsewhere: dict[int, str] = {}
         for k, indices in enumerate(by_event.values() or [[]]):
@@ -478,20 +482,21 @@ SELECT {body}
         GROUP BY f.profile_id
     )""")
             elsewhere.update({i: name for i in picked})
-        return self.values_sql("agg", ctes=ctes, elsewhere=elsewhere)
+        return self.values_sql("agg", ctes=ctes, elsewhere=elsewhere, profiles=profiles, event_map=event_map)
 
     def _picks(self, index: int) -> bool:
         t = self.traits[index]
         return isinstance(t, ValueTrait) and t.sql_picked("f", "v", "at") is not None
 
     # -- one profile, every event (explanations) ---------------------------------------------
-    def explain_sql(self, index: int) -> str:
-        """Every track/page/screen event of the profile ``$profile_id`` with the trait's tests."""
+    def explain_sql(self, index: int, *, event_map: str = "event_profiles") -> str:
+        """Every track/page/screen event of the profile ``$profile_id`` with the trait's tests
+        (``event_map``: the identity to read the profile's events from, as in :meth:`source_sql`)."""
         t = self.traits[index]
         cols = "".join(f", e.{quote(c.name)}" for c in self.columns)
         ev = f"""ev AS (
         SELECT ep.profile_id, e.timestamp, e.message_id, e.event, e.type, e.name, e.properties{cols}
-        FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id
+        FROM events e JOIN {event_map} ep ON ep.message_id = e.message_id
         WHERE e.type IN ({", ".join(sql_str(x) for x in EVENT_TYPES)}) AND ep.profile_id = $profile_id
     )"""
         ctes = [ev]

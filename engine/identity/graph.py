@@ -89,6 +89,9 @@ class GraphResult:
     event_component: np.ndarray  # candidate component per event rank
     components: int
     replayed_events: int
+    #: the profile each event joined when it was processed (NO when unresolved): following it
+    #: through the merges up to an instant gives the event's profile as of that instant
+    event_joined: np.ndarray
 
 
 def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
@@ -104,7 +107,7 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
             merge_from=empty, merge_into=empty, merge_event=empty, violation_event=empty,
             violation_type=empty, violation_ident=empty, ident_component=np.full(n_id, NO),
             event_component=empty,
-            components=0, replayed_events=0,
+            components=0, replayed_events=0, event_joined=empty,
         )
     starts = np.flatnonzero(np.r_[True, row_ev[1:] != row_ev[:-1]])
     if len(starts) != n_ev:
@@ -140,7 +143,11 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
     safe_id = ~unsafe_comp[comp]
     ident_profile[safe_id] = comp_first[comp[safe_id]]
     ident_gain[safe_id] = first[safe_id]
-    merge_from, merge_into, merge_event = _bulk_merges(row_ev, row_id, first, safe_ev, n_ev, n_id)
+    merge_from, merge_into, merge_event, label = _bulk_merges(row_ev, row_id, first, safe_ev, n_ev, n_id)
+    # the profile an event joined: the union-find label of any of its identifiers (the labels'
+    # roots at the event are the profile it joined; a new profile's label is its creator)
+    event_joined = np.full(n_ev, NO, dtype=np.int64)
+    event_joined[safe_ev] = label[ev_hub[safe_ev]]
 
     # -- replay: components where a limit could break ------------------------------------------
     replay = _replay(data, row_ev, row_id, starts, ev_unsafe)
@@ -148,6 +155,7 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
         event_profile[replay.events] = replay.profiles
         ident_profile[replay.idents] = replay.ident_profiles
         ident_gain[replay.idents] = replay.ident_gains
+        event_joined[replay.events] = replay.joined
     order = np.argsort(np.r_[merge_event, replay.merge_event], kind="stable")
     return GraphResult(
         event_profile=event_profile,
@@ -163,13 +171,15 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
         event_component=ev_comp,
         components=int(n_comp),
         replayed_events=len(replay.events),
+        event_joined=event_joined,
     )
 
 
 def _bulk_merges(
     row_ev: np.ndarray, row_id: np.ndarray, first: np.ndarray, safe_ev: np.ndarray, n_ev: int, n_id: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merges of the limit-safe components (see the module docstring)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merges of the limit-safe components (see the module docstring), and each identifier's
+    union-find label (the creating event of the profile that first held it)."""
     row_old = first[row_id] < row_ev
     has_old = np.zeros(n_ev, dtype=bool)
     has_old[row_ev[row_old]] = True
@@ -189,13 +199,13 @@ def _bulk_merges(
     lab = label[row_id[keep]]
     empty = np.zeros(0, dtype=np.int64)
     if len(ev) == 0:
-        return empty, empty, empty
+        return empty, empty, empty, label
     seg = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]])
     lo = np.minimum.reduceat(lab, seg)
     hi = np.maximum.reduceat(lab, seg)
     multi = np.repeat(lo != hi, np.diff(np.r_[seg, len(ev)]))
     if not multi.any():
-        return empty, empty, empty
+        return empty, empty, empty, label
     edges = (
         pl.DataFrame({"event": ev[multi], "label": lab[multi]})
         .with_columns(hub=pl.col("label").min().over("event"))
@@ -239,6 +249,7 @@ def _bulk_merges(
         np.asarray(out_from, dtype=np.int64),
         np.asarray(out_into, dtype=np.int64),
         np.asarray(out_event, dtype=np.int64),
+        label,
     )
 
 
@@ -256,6 +267,7 @@ class _Replayed:
     violation_type: list[int]
     violation_ident: list[int]
     state_final: list[int]
+    joined: list[int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,6 +313,7 @@ class Continued:
     violation_event: np.ndarray
     violation_type: np.ndarray
     violation_ident: np.ndarray
+    event_joined: np.ndarray  # profile each new event joined when processed, NO when unresolved
 
 
 def continue_graph(data: GraphInput, state: GraphState) -> Continued:
@@ -321,6 +334,8 @@ def continue_graph(data: GraphInput, state: GraphState) -> Continued:
     i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
     event_profile = np.full(n_ev, NO, dtype=np.int64)
     event_profile[rep.events] = rep.profiles
+    event_joined = np.full(n_ev, NO, dtype=np.int64)
+    event_joined[rep.events] = rep.joined
     return Continued(
         event_profile=event_profile,
         profile_final=i64(rep.state_final),
@@ -333,6 +348,7 @@ def continue_graph(data: GraphInput, state: GraphState) -> Continued:
         violation_event=i64(rep.violation_event),
         violation_type=i64(rep.violation_type),
         violation_ident=i64(rep.violation_ident),
+        event_joined=event_joined,
     )
 
 
@@ -348,7 +364,7 @@ def _replay(
     """The spec's per-event algorithm, literally, for the events of the given components
     (from ``state`` when given: the event of rank ``e`` then creates profile ``state.profiles + e``)."""
     evs = np.flatnonzero(ev_unsafe)
-    out = _Replayed([], [], [], [], [], [], [], [], [], [], [], [])
+    out = _Replayed([], [], [], [], [], [], [], [], [], [], [], [], [])
     if len(evs) == 0 and state is None:
         return out
     sizes = np.diff(np.r_[starts, len(row_ev)])[evs]
@@ -464,6 +480,7 @@ def _replay(
         ev_prof.append(resolved)
 
     out.events = evs.tolist()
+    out.joined = ev_prof
     out.profiles = [NO if p == NO else find(p) for p in ev_prof]
     out.idents = [i for i in owner if i not in loaded]
     out.ident_profiles = [find(owner[i]) for i in out.idents]

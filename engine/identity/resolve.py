@@ -26,6 +26,7 @@ from scipy.sparse.csgraph import connected_components
 
 from engine.config import definition_hash
 from engine.errors import IdentityError, NotFoundError
+from engine.identity.asof import has_joined_column
 from engine.identity.extract import identifiers_sql, normalise, sql_literal
 from engine.identity.graph import (
     Continued,
@@ -56,7 +57,7 @@ IDENTITY_TABLES = (
 #: Tables of older layouts, dropped by the full rebuild that a layout change forces.
 _RETIRED_TABLES = ("identity_components",)
 #: Part of the rules hash: a new table layout (or a changed rule semantics) forces one full rebuild.
-LAYOUT_VERSION = 4  # 4: project blocked values are exact per type
+LAYOUT_VERSION = 5  # 4: project blocked values are exact per type; 5: event_profiles.joined_profile_id
 _STATE_KEY = "identity_state"
 _RULES_KEY = "identity_rules"
 _RUN_KEY = "identity_run"
@@ -199,6 +200,7 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
         marks.append(time.perf_counter())
         with progress.step("Writing identity tables"):
             with store.transaction():
+                _ensure_joined_column(store)
                 if full:
                     # what every profile was before the rebuild, so the change log lists the
                     # differences (removed profiles included), not every profile as created
@@ -428,7 +430,8 @@ def _plan(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Plan:
         WHERE eid NOT IN (SELECT eid FROM _absorb)"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _absorbed AS SELECT a.eid, a.message_id, a.profile_id, a.identify
+        """CREATE OR REPLACE TEMP TABLE _absorbed AS
+        SELECT a.eid, a.message_id, a.profile_id, a.joined_profile_id, a.identify
         FROM _absorb a JOIN _late_ev l USING (eid) WHERE l.grp NOT IN (SELECT grp FROM _late_grp)"""
     )
     con.execute(
@@ -449,15 +452,16 @@ def _plan(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Plan:
 
 
 def _absorbable(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
-    """``_absorb(eid, message_id, profile_id, identify)``: the late events that change nothing
-    but their own row, read off the stored tables.
+    """``_absorb(eid, message_id, profile_id, joined_profile_id, identify)``: the late events that
+    change nothing but their own row, read off the stored tables.
 
     A late event at canonical position T whose identifiers were all attached before T to
     profiles that end in one profile F, and were in one profile Q at T (trivially so for a
     single identifier; for several, no merge into F's lineage after T), with F's identifiers
     gained before T within every limit at T (Q's are a subset): the spec joins it to Q without
     gaining or merging anything, so no later step changes. Its row is ``(message_id, F)`` and
-    F's traits may change (identify).
+    F's traits may change (identify). Its joined profile is the one its identifier's gain event
+    joined: that profile's lineage holds the identifier, so it leads to Q at T (as-of maps).
     """
     rules_rows = ", ".join(
         f"({sql_literal(r.type)}, {r.limit}, {-1 if r.period_micros is None else r.period_micros})"
@@ -468,14 +472,17 @@ def _absorbable(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
         WITH occ AS (
             SELECT l.eid, l.message_id AS mid, l.timestamp AS ts, l.identify, pi.profile_id,
                    pi.first_seen_at < l.timestamp
-                   OR (pi.first_seen_at = l.timestamp AND pi.message_id < l.message_id) AS before
+                   OR (pi.first_seen_at = l.timestamp AND pi.message_id < l.message_id) AS before,
+                   g.joined_profile_id AS joined
             FROM _late_ev l JOIN _new_occ o USING (eid)
             LEFT JOIN profile_identifiers pi USING (type, value)
+            LEFT JOIN event_profiles g ON g.message_id = pi.message_id
             WHERE NOT o.blocked
         ),
         cand AS (
             SELECT eid, any_value(mid) AS message_id, any_value(ts) AS ts, any_value(identify) AS identify,
-                   any_value(profile_id) AS profile_id, count(*) AS n
+                   any_value(profile_id) AS profile_id, any_value(joined) AS joined_profile_id,
+                   count(*) AS n
             FROM occ GROUP BY eid
             HAVING count(*) = count(profile_id) AND bool_and(before) AND count(DISTINCT profile_id) = 1
         ),
@@ -493,7 +500,7 @@ def _absorbable(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
               AND (r.period < 0 OR epoch_us(pi.first_seen_at) > epoch_us(c.ts) - r.period)
             GROUP BY c.eid, pi.type, r.lim HAVING count(*) > r.lim
         )
-        SELECT eid, message_id, profile_id, identify FROM cand
+        SELECT eid, message_id, profile_id, joined_profile_id, identify FROM cand
         WHERE eid NOT IN (SELECT eid FROM merged_after) AND eid NOT IN (SELECT eid FROM over)"""
     )
 
@@ -713,6 +720,14 @@ def _check_ids(con: duckdb.DuckDBPyConnection, pid_table: str, where: str = "tru
         )
 
 
+def _ensure_joined_column(store: Store) -> None:
+    """``event_profiles.joined_profile_id`` (layout 5): added here rather than in the store's
+    DDL so stores built by hand (tests, benchmarks) with two columns keep working; a store
+    resolved by an older layout gets it on the full rebuild its layout change forces."""
+    if not has_joined_column(store):
+        store.con.execute("ALTER TABLE event_profiles ADD COLUMN joined_profile_id VARCHAR")
+
+
 def _next_component(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute(
         "SELECT coalesce(max(component), -1) + 1 FROM identity_identifier_components"
@@ -727,14 +742,15 @@ def _write(
     profile changes. Events are joined back by their canonical rank, an integer."""
     resolved = np.flatnonzero(r.event_profile >= 0)
     attached = np.flatnonzero(r.ident_profile >= 0)
-    creators = np.unique(np.r_[r.event_profile[resolved], r.merge_from, r.merge_into])
+    creators = np.unique(np.r_[r.event_profile[resolved], r.event_joined[resolved], r.merge_from, r.merge_into])
     survivors = np.unique(r.event_profile[resolved])
     last = np.full(r.components, -1, dtype=np.int64)
     np.maximum.at(last, r.event_component, np.arange(len(r.event_component), dtype=np.int64))
     base = _next_component(con)
     _register(con, {
         # event -> profile by canonical rank, in rank order (``_ev`` is stored in that order)
-        "_g_events": pa.table({"erank": resolved, "prank": r.event_profile[resolved]}),
+        "_g_events": pa.table({"erank": resolved, "prank": r.event_profile[resolved],
+                               "jrank": r.event_joined[resolved]}),
         "_g_idents": pa.table(
             {"iid": attached, "prank": r.ident_profile[attached], "gain": r.ident_gain[attached]}
         ),
@@ -779,10 +795,14 @@ def _write(
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _g_ep AS
-        SELECT g.erank, e.eid, e.message_id, e.identify, p.profile_id
-        FROM _g_events g JOIN _ev e USING (erank) JOIN _g_pid p USING (prank)"""
+        SELECT g.erank, e.eid, e.message_id, e.identify, p.profile_id, j.profile_id AS joined_profile_id
+        FROM _g_events g JOIN _ev e USING (erank) JOIN _g_pid p USING (prank)
+        JOIN _g_pid j ON j.prank = g.jrank"""
     )
-    con.execute("INSERT INTO event_profiles SELECT message_id, profile_id FROM _g_ep ORDER BY erank")
+    con.execute(
+        "INSERT INTO event_profiles (message_id, profile_id, joined_profile_id) "
+        "SELECT message_id, profile_id, joined_profile_id FROM _g_ep ORDER BY erank"
+    )
     con.execute(
         """INSERT INTO profile_identifiers
         SELECT p.profile_id, i.type, i.value, e.timestamp, e.message_id
@@ -849,10 +869,11 @@ def _write_continued(
     r, n_prof = c.result, c.profiles
     resolved = np.flatnonzero(r.event_profile >= 0)
     gone = np.flatnonzero(r.profile_final != np.arange(n_prof))
-    creators = np.unique(np.r_[r.event_profile[resolved], r.merge_from, r.merge_into])
+    creators = np.unique(np.r_[r.event_profile[resolved], r.event_joined[resolved], r.merge_from, r.merge_into])
     creators = creators[creators >= n_prof]
     _register(con, {
-        "_c_events": pa.table({"erank": resolved, "pnum": r.event_profile[resolved]}),
+        "_c_events": pa.table({"erank": resolved, "pnum": r.event_profile[resolved],
+                               "jnum": r.event_joined[resolved]}),
         "_c_gone": pa.table({"pnum": gone, "into": r.profile_final[gone]}),
         "_c_creators": pa.table({"pnum": creators, "erank": creators - n_prof}),
         "_c_idents": pa.table({"iid": r.ident, "pnum": r.ident_profile, "gain": r.ident_gain}),
@@ -874,7 +895,10 @@ def _write_continued(
     )
     _check_ids(con, "_c_pid", "new")
     # absorbed late events (see _absorbable) join their profile first, so a merge carries them
-    con.execute("INSERT INTO event_profiles SELECT message_id, profile_id FROM _absorbed ORDER BY eid")
+    con.execute(
+        "INSERT INTO event_profiles (message_id, profile_id, joined_profile_id) "
+        "SELECT message_id, profile_id, joined_profile_id FROM _absorbed ORDER BY eid"
+    )
     # stored profiles merged away: their rows follow the survivor
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _c_remap AS
@@ -890,15 +914,20 @@ def _write_continued(
         con.execute(f"DELETE FROM {table} WHERE profile_id IN (SELECT old_id FROM _c_remap)")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _c_ep AS
-        SELECT g.erank, e.eid, e.message_id, e.identify, e.grp, p.pnum, p.profile_id, p.new
-        FROM _c_events g JOIN _c_ev e USING (erank) JOIN _c_pid p USING (pnum)"""
+        SELECT g.erank, e.eid, e.message_id, e.identify, e.grp, p.pnum, p.profile_id, p.new,
+               j.profile_id AS joined_profile_id
+        FROM _c_events g JOIN _c_ev e USING (erank) JOIN _c_pid p USING (pnum)
+        JOIN _c_pid j ON j.pnum = g.jnum"""
     )
     con.execute(
         """INSERT INTO profiles
         SELECT DISTINCT p.profile_id, p.created_by, p.created_at
         FROM _c_ep s JOIN _c_pid p USING (pnum) WHERE p.new ORDER BY 1"""
     )
-    con.execute("INSERT INTO event_profiles SELECT message_id, profile_id FROM _c_ep ORDER BY erank")
+    con.execute(
+        "INSERT INTO event_profiles (message_id, profile_id, joined_profile_id) "
+        "SELECT message_id, profile_id, joined_profile_id FROM _c_ep ORDER BY erank"
+    )
     con.execute(
         """INSERT INTO profile_identifiers
         SELECT p.profile_id, i.type, i.value, e.timestamp, e.message_id
