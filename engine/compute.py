@@ -409,7 +409,7 @@ def _plan_update(
     # or not resolved, or are new (docs/incremental.md): those rows of trait_events, re-keyed
     # by the map, are all its events, read without scanning ``events``
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE __t_rev AS
+        """CREATE OR REPLACE TEMP TABLE __t_rev AS
         SELECT m.profile_id, c.* EXCLUDE (profile_id) FROM (
             SELECT * FROM trait_events
             WHERE profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
