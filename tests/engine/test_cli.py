@@ -28,6 +28,15 @@ def cli(project: Path, *args: str) -> int:
     return main(["--config", str(project / "profiles.toml"), "--quiet", *args])
 
 
+def inbound_call(project: Path, message_id: str, timestamp: str) -> Path:
+    """A one-event file: user u1's inbound SMS engagement at ``timestamp``."""
+    path = project / f"{message_id}.ndjson"
+    message = {"type": "track", "event": "Flex - Engagement Initiated", "messageId": message_id, "userId": "u1",
+               "timestamp": timestamp, "properties": {"direction": "Inbound", "channelType": "sms"}}
+    path.write_text(json.dumps(message) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture()
 def computed(project: Path, capsys) -> Path:
     assert cli(project, "run", str(project / "events.ndjson"), "--as-of", AS_OF) == 0
@@ -182,12 +191,7 @@ def test_show_and_export_warn_when_the_store_moved_on(computed, capsys):
     out = computed / "e.csv"
     assert cli(computed, "export", "--out", str(out)) == 0
     assert "warning" not in capsys.readouterr().err
-    late = computed / "late.ndjson"
-    late.write_text(
-        '{"type":"track","event":"Flex - Engagement Initiated","messageId":"late1","userId":"u1",'
-        '"timestamp":"2025-02-20T10:00:00Z","properties":{"direction":"Inbound","channelType":"sms"}}\n',
-        encoding="utf-8",
-    )
+    late = inbound_call(computed, "late1", "2025-02-20T10:00:00Z")
     steps = [
         (("ingest", str(late)), "1 ingested event(s) are not resolved"),
         (("resolve",), "1 event(s) were ingested after the last compute"),
@@ -236,12 +240,7 @@ def test_scores_and_traits_as_of_different_instants_are_named(tmp_path):
 
 
 def test_explain_defaults_to_the_as_of_of_the_stored_values(computed, capsys):
-    later = computed / "later.ndjson"
-    later.write_text(
-        '{"type":"track","event":"Flex - Engagement Initiated","messageId":"later1","userId":"u1",'
-        '"timestamp":"2025-06-01T10:00:00Z","properties":{"direction":"Inbound","channelType":"sms"}}\n',
-        encoding="utf-8",
-    )
+    later = inbound_call(computed, "later1", "2025-06-01T10:00:00Z")
     assert cli(computed, "ingest", str(later)) == 0
     assert cli(computed, "resolve") == 0
     capsys.readouterr()
@@ -282,12 +281,7 @@ def test_show_says_why_a_prediction_has_no_score(tmp_path):
 
 
 def test_compute_warns_about_events_it_cannot_see(computed, capsys):
-    late = computed / "late.ndjson"
-    late.write_text(
-        '{"type":"track","event":"Flex - Engagement Initiated","messageId":"late2","userId":"u1",'
-        '"timestamp":"2025-02-20T10:00:00Z","properties":{"direction":"Inbound"}}\n',
-        encoding="utf-8",
-    )
+    late = inbound_call(computed, "late2", "2025-02-20T10:00:00Z")
     assert cli(computed, "ingest", str(late)) == 0
     capsys.readouterr()
     assert cli(computed, "compute", "--as-of", AS_OF) == 0
