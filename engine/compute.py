@@ -481,7 +481,8 @@ def compute_traits(
 
     Profiles are those of the identity as of ``as_of`` (:mod:`engine.identity.asof`): an event
     after it neither merges nor creates a profile. When that identity is not the latest one (an
-    event comes after ``as_of``) the run is a full recompute, and so is the next run after it.
+    event comes after ``as_of``) it counts as another identity: this run, and the next one back on
+    the latest identity, update as after an identity change (without the change log).
     """
     progress = progress or Progress()
     started = time.perf_counter()

@@ -24,7 +24,7 @@ from rich.text import Text
 
 from engine.config import definition_hash
 from engine.errors import DataError
-from engine.identity.asof import build_roots, drop_temps, event_map, has_joined_column
+from engine.identity.asof import build_roots, drop_temps, event_map, has_joined_column, joined_sql
 from engine.progress import Progress
 from engine.store import DerivedColumn, Store
 from predictions.definitions import Prediction
@@ -117,10 +117,6 @@ def _profiles_sql(store: Store) -> str | None:
     return " UNION ".join(sources) if sources else None
 
 
-def _joined(store: Store) -> str:
-    return "coalesce(ep.joined_profile_id, ep.profile_id)" if has_joined_column(store) else "ep.profile_id"
-
-
 def _derived_columns(predictions: tuple[Prediction, ...]) -> list[DerivedColumn]:
     """The typed property columns the predictions read (conditions and LTV amounts), once each."""
     out: dict[str, DerivedColumn] = {}
@@ -182,7 +178,7 @@ def load_events(store: Store, predictions: tuple[Prediction, ...], *, as_of: dat
         "SELECT p.pid, j.pid AS jid, e.timestamp AS ts, n.code AS ev" + "".join(", " + c for c in cols) +
         f" FROM events e JOIN event_profiles ep ON ep.message_id = e.message_id{mapped} "
         f"JOIN _pred_profiles p ON p.profile_id = {'ep' if emap.latest else 'm'}.profile_id "
-        f"JOIN _pred_profiles j ON j.profile_id = {_joined(store)} "
+        f"JOIN _pred_profiles j ON j.profile_id = {joined_sql(store, 'ep')} "
         "LEFT JOIN _pred_names n ON n.event = e.event WHERE e.timestamp <= ?"
     )
     try:

@@ -271,8 +271,10 @@ def message_reasons() -> list[str]:
 #: A JSON string literal (the texts passed ``json_valid``, so every string is well-formed).
 _STRING = '"(?:[^"\\\\]|\\\\.)*"'
 #: Cheap test for the rows that may hold what DuckDB accepts and RFC 8259 does not: NaN /
-#: Infinity in any case (DuckDB reads ``nan``, ``Inf``, ``-Infinity``) and trailing commas.
-_LENIENT_HINT = "[Nn][Aa][Nn]|[Ii][Nn][Ff]|,[ \\t\\n\\r]*[\\]}]"
+#: Infinity in any case (DuckDB reads ``nan``, ``Inf``, ``-Infinity``) at a value position, and
+#: trailing commas. A superset of the exact tests below (a word like "Info" inside a string does
+#: not start after ``:``, ``[`` or ``,``), so only the rare hinted rows pay for emptying strings.
+_LENIENT_HINT = "(?:^|[:\\[,])[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])|,[ \\t\\n\\r]*[\\]}]"
 #: The same, exact, on the text with its strings emptied (a value position, outside strings).
 _NON_FINITE = "(?:^|[:\\[,])[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])"
 _TRAILING_COMMA = ",[ \\t\\n\\r]*[\\]}]"

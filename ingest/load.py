@@ -229,7 +229,7 @@ class SeenIds:
     (strings), so a file's chunks cost more and more as the store and the file's own uncommitted
     rows grew: the 10M-event file ran at 4.7x the bare load against 2.8x at 1M. Now a chunk's id
     hashes (64-bit) are probed here (numpy, in memory, 16 bytes per stored event); a row whose hash
-    is unknown is not stored (the common case: no query at all). A row whose hash is known (a real
+    is unknown is not stored (the common case: no read of `events`). A row whose hash is known (a real
     duplicate, or a hash collision) is checked exactly against the stored rows at the locations
     recorded with the hash, ``(ingest_id, source_line)``: a semi-join on two integer columns that
     DuckDB answers from a few row groups, instead of a scan of every id. Stored rows without a

@@ -356,7 +356,7 @@ SELECT {body}
 
     # -- final values ------------------------------------------------------------------------
     def values_sql(
-        self, agg: str, *, agg_cte: str | None = None, state: bool = False, where: str | None = None,
+        self, agg: str, *, state: bool = False, where: str | None = None,
         ctes: list[str] | None = None, elsewhere: dict[int, str] | None = None,
         profiles: str = "profiles", event_map: str = "event_profiles",
     ) -> str:
@@ -367,7 +367,7 @@ SELECT {body}
         (:meth:`frame_sql`). ``profiles`` and ``event_map`` are the identity's profiles and map
         (another instant's, engine/identity/asof.py).
         """
-        ctes = list(ctes or []) + ([f"{agg} AS (\n{agg_cte}\n)"] if agg_cte else [])
+        ctes = list(ctes or [])
         joins: list[str] = [f" LEFT JOIN {r} ON {r}.profile_id = p.profile_id" for r in dict.fromkeys((elsewhere or {}).values())]
         columns: list[str] = []
         restrict = f"p.profile_id IN ({where})" if where else ""

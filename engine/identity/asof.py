@@ -71,7 +71,7 @@ def has_joined_column(store: Store) -> bool:
     )[0])
 
 
-def _joined_sql(store: Store, alias: str) -> str:
+def joined_sql(store: Store, alias: str) -> str:
     """The joined-profile column of ``event_profiles`` (``alias``): its final profile for a store
     without merges built by hand (a profile that never merged is the one its events joined)."""
     if has_joined_column(store):
@@ -118,7 +118,7 @@ def event_map(store: Store, as_of: datetime, *, force: bool = False, later: bool
     """
     if not force and is_latest(store, as_of):
         return EventMap("event_profiles", True, as_of)
-    joined = _joined_sql(store, "ep")
+    joined = joined_sql(store, "ep")
     build_roots(store, as_of)
     store.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {MAP} AS
@@ -141,7 +141,7 @@ def identifiers_as_of(store: Store, as_of: datetime) -> str:
     """Temp table ``_asof_identifiers(profile_id, type, value, first_seen_at, message_id)``:
     the identifiers attached by ``as_of`` and the profile holding each then (the one its gain
     event joined, followed through the merges up to ``as_of``). Returns its name."""
-    joined = _joined_sql(store, "g")
+    joined = joined_sql(store, "g")
     build_roots(store, as_of)
     store.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {IDENTIFIERS} AS
@@ -179,7 +179,7 @@ def profile_as_of(store: Store, profile_id: str, as_of: datetime) -> str:
         When it did not exist yet at ``as_of`` (created by a later event).
     """
     emap = event_map(store, as_of)
-    joined = _joined_sql(store, "ep")
+    joined = joined_sql(store, "ep")
 
     def profiles_of(where: str) -> list[str]:
         return [r[0] for r in store.con.execute(
@@ -188,7 +188,7 @@ def profile_as_of(store: Store, profile_id: str, as_of: datetime) -> str:
             [profile_id],
         ).fetchall()]
 
-    # the events that joined it (its creating event first) lead to what it was at as_of
+    # the events that joined it all lead to one root: what it was at as_of
     became = profiles_of(f"{joined} = ?")
     if became:
         return became[0]
