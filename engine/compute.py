@@ -288,7 +288,7 @@ def _plan_update(
     when this run and the stored state both use it.
     """
     con = store.con
-    kplan = Plan.build([plan.traits[i] for i in kept], as_of=plan.as_of, keys=[plan.keys[i] for i in kept])
+    kplan = plan.subplan(kept)
     identity_changed = identity != prev.identity
     new_events = f"e.ingest_id > {prev.watermark} AND e.ingest_id <= {top}"
     con.execute("CREATE OR REPLACE TEMP TABLE __t_new (message_id VARCHAR, profile_id VARCHAR, ingest_id BIGINT)")
@@ -512,7 +512,7 @@ def compute_traits(
                 update = _plan_update(store, plan, kept, prev, identity, top, mapped=emap.relation)
             rebuilt = [i for i in range(len(traits)) if i not in kept]
             if rebuilt:
-                rplan = Plan.build([traits[i] for i in rebuilt], as_of=as_of, keys=[keys[i] for i in rebuilt])
+                rplan = plan.subplan(rebuilt)
                 with progress.step(f"Rebuilding {len(rebuilt)} changed traits"):
                     con.execute(
                         f"CREATE OR REPLACE TEMP TABLE __t_rb AS "
@@ -608,8 +608,8 @@ def _write_update(
     names = tuple(t.name for t in plan.traits)
     if update.rebuilt or names != prev.names:
         rb = [i for i in range(len(plan.traits)) if i not in kept]
-        rplan = Plan.build([plan.traits[i] for i in rb], as_of=plan.as_of, keys=[plan.keys[i] for i in rb])
-        kplan = Plan.build([plan.traits[i] for i in kept], as_of=plan.as_of, keys=[plan.keys[i] for i in kept])
+        rplan = plan.subplan(rb)
+        kplan = plan.subplan(kept)
         cols = ", ".join(
             ["s.profile_id", "s._n", "s._fp", *(f"s.{c}" for c in kplan.state_columns()),
              *(f"r.{c}" for c in rplan.state_columns())]
