@@ -19,7 +19,7 @@ from engine.identity.rules import parse_identity
 from engine.store import Store
 from tests.identity.helpers import T0, ev, load
 from tests.identity.oracle import oracle_resolve, profile_id
-from tests.identity.test_properties import SETTINGS, events, rules
+from tests.identity.test_properties import SETTINGS, batches, events, rules
 
 
 def as_of_result(store: Store, at, *, force: bool = True) -> dict:
@@ -74,18 +74,17 @@ def test_as_of_map_equals_the_oracle_on_the_events_up_to_then(evs, rule, data):
 @given(evs=events(max_size=30), rule=rules(), data=st.data())
 def test_as_of_map_after_batches_and_late_events_equals_the_oracle(evs, rule, data):
     """Resolved batch by batch in any arrival order (continued, absorbed and re-resolved runs)."""
-    shuffled = data.draw(st.permutations(evs))
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(evs)), max_size=3)))
-    bounds = [0, *cuts, len(evs)]
+    arrived: list[dict] = []
     with Store.open(None) as s:
-        for k in range(len(bounds) - 1):
-            load(s, shuffled[bounds[k] : bounds[k + 1]], ingest_id=k + 1)
+        for k, batch in enumerate(batches(evs, data, max_cuts=3)):
+            load(s, batch, ingest_id=k + 1)
+            arrived += batch
             report = resolve(s, rule)
             if k and report.absorbed_events:
                 hypothesis.event("late events absorbed")
             if k and report.continued_events > report.absorbed_events:
                 hypothesis.event("continued")
-            seen = [e for e in evs if e in shuffled[: bounds[k + 1]]]
+            seen = [e for e in evs if e in arrived]
             for at in instants(seen, data) if seen else ():
                 assert_as_of(s, seen, rule, at)
 

@@ -84,6 +84,13 @@ def rules(draw):
     )
 
 
+def batches(evs: list[dict], data, *, max_cuts: int) -> list[list[dict]]:
+    """``evs`` in a drawn arrival order, cut into up to ``max_cuts + 1`` batches (some may be empty)."""
+    shuffled = data.draw(st.permutations(evs))
+    bounds = [0, *sorted(data.draw(st.lists(st.integers(0, len(evs)), max_size=max_cuts))), len(evs)]
+    return [shuffled[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
 @SETTINGS
 @given(evs=events(), rule=rules())
 def test_engine_equals_oracle(evs, rule):
@@ -110,13 +117,10 @@ def test_any_ingest_split_and_order_gives_the_from_scratch_result(evs, rule, dat
 @given(evs=events(max_size=30), rule=rules(), data=st.data())
 def test_batch_by_batch_resolution_equals_from_scratch_and_the_oracle(evs, rule, data):
     """Any split into batches, in any arrival order (late events), resolved batch by batch."""
-    shuffled = data.draw(st.permutations(evs))
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(evs)), max_size=4)))
-    bounds = [0, *cuts, len(evs)]
     live: set[str] = set()
     with Store.open(None) as s:
-        for k in range(len(bounds) - 1):
-            load(s, shuffled[bounds[k] : bounds[k + 1]], ingest_id=k + 1)
+        for k, batch in enumerate(batches(evs, data, max_cuts=4)):
+            load(s, batch, ingest_id=k + 1)
             report = resolve(s, rule)
             assert report.mode == ("full" if k == 0 else "incremental") or report.up_to_date
             if k and report.continued_events:
