@@ -130,7 +130,7 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
 STATE_VERSION = 2
 _META = "traits_state"
 #: Temporary tables of one run.
-_TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_orph", "__t_dl", "__t_fp", "__t_new", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
+_TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_old", "__t_ren", "__t_orph", "__t_dl", "__t_fp", "__t_new", "__t_slice", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
 
 
 def state_key(trait: Trait) -> str:
@@ -307,23 +307,30 @@ def _plan_update(
         )
         if use_log:
             # only the profiles the identity change log names since the state's run can differ
-            # (docs/identity.md): two narrow scans of the map restricted to them, one for their
-            # fingerprints, one for their new events (no row of the map is materialised)
+            # (docs/identity.md): one scan of the map restricted to them, kept (``__t_slice``:
+            # their events, the new ones marked), gives their fingerprints, their new events'
+            # profiles and, below, the recomputed profiles' events
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE __t_ids AS SELECT DISTINCT profile_id FROM identity_changes
                 WHERE run_id > {int(prev.run)} AND run_id <= {int(run)}"""
             )
-            only = " WHERE ep.profile_id IN (SELECT profile_id FROM __t_ids)"
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE __t_slice AS
+                SELECT ep.profile_id, ep.message_id, n.ingest_id FROM {mapped} ep
+                LEFT JOIN __t_nev n ON n.message_id = ep.message_id
+                WHERE ep.profile_id IN (SELECT profile_id FROM __t_ids)"""
+            )
             stored = "(SELECT profile_id, _n, _fp FROM trait_state WHERE profile_id IN (SELECT profile_id FROM __t_ids))"
+            everyone, new_ones = "__t_slice", "(SELECT * FROM __t_slice WHERE ingest_id IS NOT NULL)"
         else:
-            only, stored = "", "(SELECT profile_id, _n, _fp FROM trait_state)"
+            stored = "(SELECT profile_id, _n, _fp FROM trait_state)"
+            everyone = mapped
+            new_ones = f"""(SELECT ep.message_id, ep.profile_id, n.ingest_id FROM {mapped} ep
+                JOIN __t_nev n ON n.message_id = ep.message_id)"""
+        con.execute(f"INSERT INTO __t_new SELECT message_id, profile_id, ingest_id FROM {new_ones}")
         con.execute(
-            f"""INSERT INTO __t_new SELECT ep.message_id, ep.profile_id, n.ingest_id FROM {mapped} ep
-            JOIN __t_nev n ON n.message_id = ep.message_id{only}"""
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE __t_fp AS SELECT ep.profile_id, count(*) AS _n, "
-            f"sum(hash(ep.message_id)) AS _fp FROM {mapped} ep{only} GROUP BY ep.profile_id"
+            f"""CREATE OR REPLACE TEMP TABLE __t_fp AS SELECT profile_id, count(*) AS _n,
+            sum(hash(message_id)) AS _fp FROM {everyone} GROUP BY profile_id"""
         )
         con.execute(
             f"""INSERT INTO __t_touched
@@ -401,33 +408,52 @@ def _plan_update(
     # the touched profiles' slice of the map; nothing to recompute (the usual append or slide)
     # scans nothing
     rows = recompute if counts.get("recompute") else f"{recompute} LIMIT 0"
+    # from the slice when it holds every recomputed profile (it holds every profile the identity
+    # change touched; a moved ``as_of`` can add others)
+    in_slice = use_log and not store.first_row(
+        f"SELECT count(*) FROM ({rows}) r WHERE r.profile_id NOT IN (SELECT profile_id FROM __t_ids)"
+    )[0]
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS
-        SELECT message_id, profile_id FROM {mapped} WHERE profile_id IN ({rows})"""
+        SELECT message_id, profile_id FROM {"__t_slice" if in_slice else mapped} WHERE profile_id IN ({rows})"""
     )
     # a recomputed profile's events were, at the last run, in a profile now recomputed or gone,
     # or not resolved, or are new (docs/incremental.md): those rows of trait_events, re-keyed
     # by the map, are all its events, read without scanning ``events``
+    # the rows of trait_events this run rewrites, read once: those of recomputed and gone
+    # profiles (renamed ones included) and the unresolved ones
+    rewrite = bool(counts.get("recompute") or counts.get("gone"))
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __t_old AS SELECT * FROM trait_events
+        WHERE profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
+           OR profile_id IS NULL"""
+        if rewrite else "CREATE OR REPLACE TEMP TABLE __t_old AS SELECT * FROM trait_events LIMIT 0"
+    )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE __t_rev AS
         SELECT m.profile_id, c.* EXCLUDE (profile_id) FROM (
-            SELECT * FROM trait_events
-            WHERE profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
-               OR profile_id IS NULL
-            UNION ALL BY NAME SELECT * FROM __t_nevt
+            SELECT * FROM __t_old UNION ALL BY NAME SELECT * FROM __t_nevt
         ) c JOIN __t_rmap m ON m.message_id = c.message_id"""
         if counts.get("recompute") else "CREATE OR REPLACE TEMP TABLE __t_rev AS SELECT * FROM __t_nevt LIMIT 0"
     )
-    # rows of recomputed or gone profiles whose event no longer resolves at all (e.g. a rules
-    # edit left it without identifiers): they stay, unmapped (events that moved to a renamed
-    # profile are re-keyed by the rename, to a recomputed one by ``__t_rev``)
+    # a renamed profile's rows: its old id's, re-keyed
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE __t_orph AS
-        SELECT NULL::VARCHAR AS profile_id, c.* EXCLUDE (profile_id) FROM trait_events c
-        WHERE c.profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
-          AND c.message_id NOT IN (SELECT message_id FROM {mapped})"""
-        if counts.get("recompute") or counts.get("gone")
-        else "CREATE OR REPLACE TEMP TABLE __t_orph AS SELECT * FROM __t_nevt LIMIT 0"
+        """CREATE OR REPLACE TEMP TABLE __t_ren AS
+        SELECT t.profile_id, c.* EXCLUDE (profile_id) FROM __t_old c
+        JOIN __t_touched t ON t.source = c.profile_id WHERE t.kind = 'merge'"""
+    )
+    # rows of recomputed or gone profiles whose event no longer resolves at all (e.g. a rules
+    # edit left it without identifiers): they stay, unmapped. An event of such a profile that
+    # still resolves is in a recomputed profile (``__t_rmap``) or in the profile a gone one was
+    # renamed to (``__t_ren``): any other profile kept or only gained new events
+    # (fingerprints), so it holds none of them; no scan of the map is needed
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __t_orph AS
+        SELECT NULL::VARCHAR AS profile_id, c.* EXCLUDE (profile_id) FROM __t_old c
+        WHERE c.profile_id IN (
+                SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone')
+                EXCEPT SELECT source FROM __t_touched WHERE source IS NOT NULL)
+          AND c.message_id NOT IN (SELECT message_id FROM __t_rmap)"""
     )
     if kept:
         def cols(alias: str) -> str:
@@ -582,21 +608,17 @@ def _write_update(
 ) -> None:
     """Apply an incremental update to ``trait_state`` and ``trait_values`` (inside the transaction)."""
     con = store.con
-    # trait_events first: renamed profiles' rows follow them, recomputed and gone profiles' rows
-    # (and formerly unresolved rows now mapped) are replaced by the recomputed rows, new rows added
-    if update.renamed:
-        con.execute(
-            """UPDATE trait_events SET profile_id = t.profile_id FROM __t_touched t
-            WHERE t.kind = 'merge' AND t.source IS NOT NULL AND trait_events.profile_id = t.source"""
-        )
+    # trait_events first: recomputed and gone profiles' rows (and formerly unresolved rows now
+    # mapped) are replaced by the recomputed rows, renamed profiles' rows by the re-keyed ones
+    # (a rename's old id is gone), those no longer resolving by unmapped ones; new rows added
     if update.recomputed or update.dropped:
         con.execute(
             """DELETE FROM trait_events
             WHERE profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
                OR (profile_id IS NULL AND message_id IN (SELECT message_id FROM __t_rmap))"""
         )
-        con.execute("INSERT INTO trait_events BY NAME SELECT * FROM __t_rev")
-        con.execute("INSERT INTO trait_events BY NAME SELECT * FROM __t_orph")
+        for rows in ("__t_rev", "__t_ren", "__t_orph"):
+            con.execute(f"INSERT INTO trait_events BY NAME SELECT * FROM {rows}")
     con.execute(
         """INSERT INTO trait_events BY NAME SELECT * FROM __t_nevt
         WHERE profile_id IS NULL OR profile_id NOT IN (SELECT profile_id FROM __t_touched WHERE kind = 'recompute')"""

@@ -372,3 +372,57 @@ def test_a_renamed_profile_and_a_new_trait_in_one_run_keep_trait_events_exact():
         compute_traits(store, parse_traits(defs, path="r.toml"), as_of=AS_OF)
         assert_trait_events_current(store)
         assert list(values(store).values()) == [{"t0": 2, "t1": 2}]
+
+
+def test_one_run_with_a_rename_a_merge_and_new_events_rewrites_only_their_rows():
+    """A late first event (rename), an anonymous profile merged into a user's (recompute, the
+    anonymous profile gone) and plain appends in one run: every row of ``trait_events`` is where
+    the join puts it, values equal a one-shot frame, untouched profiles' rows are not rewritten."""
+    defs = [{"name": "n", "type": "event_counter", "event": "A"},
+            {"name": "first_k", "type": "first", "event": "A", "property": "k"},
+            {"name": "ks", "type": "unique_list", "event": "A", "property": "k"}]
+    traits = parse_traits(defs, path="m.toml")
+
+    def ev(mid, days, user, anon, k):
+        return {"message_id": mid, "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=days),
+                "user_id": user, "anonymous_id": anon, "properties": {"k": k}}
+
+    base = [ev("m1", 5, "u1", None, 1), ev("m2", 4, "u1", None, 2), ev("m3", 5, "u2", None, 3),
+            ev("m4", 4, None, "a3", 4), ev("m5", 3, None, "a3", 5), ev("m6", 5, "u4", None, 6)]
+    later = [ev("l1", 9, "u1", None, 7),     # u1's new first event: renamed
+             ev("l2", 1, "u2", "a3", 8),     # links a3's profile into u2's: recomputed, a3's gone
+             ev("l3", 1, "u4", None, 9)]     # u4 gains an event: merged
+    with Store.open(None) as store:
+        insert(store, base, 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        untouched = store.con.sql("SELECT rowid, profile_id FROM trait_events WHERE message_id = 'm6'").fetchall()
+        insert(store, later, 2)
+        resolve(store, RULES)
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert (report.full, report.merged, report.recomputed, report.dropped) == (False, 2, 1, 2)
+        assert_trait_events_current(store)
+        assert store.con.sql(
+            "SELECT rowid, profile_id FROM trait_events WHERE message_id = 'm6'").fetchall() == untouched
+        want = {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
+        assert values(store) == want
+        assert sorted(v["n"] for v in want.values()) == [2, 3, 4]
+
+
+def test_a_gone_profile_whose_events_no_longer_resolve_keeps_them_unmapped_without_a_recompute():
+    """Orphans are found without scanning the map: a rules edit leaves a profile's events without
+    identifiers while nothing is recomputed."""
+    defs = [{"name": "n", "type": "event_counter", "event": "A"}]
+    traits = parse_traits(defs, path="o.toml")
+    evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=i + 1),
+            "user_id": "u0" if i < 2 else None, "anonymous_id": None if i < 2 else "a0", "properties": {}}
+           for i in range(4)]
+    with Store.open(None) as store:
+        insert(store, evs, 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        resolve(store, parse_identity({"identifiers": [{"type": "user_id", "limit": 1}]}))
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert (report.full, report.recomputed, report.dropped) == (False, 0, 1)
+        assert_trait_events_current(store)
+        assert list(values(store).values()) == [{"n": 2}]
