@@ -127,7 +127,7 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
 
 # -- incremental bookkeeping -----------------------------------------------------------------------
 #: Version of the stored state layout; another value means a full rebuild.
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: most_frequent keeps a histogram, not every value
 _META = "traits_state"
 #: Temporary tables of one run.
 _TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_old", "__t_ren", "__t_orph", "__t_dl", "__t_fp", "__t_new", "__t_slice", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import polars as pl
 
-from traits.base import ValueTrait, concat_sql, fmt, with_values
+from traits.base import ValueTrait, fmt, with_values
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,20 +29,28 @@ class MostFrequent(ValueTrait):
         # list + list_aggregate(histogram) is several times faster than the histogram aggregate.
         values = f"list({value}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"
         if state:
-            return {"h": values}
-        return {"m": self._pick(values)}
+            # the state is the histogram (a MAP value -> count): as many entries as distinct
+            # values, not one per event, so merging and finalizing a touched profile costs
+            # what its distinct values do
+            return {"h": f"list_aggregate({values}, 'histogram')"}
+        return {"m": self._pick(f"list_aggregate({values}, 'histogram')")}
 
     def sql_counted_values(self, n: str, value: str) -> dict[str, str] | None:
         # the smallest (-count, value) among values counted often enough: most frequent, then smallest
         return {"m": f"min({{'n': -{n}, 'v': {value}}}) FILTER (WHERE {n} >= {self.min_frequency})"}
 
     def sql_merge(self, suffix: str, a: str, b: str) -> str:
-        return concat_sql(a, b)
+        """Histograms add per value (NULL: no events)."""
+        added = (
+            f"map_from_entries(list_transform(list_distinct(list_concat(map_keys({a}), map_keys({b}))), "
+            f"lambda k: {{'key': k, 'value': coalesce({a}[k], 0) + coalesce({b}[k], 0)}}))"
+        )
+        return f"(CASE WHEN {a} IS NULL THEN {b} WHEN {b} IS NULL THEN {a} ELSE {added} END)"
 
-    def _pick(self, values: str) -> str:
-        """``{n: -count, v: value}`` of the winner from a list of values (NULL when none)."""
+    def _pick(self, histogram: str) -> str:
+        """``{n: -count, v: value}`` of the winner from a histogram MAP (NULL when none)."""
         return (
-            f"list_min(list_transform(list_filter(map_entries(list_aggregate({values}, 'histogram')), "
+            f"list_min(list_transform(list_filter(map_entries({histogram}), "
             f"lambda e: e.value >= {self.min_frequency}), "
             "lambda e: {'n': -CAST(e.value AS BIGINT), 'v': e.key}))"
         )
