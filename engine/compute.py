@@ -645,8 +645,13 @@ def _write_update(
         return
     con.execute(f"DELETE FROM trait_values WHERE profile_id IN ({touched})")
     con.execute(
-        f"INSERT INTO trait_values {plan.values_sql('trait_state', state=True, where=touched, **ident)}"
+        # from the touched profiles' new state rows (small temp tables), not a join of trait_state
+        f"INSERT INTO trait_values {plan.values_sql(_TOUCHED_STATE, state=True, where=touched, **ident)}"
     )
+
+
+#: The touched profiles' new state rows (recomputed, merged), as written to ``trait_state``.
+_TOUCHED_STATE = "(SELECT * FROM __t_r UNION ALL BY NAME SELECT * FROM __t_m)"
 
 
 def _stats(store: Store, plan: Plan, source: str) -> list[list[object]]:
