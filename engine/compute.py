@@ -265,6 +265,8 @@ class _Update:
     as_of_moved: bool
     log_used: bool = False
     renamed: int = 0
+    #: Rows of trait_events without a profile whose event now maps to a recomputed profile.
+    now_mapped: int = 0
 
 
 def _plan_update(
@@ -486,6 +488,9 @@ def _plan_update(
         recomputed=counts.get("recompute", 0), merged=counts.get("merge", 0), dropped=counts.get("gone", 0),
         rebuilt=(), watermark=top, identity_changed=identity_changed, as_of_moved=as_of_moved,
         log_used=use_log, renamed=renamed,
+        now_mapped=store.first_row(
+            "SELECT count(*) FROM __t_old WHERE profile_id IS NULL AND message_id IN (SELECT message_id FROM __t_rmap)"
+        )[0],
     )
 
 
@@ -612,10 +617,12 @@ def _write_update(
     # mapped) are replaced by the recomputed rows, renamed profiles' rows by the re-keyed ones
     # (a rename's old id is gone), those no longer resolving by unmapped ones; new rows added
     if update.recomputed or update.dropped:
+        # the clause on unresolved rows reads every message id: only when there are such rows
+        now_mapped = " OR (profile_id IS NULL AND message_id IN (SELECT message_id FROM __t_rmap))"
         con.execute(
-            """DELETE FROM trait_events
+            f"""DELETE FROM trait_events
             WHERE profile_id IN (SELECT profile_id FROM __t_touched WHERE kind IN ('recompute', 'gone'))
-               OR (profile_id IS NULL AND message_id IN (SELECT message_id FROM __t_rmap))"""
+               {now_mapped if update.now_mapped else ""}"""
         )
         for rows in ("__t_rev", "__t_ren", "__t_orph"):
             con.execute(f"INSERT INTO trait_events BY NAME SELECT * FROM {rows}")
