@@ -308,8 +308,8 @@ class StoredIds:
         """Before a file's transaction: fill missing ``id_hash`` values once, choose how to probe."""
         if self._scan is not None:
             return
-        stored = self._store.first_row("SELECT count(*) FROM events")[0]
-        if stored:
+        stored, missing = self._store.first_row("SELECT count(*), count(*) FILTER (WHERE id_hash IS NULL) FROM events")
+        if missing:
             with self._store.transaction() as con:
                 con.execute(f"UPDATE events SET id_hash = {id_hash_sql('message_id')} WHERE id_hash IS NULL")
         self._scan = bool(stored)
