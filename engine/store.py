@@ -15,6 +15,7 @@ ingest for its new rows. Trait computation then scans plain typed columns and ne
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +37,17 @@ def id_hash_sql(expr: str) -> str:
     promised stable. ``md5_number`` masked is about 6x cheaper than ``md5_number_lower``.
     """
     return f"(md5_number({expr}) & 18446744073709551615::UHUGEINT)::UBIGINT"
+
+
+def id_hash(message_id: str) -> int:
+    """:func:`id_hash_sql` in Python, for the ids ingest derives in Python (``derived-...``).
+
+    Examples
+    --------
+    >>> id_hash("abc")
+    12704604231530709392
+    """
+    return int.from_bytes(hashlib.md5(message_id.encode("utf-8")).digest()[:8], "little")
 
 
 #: Base DDL of every table, in creation order. Later issues add their tables here.

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from engine.store import id_hash_sql
+
 #: Segment's own limit on one serialised message, in bytes.
 MAX_MESSAGE_BYTES = 32 * 1024
 #: Event times after ``now + FUTURE_DAYS`` are refused (clock bugs, ms/s mix-ups).
@@ -424,7 +426,8 @@ SELECT
     v_properties AS properties,
     v_traits AS traits,
     v_context AS context,
-    CASE WHEN reasons IS NULL THEN md5(raw) END AS payload_hash
+    CASE WHEN reasons IS NULL THEN md5(raw) END AS payload_hash,
+    CASE WHEN reasons IS NULL THEN {id_hash_sql("v_message_id")} END AS id_hash
 FROM q
 """
 

@@ -40,7 +40,7 @@ from rich.text import Text
 
 from engine.errors import InputError
 from engine.progress import Progress
-from engine.store import DerivedColumn, Store, id_hash_sql, quote
+from engine.store import DerivedColumn, Store, id_hash, id_hash_sql, quote
 from ingest.contract import chunk_sql, derived_message_id, same_payload
 from ingest.readers import READERS, Chunk, FileProblem, Source, _int64s, cut_text, detect_format
 
@@ -56,7 +56,7 @@ INGEST_MEMORY_LIMIT = 1 << 30
 EVENT_COLUMNS = (
     "message_id", "type", "event", "name", "timestamp", "user_id", "anonymous_id", "previous_id",
     "group_id", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context",
-    "payload_hash",
+    "payload_hash", "id_hash",
 )
 
 STATUSES = ("ingested", "already ingested", "partial", "unreadable", "empty")
@@ -416,25 +416,21 @@ def _quarantine_chunk(
 
 
 def _derive_ids(checked: pa.Table) -> pa.Table:
-    """Give accepted messages without ``messageId`` their derived id (Python only for those rows)."""
+    """Give accepted messages without ``messageId`` their derived id and its ``id_hash``
+    (Python only for those rows; the contract query hashed the ids that were sent)."""
     ids = checked.column("message_id").combine_chunks()
     missing = pc.and_(pc.is_null(checked.column("reasons")), pc.is_null(ids)).combine_chunks()
     if not pc.any(missing).as_py():
         return checked
-    raws = pc.filter(checked.column("raw"), missing).to_pylist()
-    derived = pa.array([derived_message_id(r) for r in raws], ids.type)
-    filled = pc.replace_with_mask(ids, missing, derived)
-    return checked.set_column(checked.schema.get_field_index("message_id"), "message_id", filled)
-
-
-def _with_id_hash(store: Store, checked: pa.Table) -> pa.Table:
-    """The chunk with ``id_hash`` (:func:`engine.store.id_hash_sql`) of every accepted row's id,
-    computed once: the duplicate check probes it and the insert stores it."""
-    _ingest_ids = checked.select(["message_id", "reasons"])  # noqa: F841
-    hashes = store.con.sql(
-        f"SELECT CASE WHEN reasons IS NULL THEN {id_hash_sql('message_id')} END AS id_hash FROM _ingest_ids"
-    ).to_arrow_table()
-    return checked.append_column("id_hash", hashes.column("id_hash"))
+    derived = [derived_message_id(r) for r in pc.filter(checked.column("raw"), missing).to_pylist()]
+    hashes = checked.column("id_hash").combine_chunks()
+    filled = {
+        "message_id": pc.replace_with_mask(ids, missing, pa.array(derived, ids.type)),
+        "id_hash": pc.replace_with_mask(hashes, missing, pa.array([id_hash(d) for d in derived], hashes.type)),
+    }
+    for name, column in filled.items():
+        checked = checked.set_column(checked.schema.get_field_index(name), name, column)
+    return checked
 
 
 def _process_chunk(
@@ -456,7 +452,7 @@ def _process_chunk(
     del _ingest_in
     counts.records += checked.num_rows
     counts.quarantined += checked.num_rows - checked.column("reasons").null_count
-    checked = _with_id_hash(store, _derive_ids(checked))
+    checked = _derive_ids(checked)
     _quarantine_chunk(store, chunk, checked, ingest_id=ingest_id, source=source, now=now, counts=counts)
     duplicate_lines = _duplicates(store, checked, ids, ingest_id=ingest_id, source=source, counts=counts)
     _ingest_chunk = _as_json(checked, _JSON_COLUMNS)  # noqa: F841
@@ -473,11 +469,11 @@ def _process_chunk(
 
 #: The columns the insert writes, and the chunk's rows typed as ``events`` columns: derived column
 #: expressions are written against ``events`` and so read the same names and types here.
-INSERT_COLUMNS = EVENT_COLUMNS + ("raw", "ingest_id", "source_line", "id_hash")
+INSERT_COLUMNS = EVENT_COLUMNS + ("raw", "ingest_id", "source_line")
 _JSON_COLUMNS = ("properties", "traits", "context", "raw")
 _TYPED_ROW = ", ".join(
     [f"CAST(c.{c} AS JSON) AS {c}" if c in _JSON_COLUMNS else f"c.{c}" for c in EVENT_COLUMNS + ("raw",)]
-    + ["CAST(? AS BIGINT) AS ingest_id", "c.line AS source_line", "c.id_hash"]
+    + ["CAST(? AS BIGINT) AS ingest_id", "c.line AS source_line"]
 )
 
 
