@@ -284,6 +284,7 @@ TABLES: dict[str, str] = {
     # end traits -------------------------------------------------------------------------------
 }
 
+
 def _add_id_hash(con: duckdb.DuckDBPyConnection) -> None:
     """1 -> 2: ``events.id_hash``, filled for every stored event (one pass, once per store)."""
     con.execute("ALTER TABLE events ADD COLUMN id_hash UBIGINT")
