@@ -15,6 +15,7 @@ ingest for its new rows. Trait computation then scans plain typed columns and ne
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +26,29 @@ import duckdb
 
 from engine.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def id_hash_sql(expr: str) -> str:
+    """The ``events.id_hash`` of a ``message_id`` expression: its md5's first 8 bytes (little-endian).
+
+    Why md5 and not DuckDB's ``hash``: the value is stored and compared across runs (ingest's
+    duplicate check probes it), so it must not change with the DuckDB version; ``hash`` is not
+    promised stable. ``md5_number`` masked is about 6x cheaper than ``md5_number_lower``.
+    """
+    return f"(md5_number({expr}) & 18446744073709551615::UHUGEINT)::UBIGINT"
+
+
+def id_hash(message_id: str) -> int:
+    """:func:`id_hash_sql` in Python, for the ids ingest derives in Python (``derived-...``).
+
+    Examples
+    --------
+    >>> id_hash("abc")
+    12704604231530709392
+    """
+    return int.from_bytes(hashlib.md5(message_id.encode("utf-8")).digest()[:8], "little")
+
 
 #: Base DDL of every table, in creation order. Later issues add their tables here.
 TABLES: dict[str, str] = {
@@ -57,7 +80,10 @@ TABLES: dict[str, str] = {
             raw JSON USING COMPRESSION zstd NOT NULL, -- the whole message, lossless
             payload_hash VARCHAR USING COMPRESSION uncompressed NOT NULL, -- md5 of raw (sha256 before 2026-11-23): tells conflicting duplicates apart
             ingest_id BIGINT NOT NULL,
-            source_line BIGINT
+            source_line BIGINT,
+            -- id_hash_sql(message_id): ingest's duplicate check probes it instead of the ids
+            -- (docs/store.md); NULL in rows written by other tools until the next ingest fills it
+            id_hash UBIGINT USING COMPRESSION uncompressed
         )""",
     "ingest_log": """
         CREATE TABLE IF NOT EXISTS ingest_log (
@@ -258,8 +284,15 @@ TABLES: dict[str, str] = {
     # end traits -------------------------------------------------------------------------------
 }
 
+
+def _add_id_hash(con: duckdb.DuckDBPyConnection) -> None:
+    """1 -> 2: ``events.id_hash``, filled for every stored event (one pass, once per store)."""
+    con.execute("ALTER TABLE events ADD COLUMN id_hash UBIGINT")
+    con.execute(f"UPDATE events SET id_hash = {id_hash_sql('message_id')}")
+
+
 #: Migrations: ``MIGRATIONS[v]`` upgrades a store at version ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {1: _add_id_hash}
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.#\-]*$")
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from engine.store import id_hash_sql
+
 #: Segment's own limit on one serialised message, in bytes.
 MAX_MESSAGE_BYTES = 32 * 1024
 #: Event times after ``now + FUTURE_DAYS`` are refused (clock bugs, ms/s mix-ups).
@@ -316,8 +318,10 @@ def chunk_sql(source: str, now: datetime) -> str:
 
     Output columns: ``line``, ``raw`` (the record text, trimmed), ``reasons`` (``NULL`` when the
     record is accepted, else the broken rules joined by ``"; "``), then every typed column of
-    ``events`` except the bookkeeping ones; ``message_id`` is ``NULL`` when the message has none
-    (the caller derives it, see :func:`derived_message_id`). Blank records are dropped.
+    ``events`` except the bookkeeping ones, then ``id_hash`` (:func:`engine.store.id_hash_sql`);
+    ``message_id`` and ``id_hash`` are ``NULL`` when the message has no id (the caller derives
+    both, see :func:`derived_message_id`). Blank records are dropped. Rows come back in no fixed
+    order (the known-type test is planned as a join): match them by ``line``.
 
     Parameters
     ----------
@@ -424,7 +428,8 @@ SELECT
     v_properties AS properties,
     v_traits AS traits,
     v_context AS context,
-    CASE WHEN reasons IS NULL THEN md5(raw) END AS payload_hash
+    CASE WHEN reasons IS NULL THEN md5(raw) END AS payload_hash,
+    CASE WHEN reasons IS NULL THEN {id_hash_sql('v_message_id')} END AS id_hash
 FROM q
 """
 

@@ -40,7 +40,7 @@ from rich.text import Text
 
 from engine.errors import InputError
 from engine.progress import Progress
-from engine.store import DerivedColumn, Store, quote
+from engine.store import DerivedColumn, Store, id_hash, id_hash_sql, quote
 from ingest.contract import chunk_sql, derived_message_id, same_payload
 from ingest.readers import READERS, Chunk, FileProblem, Source, _int64s, cut_text, detect_format
 
@@ -56,7 +56,7 @@ INGEST_MEMORY_LIMIT = 1 << 30
 EVENT_COLUMNS = (
     "message_id", "type", "event", "name", "timestamp", "user_id", "anonymous_id", "previous_id",
     "group_id", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context",
-    "payload_hash",
+    "payload_hash", "id_hash",
 )
 
 STATUSES = ("ingested", "already ingested", "partial", "unreadable", "empty")
@@ -223,23 +223,15 @@ def _set_on_error(event: threading.Event) -> Iterator[None]:
 
 # -- the message ids already stored ---------------------------------------------------------------
 class SeenIds:
-    """Hash and location of every stored ``message_id``, so a chunk's duplicate check never scans ids.
+    """Hashes (``events.id_hash``) and locations of message ids, in memory: sorted levels of numpy arrays.
 
-    Why: the duplicate check of a chunk used to semi-join it with the whole ``message_id`` column
-    (strings), so a file's chunks cost more and more as the store and the file's own uncommitted
-    rows grew: the 10M-event file ran at 4.7x the bare load against 2.8x at 1M. Now a chunk's id
-    hashes (64-bit) are probed here (numpy, in memory, 16 bytes per stored event); a row whose hash
-    is unknown is not stored (the common case: no read of `events`). A row whose hash is known (a real
-    duplicate, or a hash collision) is checked exactly against the stored rows at the locations
-    recorded with the hash, ``(ingest_id, source_line)``: a semi-join on two integer columns that
-    DuckDB answers from a few row groups, instead of a scan of every id. Stored rows without a
-    usable location (written by other tools, ``source_line`` NULL) are checked by id (the old scan).
-
-    The set is loaded once per run (one scan of ``events``) and every accepted row of a chunk is
-    added with its location before the chunk is written; rows of a file that is rolled back stay
-    (a false hit costs one exact lookup that finds nothing, never a wrong answer). Sorted levels of
+    Why: a run must know, for each chunk, which of its ids may be stored already without reading
+    the ids themselves. The hashes of the rows a run writes are kept here (16 bytes per row), with
+    their location ``(ingest_id, source_line)`` packed in one int64, so a hit is checked exactly
+    against the stored row found by a semi-join on those two integer columns. Sorted levels of
     doubling size (like an LSM tree): inserts cost O(log n) amortised, a probe is one
-    ``searchsorted`` per level.
+    ``searchsorted`` per level. Rows of a file that is rolled back stay (a false hit costs one
+    exact lookup that finds nothing, never a wrong answer).
     """
 
     #: Location of a row that cannot be found by (ingest_id, source_line): look it up by id.
@@ -254,20 +246,6 @@ class SeenIds:
         """``(ingest_id, source_line)`` packed in one int64, or :data:`UNKNOWN` when they do not fit."""
         fits = (ingest_id >= 0) & (ingest_id < 1 << (63 - cls._LINE_BITS)) & (line >= 0) & (line < 1 << cls._LINE_BITS)
         return np.where(fits, (ingest_id << cls._LINE_BITS) | np.where(fits, line, 0), cls.UNKNOWN)
-
-    @classmethod
-    def of_store(cls, store: Store) -> SeenIds:
-        """Every id in ``store`` (one scan of ``message_id``, ``ingest_id``, ``source_line``)."""
-        seen = cls()
-        table = store.con.sql(
-            "SELECT hash(message_id) AS h, ingest_id, coalesce(source_line, -1) AS line FROM events"
-        ).to_arrow_table()
-        if table.num_rows:
-            seen.add(
-                _numpy(table.column("h")),
-                cls.location(_numpy(table.column("ingest_id")), _numpy(table.column("line"))),
-            )
-        return seen
 
     def add(self, hashes: np.ndarray, locations: np.ndarray) -> None:
         if not len(hashes):
@@ -295,6 +273,77 @@ class SeenIds:
         if not found_probe:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(found_probe), np.concatenate(found_location)
+
+
+#: Chunks whose hashes are probed in ``events.id_hash`` by SQL before a run loads every stored
+#: hash into memory instead. Measured at 10M stored events: a probe of 100k hashes costs 0.13 s
+#: of CPU, loading and sorting them all 2.3 s, so a run pays at most about twice the cheaper way.
+SCANS_BEFORE_LOAD = 8
+
+
+class StoredIds:
+    """What a run knows of the ids stored before it, and of the ids it wrote: work per chunk, not per store.
+
+    Why: loading the hash and location of every stored id when a run starts cost 1.4 s before a
+    10k-event append into a 1M store and 7.9 s into a 10M store (issue 7), and was paid even when
+    every file had been ingested already. Now the stored ids are never read up front:
+
+    * the rows the run writes go into :class:`SeenIds` (memory), probed for free by later chunks;
+    * the rows stored before the run are probed per chunk with one semi-join of the chunk's hashes
+      on ``events.id_hash`` (a scan of one integer column: 0.13 s of CPU at 10M stored events);
+    * after :data:`SCANS_BEFORE_LOAD` such scans (a big file into a big store), every stored hash
+      is loaded into the :class:`SeenIds` once, as the whole run used to do up front.
+
+    The first file that reads records fills ``id_hash`` where another tool left it NULL, in a
+    transaction of its own (so a file rolled back later cannot undo it).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.seen = SeenIds()
+        self._scan: bool | None = None  # None: not started; True: probe events by SQL; False: all in seen
+        self._scans = 0
+
+    def prepare(self) -> None:
+        """Before a file's transaction: fill missing ``id_hash`` values once, choose how to probe."""
+        if self._scan is not None:
+            return
+        stored, missing = self._store.first_row("SELECT count(*), count(*) FILTER (WHERE id_hash IS NULL) FROM events")
+        if missing:
+            with self._store.transaction() as con:
+                con.execute(f"UPDATE events SET id_hash = {id_hash_sql('message_id')} WHERE id_hash IS NULL")
+        self._scan = bool(stored)
+
+    def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """``(probe index, location)`` of the known rows whose hash is probed (:meth:`SeenIds.lookup`),
+        and whether the rows stored before the run must still be probed in ``events.id_hash``."""
+        if self._scan is None:
+            raise RuntimeError("StoredIds.prepare() must run before the file's transaction")
+        if self._scan:
+            self._scans += 1
+            if self._scans > SCANS_BEFORE_LOAD:
+                self._load()
+        probe, location = self.seen.lookup(hashes)
+        return probe, location, bool(self._scan)
+
+    def add(self, hashes: np.ndarray, locations: np.ndarray) -> None:
+        self.seen.add(hashes, locations)
+
+    def _load(self) -> None:
+        """Every stored hash with its location into :attr:`seen` (one scan of three integer columns).
+
+        The run's own rows are read too (they are in ``seen`` already): a repeated entry only
+        repeats a lookup, whose rows the duplicate query collapses.
+        """
+        table = self._store.con.sql(
+            "SELECT id_hash AS h, ingest_id, coalesce(source_line, -1) AS line FROM events"
+        ).to_arrow_table()
+        if table.num_rows:
+            self.seen.add(
+                _numpy(table.column("h")),
+                SeenIds.location(_numpy(table.column("ingest_id")), _numpy(table.column("line"))),
+            )
+        self._scan = False
 
 
 def _numpy(column: pa.ChunkedArray) -> np.ndarray:
@@ -367,20 +416,26 @@ def _quarantine_chunk(
 
 
 def _derive_ids(checked: pa.Table) -> pa.Table:
-    """Give accepted messages without ``messageId`` their derived id (Python only for those rows)."""
+    """Give accepted messages without ``messageId`` their derived id and its ``id_hash``
+    (Python only for those rows; the contract query hashed the ids that were sent)."""
     ids = checked.column("message_id").combine_chunks()
     missing = pc.and_(pc.is_null(checked.column("reasons")), pc.is_null(ids)).combine_chunks()
     if not pc.any(missing).as_py():
         return checked
-    raws = pc.filter(checked.column("raw"), missing).to_pylist()
-    derived = pa.array([derived_message_id(r) for r in raws], ids.type)
-    filled = pc.replace_with_mask(ids, missing, derived)
-    return checked.set_column(checked.schema.get_field_index("message_id"), "message_id", filled)
+    derived = [derived_message_id(r) for r in pc.filter(checked.column("raw"), missing).to_pylist()]
+    hashes = checked.column("id_hash").combine_chunks()
+    filled = {
+        "message_id": pc.replace_with_mask(ids, missing, pa.array(derived, ids.type)),
+        "id_hash": pc.replace_with_mask(hashes, missing, pa.array([id_hash(d) for d in derived], hashes.type)),
+    }
+    for name, column in filled.items():
+        checked = checked.set_column(checked.schema.get_field_index(name), name, column)
+    return checked
 
 
 def _process_chunk(
     store: Store, chunk: Chunk, *, ingest_id: int, source: str, now: datetime, counts: _Counts,
-    derived: tuple[DerivedColumn, ...], seen: SeenIds,
+    derived: tuple[DerivedColumn, ...], ids: StoredIds,
 ) -> None:
     """Validate one chunk, quarantine its failures, drop its duplicates, append the rest to ``events``.
 
@@ -399,7 +454,7 @@ def _process_chunk(
     counts.quarantined += checked.num_rows - checked.column("reasons").null_count
     checked = _derive_ids(checked)
     _quarantine_chunk(store, chunk, checked, ingest_id=ingest_id, source=source, now=now, counts=counts)
-    duplicate_lines = _duplicates(store, checked, seen, ingest_id=ingest_id, source=source, counts=counts)
+    duplicate_lines = _duplicates(store, checked, ids, ingest_id=ingest_id, source=source, counts=counts)
     _ingest_chunk = _as_json(checked, _JSON_COLUMNS)  # noqa: F841
     _ingest_dups = duplicate_lines  # noqa: F841
     skip = " ANTI JOIN _ingest_dups d ON d.line = c.line" if duplicate_lines.num_rows else ""
@@ -438,38 +493,41 @@ def _as_json(table: pa.Table, names: tuple[str, ...]) -> pa.Table:
     return table
 
 
-def _duplicates(store: Store, checked: pa.Table, seen: SeenIds, *, ingest_id: int, source: str, counts: _Counts) -> pa.Table:
+def _duplicates(store: Store, checked: pa.Table, ids: StoredIds, *, ingest_id: int, source: str, counts: _Counts) -> pa.Table:
     """This chunk's accepted rows whose message_id is stored already or repeats an earlier line.
 
     Returns their lines (the insert skips them) and counts them. ``events`` already holds the
     earlier chunks of this file, so "stored" covers earlier files and earlier lines of this file
-    alike; within the chunk the first line wins. Only the rows whose id hash ``seen`` knows are
-    looked up in ``events`` (none, for a chunk without duplicates: no scan at all); the chunk's
-    ids are then added to ``seen``. A duplicate is a conflict when its payload differs from the
-    occurrence that wins: hashes are of the minified text, so a candidate is confirmed on
-    canonical JSON (key order ignored) before it is recorded.
+    alike; within the chunk the first line wins. Candidates come from the hashes (``id_hash``):
+    the run's own rows by their location in memory, the rows stored before the run by a semi-join
+    on ``events.id_hash`` (:class:`StoredIds`); the chunk's hashes are then added. A candidate is
+    a duplicate only when its ``message_id`` is equal (hash collisions never drop a row). A
+    duplicate is a conflict when its payload differs from the occurrence that wins: hashes are of
+    the minified text, so a candidate is confirmed on canonical JSON (key order ignored).
     """
     con = store.con
     _ingest_chunk = checked  # noqa: F841
-    accepted = con.sql(
-        "SELECT line, message_id, hash(message_id) AS h FROM _ingest_chunk WHERE reasons IS NULL"
-    ).to_arrow_table()
+    accepted = con.sql("SELECT line, id_hash AS h FROM _ingest_chunk WHERE reasons IS NULL").to_arrow_table()
     hashes = _numpy(accepted.column("h"))
-    probe, location = seen.lookup(hashes)
+    probe, location, scan = ids.lookup(hashes)
     lines = _numpy(accepted.column("line"))
-    seen.add(hashes, SeenIds.location(np.full(len(lines), ingest_id, np.int64), lines))
+    ids.add(hashes, SeenIds.location(np.full(len(lines), ingest_id, np.int64), lines))
     known = location != SeenIds.UNKNOWN
     placed = location[known]
     _ingest_at = pa.table({  # noqa: F841 (stored rows at these locations may hold the chunk's ids)
         "ingest_id": _int64s(np.ascontiguousarray(placed >> SeenIds._LINE_BITS)),
         "source_line": _int64s(np.ascontiguousarray(placed & ((1 << SeenIds._LINE_BITS) - 1))),
     })
-    _ingest_unplaced = accepted.take(_int64s(np.ascontiguousarray(probe[~known], np.int64))).select(["message_id"])  # noqa: F841
+    unplaced = np.unique(np.ascontiguousarray(probe[~known], np.int64))
+    _ingest_unplaced = accepted.take(_int64s(unplaced)).select(["h"])  # noqa: F841 (rows stored without a line)
+    _ingest_hashes = accepted.select(["h"])  # noqa: F841
     parts = []
     if known.any():
         parts.append("SELECT e.rowid AS rid FROM events e SEMI JOIN _ingest_at a USING (ingest_id, source_line)")
-    if (~known).any():
-        parts.append("SELECT e.rowid AS rid FROM events e SEMI JOIN _ingest_unplaced u USING (message_id)")
+    if len(unplaced):
+        parts.append("SELECT e.rowid AS rid FROM events e SEMI JOIN _ingest_unplaced u ON e.id_hash = u.h")
+    if scan and accepted.num_rows:
+        parts.append("SELECT e.rowid AS rid FROM events e SEMI JOIN _ingest_hashes p ON e.id_hash = p.h")
     # two steps: find the rows on integer columns only, then read their strings by rowid (a
     # semi-join that also projects strings reads those columns for every row of the table)
     _ingest_rids = con.sql(" UNION ".join(parts) if parts else "SELECT NULL::BIGINT AS rid WHERE false").to_arrow_table()  # noqa: F841
@@ -569,14 +627,14 @@ def ingest_file(
     progress: Progress,
     now: datetime,
     chunk_records: int = CHUNK_RECORDS,
-    seen: SeenIds | None = None,
+    ids: StoredIds | None = None,
 ) -> FileReport:
     """Ingest one file in one transaction (see the module docstring); returns its report.
 
     ``now`` is the run's ingest time (the event time of messages without one); the log's
-    ``started_at`` / ``finished_at`` are this file's own wall-clock times. ``seen`` holds the
-    hashes of the stored message ids (:class:`SeenIds`; loaded from the store when not given):
-    a run passes one to all its files so the store is scanned once per run.
+    ``started_at`` / ``finished_at`` are this file's own wall-clock times. ``ids`` is what the
+    run knows of the stored message ids (:class:`StoredIds`, new when not given): a run passes
+    one to all its files, so each file's rows are known to the next without a query.
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc)
@@ -594,6 +652,8 @@ def ingest_file(
                 path=shown, format=fmt, status="already ingested", message=previous,
                 seconds=time.perf_counter() - started,
             )
+    ids = StoredIds(store) if ids is None else ids
+    ids.prepare()
     counts = _Counts()
     problem: FileProblem | None = None
     abandon = threading.Event()
@@ -607,12 +667,11 @@ def ingest_file(
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchall()[0][0]
         source = Source(path=path, format=fmt, compressed=compressed, on_bytes=step.advance)
         derived = tuple(store.derived_columns())
-        seen = SeenIds.of_store(store) if seen is None else seen
         try:
             for chunk in READERS[fmt](source, chunk_records):
                 _process_chunk(
                     store, chunk, ingest_id=ingest_id, source=shown, now=now, counts=counts, derived=derived,
-                    seen=seen,
+                    ids=ids,
                 )
         except FileProblem as exc:
             problem = exc
@@ -685,11 +744,11 @@ def ingest_paths(
     now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
     files = resolve_paths(paths)
     with _memory_capped(store):
-        seen = SeenIds.of_store(store) if files else None
+        ids = StoredIds(store)
         reports = [
             ingest_file(
                 store, path, fmt=fmt, compressed=compressed, progress=progress, now=now,
-                chunk_records=chunk_records, seen=seen,
+                chunk_records=chunk_records, ids=ids,
             )
             for path, fmt, compressed in files
         ]

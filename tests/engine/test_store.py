@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from engine.errors import StoreError
-from engine.store import SCHEMA_VERSION, DerivedColumn, Store
+from engine.store import SCHEMA_VERSION, DerivedColumn, Store, id_hash, id_hash_sql
 
 EVENT = (
     "INSERT INTO events (message_id, type, event, timestamp, properties, raw, payload_hash, ingest_id) "
@@ -33,6 +33,42 @@ def test_a_store_from_a_newer_version_is_refused_with_advice(tmp_path):
     con.close()
     with pytest.raises(StoreError, match="upgrade profiles"):
         Store.open(path)
+
+
+def _version_1_store(path) -> None:
+    """A store as schema version 1 wrote it: ``events`` without ``id_hash``, two events."""
+    Store.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("ALTER TABLE events DROP COLUMN id_hash")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    for message_id in ("m1", "m2"):
+        con.execute(EVENT, [message_id, "{}"])
+    con.close()
+
+
+def test_version_1_store_gains_the_id_hash_of_every_event(tmp_path):
+    path = tmp_path / "s.duckdb"
+    _version_1_store(path)
+    with pytest.raises(StoreError, match="schema version 1; open it once without read-only"):
+        Store.open(path, read_only=True)
+    with Store.open(path) as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        got = store.con.execute(
+            f"SELECT message_id, id_hash = {id_hash_sql('message_id')} FROM events ORDER BY 1"
+        ).fetchall()
+        assert got == [("m1", True), ("m2", True)]
+    with Store.open(path, read_only=True) as store:
+        assert store.first_row("SELECT count(id_hash) FROM events") == (2,)
+
+
+def test_id_hash_is_the_first_8_bytes_of_the_md5_of_the_message_id():
+    """Stored and compared across runs, so it must not depend on DuckDB's version (as ``hash`` may)."""
+    import hashlib
+
+    with Store.open(None) as store:
+        (got,) = store.first_row(f"SELECT {id_hash_sql('?')}", ["msg-é-1"])
+    digest = hashlib.md5("msg-é-1".encode()).digest()
+    assert got == int.from_bytes(digest[:8], "little") == id_hash("msg-é-1")  # ingest's Python twin
 
 
 def test_a_missing_store_is_not_created_when_reading(tmp_path):

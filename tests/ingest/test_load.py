@@ -244,7 +244,14 @@ def _stored_elsewhere(store) -> None:
     )
 
 
-def test_duplicates_of_every_kind_of_stored_row_across_runs_files_and_chunks(store, tmp_path):
+@pytest.fixture(params=["scan", "load"])
+def probing(request, monkeypatch):
+    """Both ways a run finds the rows stored before it: a semi-join per chunk, or all loaded at once."""
+    monkeypatch.setattr(load, "SCANS_BEFORE_LOAD", 10**6 if request.param == "scan" else 0)
+    return request.param
+
+
+def test_duplicates_of_every_kind_of_stored_row_across_runs_files_and_chunks(store, tmp_path, probing):
     _stored_elsewhere(store)
     ingest(store, write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(4)]))
     b = write_lines(tmp_path / "b.ndjson", [
@@ -276,3 +283,62 @@ def test_a_hash_hit_that_is_not_the_id_is_no_duplicate(store, tmp_path, monkeypa
     monkeypatch.setattr(load.SeenIds, "lookup", colliding)
     report = ingest(store, write_lines(tmp_path / "b.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(2, 7)]))
     assert (report.ingested, report.duplicates, report.conflicts) == (3, 2, 0)
+
+
+def _few_buckets(expr: str) -> str:
+    """An id hash with three values: nearly every probe collides with rows holding other ids."""
+    return f"(strlen({expr}) % 3)::UBIGINT"
+
+
+def test_hash_collisions_never_drop_or_duplicate_an_event(store, tmp_path, monkeypatch, probing):
+    from ingest import contract
+
+    for module in (load, contract):  # the contract hashes the chunk's ids, load fills stored rows
+        monkeypatch.setattr(module, "id_hash_sql", _few_buckets)
+    _stored_elsewhere(store)
+    ingest(store, write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId=f"m{i}") for i in (0, 1, 22, 333)]))
+    b = write_lines(tmp_path / "b.ndjson", [
+        dict(MSG, messageId="m1"), dict(MSG, messageId="m4"), dict(MSG, messageId="m55"), dict(MSG, messageId="m4"),
+        dict(MSG, messageId="x0", event="Changed"), dict(MSG, messageId="m666"), dict(MSG, messageId="m22"),
+    ])
+    c = write_lines(tmp_path / "c.ndjson", [dict(MSG, messageId="m55"), dict(MSG, messageId="m7")])
+    report = ingest(store, b, c, chunk_records=2)
+    assert [(f.ingested, f.duplicates, f.conflicts) for f in report.files] == [(3, 4, 1), (1, 1, 0)]
+    assert rows(store, "SELECT count(*), count(DISTINCT message_id) FROM events") == [(9, 9)]
+    assert rows(store, "SELECT message_id, line FROM duplicate_conflicts") == [("x0", 5)]
+
+
+def test_every_stored_row_has_the_id_hash_of_its_message_id(store, tmp_path):
+    from engine.store import id_hash_sql
+
+    _stored_elsewhere(store)  # written without id_hash: the next ingest fills it before probing
+    assert rows(store, "SELECT id_hash FROM events") == [(None,)]
+    ingest(store, write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId="m1"), dict(MSG)]), CASES / "array.json")
+    mismatched = f"SELECT count(*) FROM events WHERE id_hash IS DISTINCT FROM {id_hash_sql('message_id')}"
+    assert rows(store, mismatched) == [(0,)]
+    assert rows(store, "SELECT count(*) > 3 FROM events") == [(True,)]
+
+
+def test_a_rerun_of_ingested_files_never_reads_the_stored_ids(store, monkeypatch):
+    ingest(store, CASES / "valid.ndjson", CASES / "quarantine.ndjson")
+
+    def untouched(self):
+        raise AssertionError("the stored ids were read")
+
+    monkeypatch.setattr(load.StoredIds, "prepare", untouched)
+    again = ingest(store, CASES / "valid.ndjson", CASES / "quarantine.ndjson")
+    assert [f.status for f in again.files] == ["already ingested"] * 2
+
+
+def test_an_append_probes_the_stored_ids_per_chunk_and_loads_them_only_for_many_chunks(store, tmp_path, monkeypatch):
+    ingest(store, write_lines(tmp_path / "a.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(30)]))
+    loads = []
+    real = load.StoredIds._load
+    monkeypatch.setattr(load.StoredIds, "_load", lambda self: loads.append(1) or real(self))
+    monkeypatch.setattr(load, "SCANS_BEFORE_LOAD", 2)
+    small = write_lines(tmp_path / "b.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(25, 35)])
+    assert (ingest(store, small).duplicates, loads) == (5, [])
+    big = write_lines(tmp_path / "c.ndjson", [dict(MSG, messageId=f"m{i}") for i in range(20, 50)])
+    report = ingest(store, big, chunk_records=1)  # NDJSON chunks are cut by bytes: several lines each
+    assert (report.ingested, report.duplicates, loads) == (15, 15, [1])
+    assert rows(store, "SELECT count(*), count(DISTINCT message_id) FROM events") == [(50, 50)]
