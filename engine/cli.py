@@ -262,10 +262,9 @@ def export(
 ) -> None:
     """One row per profile: identifiers, computed traits, prediction scores."""
     with _project(read_only=True) as project:
-        path = project.export(out, format=None if format is None else format.value)
-        rows = project.export_frame().height
+        written = project.export(out, format=None if format is None else format.value)
         _warn(project)
-    _print(f"wrote {rows} profiles to {path}")
+    _print(f"wrote {written.rows} profiles to {written.path}")
 
 
 @app.command()
