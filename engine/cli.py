@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engine.config import ProjectConfig, load_config, parse_config
 from engine.errors import ProfilesError
 from engine.progress import progress_for
 from engine.project import Project
@@ -35,9 +36,13 @@ app = typer.Typer(
 DEMO_STORE = "profiles-demo.duckdb"
 
 
+#: The project file read when ``--config`` is not given.
+DEFAULT_CONFIG = Path("profiles.toml")
+
+
 @dataclass(slots=True)
 class _Options:
-    config: Path
+    config: Path | None
     store: Path | None
     quiet: bool
     debug: bool
@@ -54,7 +59,7 @@ def _stdout_console() -> Console:
     return console if console.is_terminal else Console(width=160, markup=False, emoji=False)
 
 
-_OPTIONS = _Options(Path("profiles.toml"), None, False, False, _stdout_console())
+_OPTIONS = _Options(None, None, False, False, _stdout_console())
 
 AsOf = Annotated[
     str | None,
@@ -73,7 +78,9 @@ class ExportFormat(str, Enum):
 
 @app.callback()
 def _global(
-    config: Annotated[Path, typer.Option("--config", help="The project file.")] = Path("profiles.toml"),
+    config: Annotated[
+        Path | None, typer.Option("--config", help="The project file [default: ./profiles.toml].", show_default=False)
+    ] = None,
     store: Annotated[Path | None, typer.Option("--store", help="The DuckDB store (overrides project.store).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
@@ -82,9 +89,24 @@ def _global(
     _OPTIONS.config, _OPTIONS.store, _OPTIONS.quiet, _OPTIONS.debug = config, store, quiet, debug
 
 
+def _config() -> ProjectConfig:
+    """The project file; with ``--store`` and no ``./profiles.toml``, the defaults (said on stderr).
+
+    So ``profiles --store s.duckdb ingest ...`` works in any folder: the default identity rules,
+    no traits, no predictions. An explicit ``--config`` that is missing stays an error.
+    """
+    if _OPTIONS.config is None and _OPTIONS.store is not None and not DEFAULT_CONFIG.exists():
+        Console(stderr=True, soft_wrap=True, markup=False, highlight=False).print(
+            f"note: no {DEFAULT_CONFIG} here: using the default identity rules, no traits and no "
+            "predictions (create one with 'profiles init')"
+        )
+        return parse_config({})
+    return load_config(_OPTIONS.config or DEFAULT_CONFIG)
+
+
 def _project(*, read_only: bool = False) -> Project:
-    return Project.from_file(
-        _OPTIONS.config,
+    return Project(
+        _config(),
         store=_OPTIONS.store,
         progress=progress_for(quiet=_OPTIONS.quiet),
         read_only=read_only,
@@ -262,10 +284,9 @@ def export(
 ) -> None:
     """One row per profile: identifiers, computed traits, prediction scores."""
     with _project(read_only=True) as project:
-        path = project.export(out, format=None if format is None else format.value)
-        rows = project.export_frame().height
+        written = project.export(out, format=None if format is None else format.value)
         _warn(project)
-    _print(f"wrote {rows} profiles to {path}")
+    _print(f"wrote {written.rows} profiles to {written.path}")
 
 
 @app.command()
@@ -299,10 +320,9 @@ def traits_command(
             table.add_row(*("" if v is None else str(v) for v in row))
         _print(table)
         return
-    from engine.config import load_config
     from engine.views import definition_text
 
-    config = load_config(_OPTIONS.config)
+    config = _config()
     table = Table(title=f"Traits of {config.name}")
     for col in ("name", "type", "event", "definition", "description"):
         table.add_column(col, overflow="fold")

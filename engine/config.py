@@ -64,7 +64,8 @@ def load_config(path: str | Path) -> ProjectConfig:
     p = Path(path)
     if not p.exists():
         raise ConfigError(
-            "project file not found; create one with 'profiles init' or pass --config PATH",
+            "project file not found; create one with 'profiles init' or pass --config PATH "
+            "(without --config, --store PATH in a folder with no profiles.toml uses the defaults)",
             path=p,
         )
     if p.is_dir():

@@ -12,6 +12,7 @@ warns when they are).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -115,6 +116,14 @@ def export_frame(store: Store, config: ProjectConfig) -> pl.DataFrame:
         drop_temps(store)
 
 
+@dataclass(frozen=True)
+class Exported:
+    """What :func:`write_export` wrote: the file and its number of profile rows."""
+
+    path: Path
+    rows: int
+
+
 def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
     """Lists become JSON arrays; datetimes ISO-8601 in UTC; everything else as Polars writes it."""
     exprs = []
@@ -131,7 +140,7 @@ def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(exprs)
 
 
-def write_export(store: Store, config: ProjectConfig, out: Path, *, format: str | None = None) -> Path:
+def write_export(store: Store, config: ProjectConfig, out: Path, *, format: str | None = None) -> Exported:
     """Write the export to ``out``; the format defaults to the suffix (``.parquet``/``.csv``/``.ndjson``)."""
     fmt = (format or out.suffix.lstrip(".")).lower()
     if fmt == "jsonl":
@@ -176,4 +185,4 @@ def write_export(store: Store, config: ProjectConfig, out: Path, *, format: str 
             + "\n",
             encoding="utf-8",
         )
-    return out
+    return Exported(out, df.height)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from rich.console import Group
@@ -29,6 +29,9 @@ from engine.config import ProjectConfig, load_config
 from engine.errors import ConfigError
 from engine.progress import Progress
 from engine.store import Store
+
+if TYPE_CHECKING:
+    from engine.export import Exported
 
 
 def parse_as_of(value: str | datetime | None) -> datetime:
@@ -224,8 +227,11 @@ class Project:
 
         return export_frame(self.store, self.config)
 
-    def export(self, out: str | Path, *, format: str | None = None) -> Path:
-        """Write :meth:`export_frame` to ``out`` (parquet, csv or ndjson; default by suffix)."""
+    def export(self, out: str | Path, *, format: str | None = None) -> Exported:
+        """Write :meth:`export_frame` to ``out`` (parquet, csv or ndjson; default by suffix).
+
+        Returns the path written and its number of profile rows.
+        """
         from engine.export import write_export
 
         return write_export(self.store, self.config, Path(out), format=format)

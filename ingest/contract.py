@@ -122,9 +122,13 @@ def _text_reasons(f: Field) -> list[str]:
     return []  # type / event rules are message rules: they depend on the message type
 
 
+#: :data:`_WS` as a regular-expression character class.
+_WS_CLASS = "[" + _WS.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\f", "\\f").replace("\v", "\\v") + "]"
+
+
 def _trimmed(expr: str) -> str:
     """``trim`` only values that need it: DuckDB's ``trim`` with a character set is slow."""
-    ws = "[" + _WS.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\f", "\\f").replace("\v", "\\v") + "]"
+    ws = _WS_CLASS
     return f"CASE WHEN regexp_matches({expr}, '^{ws}|{ws}$') THEN trim({expr}, {_sql_str(_WS)}) ELSE {expr} END"
 
 
@@ -188,28 +192,44 @@ def _iso_canonical(s: str) -> str:
 
 
 def _time_value(f: Field) -> str:
-    """ISO-8601 strings (no offset = UTC), epoch-ms numbers or digit strings.
+    """ISO-8601 strings (no offset = UTC), epoch-ms numbers or digit strings; NULL if it does not parse.
 
-    The common spelling goes straight to DuckDB's cast; only other strings pay for the
-    regular expression that rewrites them into it (:func:`_iso_canonical`).
+    The common spelling goes straight to DuckDB's cast; only other strings are trimmed of ASCII
+    whitespace and pay for the regular expression that rewrites them (:func:`_iso_canonical`).
     """
     j, t = f"j_{f.column}", f"t_{f.column}"
     s = f"s_{f.column}"
+    trimmed = f"trim({s}, {_sql_str(_WS)})"
     return (
         f"CASE WHEN {t} = 'VARCHAR' THEN CASE "
         f"WHEN regexp_full_match({s}, {_sql_str(_ISO_FAST)}) THEN TRY_CAST({s} AS TIMESTAMPTZ) "
-        f"WHEN regexp_full_match({s}, '-?[0-9]+') THEN {_epoch_ms(f'TRY_CAST({s} AS DOUBLE)')} "
-        f"ELSE TRY_CAST({_iso_canonical(s)} AS TIMESTAMPTZ) END "
+        f"WHEN regexp_full_match({trimmed}, '-?[0-9]+') THEN {_epoch_ms(f'TRY_CAST({trimmed} AS DOUBLE)')} "
+        f"ELSE TRY_CAST({_iso_canonical(trimmed)} AS TIMESTAMPTZ) END "
         f"WHEN {t} = 'NUMBER' THEN {_epoch_ms(f'TRY_CAST({j} AS DOUBLE)')} END"
     )
 
 
+def _time_present(f: Field) -> str:
+    """Whether a time field was sent: JSON null and blank strings are absent (as for identifiers)."""
+    t, s, v = f"t_{f.column}", f"s_{f.column}", f"v_{f.column}"
+    return (
+        f"CASE WHEN {v} IS NOT NULL THEN true WHEN {t} IS NULL OR {t} = 'NULL' THEN false "
+        f"WHEN {t} = 'VARCHAR' THEN NOT regexp_full_match({s}, '{_WS_CLASS}*') ELSE true END"
+    )
+
+
 def _time_reasons(f: Field) -> list[str]:
-    t = f"t_{f.column}"
-    return [
-        f"CASE WHEN {t} IS NOT NULL AND {t} <> 'NULL' AND v_{f.column} IS NULL THEN "
-        f"'{f.name} ''' || {_shown(f)} || ''' is not ISO-8601 or epoch milliseconds' END"
-    ]
+    """None per field: only the fields the event time is taken from must parse (:func:`message_reasons`)."""
+    return []
+
+
+def _unparsed(f: Field) -> str:
+    """The reason for a time field that was sent but does not parse."""
+    quoted = "'''"
+    return (
+        f"CASE WHEN v_{f.column} IS NULL THEN "
+        f"'{f.name} {quoted} || {_shown(f)} || {quoted} is not ISO-8601 or epoch milliseconds' END"
+    )
 
 
 def _object_value(f: Field) -> str:
@@ -245,6 +265,23 @@ def _iso(expr: str) -> str:
     return f"strftime({expr}, '%Y-%m-%dT%H:%M:%S.%fZ')"
 
 
+def _time_field(column: str) -> Field:
+    return next(f for f in FIELDS if f.column == column)
+
+
+def _event_time_unparsed() -> str:
+    """The fields the event time is taken from (events.md) must parse; other time fields that do
+    not parse are stored as NULL (``raw`` keeps them)."""
+    ts, orig, sent, recv = map(_time_field, ("timestamp_sent", "original_timestamp", "sent_at", "received_sent"))
+    skew = ", ".join(_unparsed(f) for f in (orig, sent, recv))
+    return (
+        f"CASE WHEN p_timestamp_sent THEN {_unparsed(ts)} "
+        f"WHEN p_original_timestamp AND p_sent_at AND p_received_sent THEN nullif(concat_ws('; ', {skew}), '') "
+        f"WHEN p_original_timestamp THEN {_unparsed(orig)} "
+        f"WHEN p_received_sent THEN {_unparsed(recv)} END"
+    )
+
+
 def message_reasons() -> list[str]:
     """Rules over the whole message (after each field is normalised), in report order."""
     known = ", ".join(_sql_str(t) for t in MESSAGE_TYPES)
@@ -261,6 +298,7 @@ def message_reasons() -> list[str]:
         "CASE WHEN msg_type = 'alias' AND v_user_id IS NULL THEN 'alias without userId' END",
         "CASE WHEN msg_type = 'alias' AND v_previous_id IS NULL THEN 'alias without previousId' END",
         "CASE WHEN msg_type = 'group' AND v_group_id IS NULL THEN 'group without groupId' END",
+        _event_time_unparsed(),
         "CASE WHEN event_time < TIMESTAMPTZ '1970-01-01 00:00:00+00' THEN "
         f"time_source || ' ' || {_iso('event_time')} || ' is before 1970-01-01' "
         f"WHEN event_time > now_ + INTERVAL {FUTURE_DAYS} DAY THEN "
@@ -349,6 +387,7 @@ def chunk_sql(source: str, now: datetime) -> str:
         if f.kind != "object"
     )
     values = ", ".join(f"{KINDS[f.kind].value(f)} AS v_{f.column}" for f in FIELDS)
+    present = ", ".join(f"{_time_present(f)} AS p_{f.column}" for f in FIELDS if f.kind == "time")
     field_reasons = [r for f in FIELDS for r in KINDS[f.kind].reasons(f)]
     all_reasons = ",\n            ".join(field_reasons + message_reasons())
     big = MAX_MESSAGE_BYTES
@@ -380,22 +419,25 @@ WITH k0 AS (
     SELECT *, {types}, {strings} FROM t
 ), w AS (
     SELECT *, {values}, {now_lit} AS now_ FROM v
+), p AS (
+    SELECT *, {present} FROM w
 ), m AS (
     SELECT *,
         CASE WHEN t_type = 'VARCHAR' THEN lower(trim(v_type, {_sql_str(_WS)}))
              WHEN (t_type IS NULL OR t_type = 'NULL') AND v_event IS NOT NULL THEN 'track' END AS msg_type,
-        CASE WHEN t_timestamp_sent IS NOT NULL AND t_timestamp_sent <> 'NULL' THEN v_timestamp_sent
-             WHEN v_original_timestamp IS NOT NULL AND v_sent_at IS NOT NULL AND v_received_sent IS NOT NULL
+        CASE WHEN p_timestamp_sent THEN v_timestamp_sent
+             WHEN p_original_timestamp AND p_sent_at AND p_received_sent
                 THEN make_timestamp(epoch_us(v_received_sent)
                      - (epoch_us(v_sent_at) - epoch_us(v_original_timestamp)))::TIMESTAMPTZ
-             WHEN v_original_timestamp IS NOT NULL THEN v_original_timestamp
-             ELSE coalesce(v_received_sent, now_) END AS event_time,
-        CASE WHEN t_timestamp_sent IS NOT NULL AND t_timestamp_sent <> 'NULL' THEN 'timestamp'
-             WHEN v_original_timestamp IS NOT NULL AND v_sent_at IS NOT NULL AND v_received_sent IS NOT NULL
+             WHEN p_original_timestamp THEN v_original_timestamp
+             WHEN p_received_sent THEN v_received_sent
+             ELSE now_ END AS event_time,
+        CASE WHEN p_timestamp_sent THEN 'timestamp'
+             WHEN p_original_timestamp AND p_sent_at AND p_received_sent
                 THEN 'clock-skew-corrected time (receivedAt - (sentAt - originalTimestamp))'
-             WHEN v_original_timestamp IS NOT NULL THEN 'originalTimestamp'
+             WHEN p_original_timestamp THEN 'originalTimestamp'
              ELSE 'receivedAt' END AS time_source
-    FROM w
+    FROM p
 ), q AS (
     SELECT *,
         CASE status

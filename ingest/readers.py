@@ -115,6 +115,9 @@ class _Counting:
     def readable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self._raw.tell()
+
     def close(self) -> None:
         self._raw.close()
 
@@ -138,10 +141,10 @@ def open_binary(src: Source) -> Iterator[IO[bytes]]:
 _STREAM_ERRORS = (EOFError, OSError, zlib.error)
 
 
-def _stream_problem(exc: BaseException) -> str:
+def _stream_problem(exc: BaseException, *, compressed: bool = True) -> str:
     if isinstance(exc, EOFError):
-        return "the gzip stream ends early (truncated file)"
-    return f"cannot decompress: {exc}"
+        return f"the {'gzip stream' if compressed else 'file'} ends early (truncated file)"
+    return f"cannot decompress: {exc}" if compressed else f"cannot read: {exc}"
 
 
 # -- NDJSON ---------------------------------------------------------------------------------------
@@ -467,14 +470,14 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
     import pyarrow.csv as pacsv
 
     with open_binary(src) as stream:
-        try:
-            header = _csv_header(stream)
-        except _STREAM_ERRORS as exc:
-            raise FileProblem(_stream_problem(exc), line=0) from None
+        body = _UpToTheBreak(stream)
+        header = _csv_header(body)
         if header is None:
+            if body.error is not None:
+                raise FileProblem(_stream_problem(body.error), line=0)
             return
         names, head_bytes = header
-        reader_input = _Prefixed(head_bytes, stream)
+        reader_input = _Prefixed(head_bytes, body)
         skipped: list[ReadFailure] = []
 
         def on_invalid_row(bad: pacsv.InvalidRow) -> str:
@@ -517,6 +520,8 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
                 yield _failures_only(new_failures)
         if len(skipped) > reported:
             yield _failures_only(tuple(skipped[reported:]))
+        if body.error is not None:
+            raise FileProblem(_stream_problem(body.error), line=row, raw=cut_text(body.cut.decode("utf-8", "replace")))
 
 
 def _failures_only(failures: tuple[ReadFailure, ...]) -> Chunk:
@@ -545,6 +550,49 @@ def _csv_header(stream: IO[bytes]) -> tuple[list[str], bytes] | None:
 
     names = next(csv.reader([line]))
     return [n.strip() for n in names], buf
+
+
+class _UpToTheBreak:
+    """Whole lines of ``stream`` until it ends or breaks (a truncated or damaged gzip stream).
+
+    pyarrow's CSV reader gives nothing back when its input raises, and a cut last line would parse
+    as a row with a cut value; so this hands out only bytes up to a line end, drops the cut line
+    after a break, ends the stream there and keeps the error for the reader to report.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._read = getattr(stream, "read1", stream.read)  # small reads: a break loses only its piece
+        self._ready = b""  # safe to hand out: up to the last line end read
+        self._tail: bytes | None = b""  # after it; None once the stream has ended or broken
+        self.error: BaseException | None = None
+        self.cut = b""  # the cut line dropped at a break
+        self.closed = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        want = -1 if n is None else n
+        while self._tail is not None and (want < 0 or len(self._ready) < want):
+            try:
+                data = self._read(_PIECE)
+            except _STREAM_ERRORS as exc:
+                self.error, self.cut, self._tail = exc, self._tail, None
+                break
+            if not data:
+                self._ready, self._tail = self._ready + self._tail, None
+                break
+            buf = self._tail + data
+            cut = buf.rfind(b"\n") + 1
+            self._ready, self._tail = self._ready + buf[:cut], buf[cut:]
+        if want < 0:
+            out, self._ready = self._ready, b""
+        else:
+            out, self._ready = self._ready[:want], self._ready[want:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class _Prefixed:
@@ -677,10 +725,47 @@ def _strip_none(value: Any) -> Any:
 
 
 def _avro_text(record: Any, line: int) -> str | ReadFailure:
+    if isinstance(record, ReadFailure):
+        return record
     try:
         return json.dumps(_strip_none(record), ensure_ascii=False, separators=(",", ":"), default=_avro_default)
     except (TypeError, ValueError) as exc:
         return ReadFailure(line=line, raw=cut_text(repr(record)), reason=f"record cannot be represented as JSON: {exc}")
+
+
+#: What decoding one Avro record can raise when its bytes are damaged.
+_AVRO_DAMAGE = (ValueError, UnicodeDecodeError, IndexError, AssertionError, EOFError)
+
+
+def _avro_records(blocks: Iterator[Any], compressed: bool, problems: list[FileProblem]) -> Iterator[tuple[int, Any]]:
+    """``(record index, record or ReadFailure)`` block by block.
+
+    A record that cannot be decoded is quarantined (invalid UTF-8 by that name), and so are the
+    records after it in its block, since Avro records have no boundaries of their own; the next
+    block (after its sync marker) is read as usual. A file that ends early or whose block framing
+    is damaged stops there: the records read so far are kept and the problem is recorded in
+    ``problems`` for the caller to raise (the file is then ``partial``).
+    """
+    index = 0
+    try:
+        for block in blocks:
+            end = index + block.num_records
+            try:
+                for record in block:
+                    index += 1
+                    yield index, record
+            except _AVRO_DAMAGE as exc:
+                bad = index + 1
+                what = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else "damaged Avro record"
+                for line in range(bad, end + 1):
+                    reason = (f"{what}: {exc}" if line == bad else
+                              f"Avro record after the damaged record {bad} in the same block: cannot be decoded")
+                    yield line, ReadFailure(line=line, raw="", reason=reason)
+                index = end
+    except (EOFError, OSError, zlib.error) as exc:
+        problems.append(FileProblem(_stream_problem(exc, compressed=compressed), line=index + 1))
+    except (ValueError, UnicodeDecodeError, IndexError, AssertionError) as exc:
+        problems.append(FileProblem(f"damaged Avro data after record {index}: {exc}", line=index + 1))
 
 
 def read_avro(src: Source, chunk_records: int) -> Iterator[Chunk]:
@@ -689,23 +774,13 @@ def read_avro(src: Source, chunk_records: int) -> Iterator[Chunk]:
 
     with open_binary(src) as stream:
         try:
-            reader = fastavro.reader(stream)
+            blocks = fastavro.block_reader(stream)
         except (ValueError, EOFError, OSError, zlib.error, StopIteration) as exc:
             raise FileProblem(f"not an Avro object container file: {exc}", line=0) from None
-        index = 0
-
-        def records() -> Iterator[tuple[int, Any]]:
-            nonlocal index
-            for record in reader:
-                index += 1
-                yield index, record
-
-        try:
-            yield from _records_to_chunks(records(), chunk_records, _avro_text)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise FileProblem(_stream_problem(exc), line=index + 1) from None
-        except (ValueError, UnicodeDecodeError, IndexError, AssertionError) as exc:
-            raise FileProblem(f"damaged Avro data after record {index}: {exc}", line=index + 1) from None
+        problems: list[FileProblem] = []
+        yield from _records_to_chunks(_avro_records(blocks, src.compressed, problems), chunk_records, _avro_text)
+        if problems:
+            raise problems[0]
 
 
 Reader = Callable[[Source, int], Iterator[Chunk]]

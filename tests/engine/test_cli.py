@@ -321,3 +321,19 @@ def test_user_mistakes_get_one_error_line(project, capsys, args, status, words):
     assert main([*base, "--quiet", *args]) == status
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
+
+
+def test_with_store_and_no_project_file_the_defaults_are_used(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    events = inbound_call(tmp_path, "m1", "2024-03-01T10:00:00Z")
+    store = str(tmp_path / "s.duckdb")
+    assert main(["--store", store, "--quiet", "ingest", str(events)]) == 0
+    assert main(["--store", store, "--quiet", "resolve"]) == 0
+    assert main(["--store", store, "--quiet", "show", "user_id:u1"]) == 0
+    captured = capsys.readouterr()
+    assert "note: no profiles.toml here: using the default identity rules" in captured.err
+    assert "user_id" in captured.out
+    # without --store, or with an explicit --config that is missing, it stays an error
+    assert main(["--quiet", "ingest", str(events)]) == 1
+    assert main(["--config", "missing.toml", "--store", store, "--quiet", "ingest", str(events)]) == 1
+    assert "missing.toml: project file not found" in capsys.readouterr().err

@@ -109,6 +109,7 @@ def parse_time(value: Any) -> datetime | None:
         return epoch_ms(value)
     if not isinstance(value, str):
         return None
+    value = value.strip(WS)
     if re.fullmatch(r"-?[0-9]+", value):
         return epoch_ms(int(value))
     return parse_iso(value)
@@ -185,13 +186,12 @@ def check(text: str, now: datetime) -> tuple[list[str], dict[str, Any]]:
         if isinstance(value, (bool, dict, list)):
             reasons.append(f"{name} is {a_kind(value)}")
         ids[name] = identifier(value)
-    times = {}
+    times, sent_times = {}, {}
     for name in ("timestamp", "originalTimestamp", "sentAt", "receivedAt"):
         value = get(msg, name)
+        if value is not None and not (isinstance(value, str) and value.strip(WS) == ""):
+            sent_times[name] = value
         times[name] = parse_time(value)
-        if value is not None and times[name] is None:
-            shown = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-            reasons.append(f"{name} '{shown[:64]}' is not ISO-8601 or epoch milliseconds")
     for name in ("properties", "traits", "context"):
         value = msg.get(name)
         if value is not None and not isinstance(value, dict):
@@ -226,14 +226,23 @@ def check(text: str, now: datetime) -> tuple[list[str], dict[str, Any]]:
         reasons.append("group without groupId")
 
     ts, orig, sent, recv = (times[k] for k in ("timestamp", "originalTimestamp", "sentAt", "receivedAt"))
-    if get(msg, "timestamp") is not None:
-        event_time, source = ts, "timestamp"
-    elif orig and sent and recv:
-        event_time, source = recv - (sent - orig), "clock-skew-corrected time (receivedAt - (sentAt - originalTimestamp))"
-    elif orig:
-        event_time, source = orig, "originalTimestamp"
+    skew = ("originalTimestamp", "sentAt", "receivedAt")
+    if "timestamp" in sent_times:
+        used, event_time, source = ("timestamp",), ts, "timestamp"
+    elif all(k in sent_times for k in skew):
+        source = "clock-skew-corrected time (receivedAt - (sentAt - originalTimestamp))"
+        used, event_time = skew, (recv - (sent - orig) if orig and sent and recv else None)
+    elif "originalTimestamp" in sent_times:
+        used, event_time, source = ("originalTimestamp",), orig, "originalTimestamp"
+    elif "receivedAt" in sent_times:
+        used, event_time, source = ("receivedAt",), recv, "receivedAt"
     else:
-        event_time, source = recv or now, "receivedAt"
+        used, event_time, source = (), now, "receivedAt"
+    for name in used:
+        if times[name] is None:
+            value = sent_times[name]
+            shown = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            reasons.append(f"{name} '{shown[:64]}' is not ISO-8601 or epoch milliseconds")
     if event_time is not None:
         if event_time < EPOCH:
             reasons.append(f"{source} {iso(event_time)} is before 1970-01-01")

@@ -308,6 +308,56 @@ def test_every_iso_8601_spelling_in_every_time_field(store, tmp_path, field, tex
 )
 @pytest.mark.parametrize("field", ["timestamp", "originalTimestamp", "sentAt", "receivedAt"])
 def test_other_spellings_are_quarantined_in_every_time_field(store, tmp_path, field, text):
-    msg = {"type": "track", "event": "E", "userId": "u", "messageId": "m", field: text}
-    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    # the field is the one the event time is taken from (sentAt only in the clock-skew correction)
+    skew = {"originalTimestamp": "2024-03-01T10:00:00Z", "receivedAt": "2024-03-01T10:00:01Z"}
+    msg = {"type": "track", "event": "E", "userId": "u", "messageId": "m"} | (skew if field == "sentAt" else {})
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg | {field: text}]))
     assert reasons(store) == {1: f"{field} '{text}' is not ISO-8601 or epoch milliseconds"}
+
+
+GOOD = "2024-03-01T10:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("times", "column"),
+    [
+        ({"timestamp": GOOD, "sentAt": "not a time"}, "sent_at"),
+        ({"timestamp": GOOD, "originalTimestamp": "not a time"}, "original_timestamp"),
+        ({"timestamp": GOOD, "sentAt": True}, "sent_at"),
+        ({"originalTimestamp": GOOD, "sentAt": "not a time"}, "sent_at"),  # no receivedAt: no correction
+    ],
+)
+def test_a_time_field_the_event_time_does_not_use_need_not_parse(store, tmp_path, times, column):
+    """events.md requires only the event time to parse; the other field is stored as NULL (raw keeps it)."""
+    ingest(store, write_lines(tmp_path / "t.ndjson", [{"type": "track", "event": "E", "userId": "u", "messageId": "m"} | times]))
+    assert reasons(store) == {}
+    row = event(store, "m")
+    assert row["timestamp"] == datetime(2024, 3, 1, 10, tzinfo=timezone.utc)
+    assert row[column] is None
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_a_blank_time_field_is_absent(store, tmp_path, blank):
+    msg = {"type": "track", "event": "E", "userId": "u", "messageId": "m", "timestamp": blank,
+           "originalTimestamp": GOOD, "sentAt": blank}
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    assert reasons(store) == {}
+    row = event(store, "m")
+    assert (row["timestamp"], row["original_timestamp"], row["sent_at"]) == (
+        datetime(2024, 3, 1, 10, tzinfo=timezone.utc), datetime(2024, 3, 1, 10, tzinfo=timezone.utc), None)
+
+
+@pytest.mark.parametrize("text", [" 2024-03-01T10:00:00Z ", "\t2024-03-01T10:00:00+00:00\n", " 1709287200000 "])
+def test_time_strings_are_trimmed_of_ascii_whitespace(store, tmp_path, text):
+    msg = {"type": "track", "event": "E", "userId": "u", "messageId": "m", "timestamp": text}
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    assert reasons(store) == {}
+    assert event(store, "m")["timestamp"] == datetime(2024, 3, 1, 10, tzinfo=timezone.utc)
+
+
+def test_every_field_of_the_skew_correction_must_parse(store, tmp_path):
+    msg = {"type": "track", "event": "E", "userId": "u", "messageId": "m", "originalTimestamp": "x",
+           "sentAt": GOOD, "receivedAt": "y"}
+    ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
+    assert reasons(store) == {1: "originalTimestamp 'x' is not ISO-8601 or epoch milliseconds; "
+                                 "receivedAt 'y' is not ISO-8601 or epoch milliseconds"}

@@ -158,6 +158,52 @@ def test_truncated_gzip_keeps_the_lines_before_the_break(store):
     assert f"at line {line}" in file.message
 
 
+def test_truncated_csv_gzip_keeps_the_whole_rows_before_the_break(store, tmp_path):
+    rows_text = [f"track,E,u{i},m{i},2024-01-01T00:00:00Z,{'x' * 50}{i}" for i in range(3000)]
+    data = gzip.compress(("type,event,userId,messageId,timestamp,properties.v\n" + "\n".join(rows_text) + "\n").encode())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    (file,) = ingest(store, path).files
+    assert file.status == "partial" and 100 < file.ingested == file.records < 3000
+    values = rows(store, "SELECT message_id, properties->>'v' FROM events ORDER BY message_id")
+    assert all(v == "x" * 50 + m[1:] for m, v in values)  # no row cut at the break
+    line, reason, raw = rows(store, "SELECT line, reason, raw FROM quarantine")[0]
+    assert (line, reason) == (file.records + 1, "file: the gzip stream ends early (truncated file)")
+    assert rows_text[file.records].startswith(raw)  # the cut row is kept as far as it could be read
+
+
+def _avro_file(path, count: int, *, sync_interval: int = 16000) -> bytes:
+    import fastavro
+
+    schema = fastavro.parse_schema({"type": "record", "name": "M", "fields": [
+        {"name": n, "type": "string"} for n in ("type", "event", "userId", "messageId", "timestamp")]})
+    with path.open("wb") as fh:
+        fastavro.writer(fh, schema, [
+            {"type": "track", "event": "E", "userId": f"u{i}", "messageId": f"m{i}", "timestamp": "2024-01-01T00:00:00Z"}
+            for i in range(count)], sync_interval=sync_interval)
+    return path.read_bytes()
+
+
+def test_a_damaged_avro_record_is_quarantined_and_the_next_blocks_are_kept(store, tmp_path):
+    path = tmp_path / "bad.avro"
+    data = _avro_file(path, 6, sync_interval=100)  # blocks of 3 records
+    path.write_bytes(data.replace(b"u1", b"\xff1", 1))
+    report = ingest(store, path)
+    assert (report.records, report.ingested, report.quarantined) == (6, 4, 2)
+    assert reasons(store)[2].startswith("invalid UTF-8")
+    assert reasons(store)[3] == "Avro record after the damaged record 2 in the same block: cannot be decoded"
+    assert rows(store, "SELECT message_id FROM events ORDER BY 1") == [("m0",), ("m3",), ("m4",), ("m5",)]
+
+
+def test_a_truncated_avro_file_keeps_the_records_before_the_break(store, tmp_path):
+    path = tmp_path / "cut.avro"
+    data = _avro_file(path, 6, sync_interval=100)
+    path.write_bytes(data[:-60])
+    (file,) = ingest(store, path).files
+    assert (file.status, file.ingested) == ("partial", 3)
+    assert rows(store, "SELECT line, reason FROM quarantine") == [(4, "file: the file ends early (truncated file)")]
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
