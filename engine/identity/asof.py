@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import duckdb
+
 from engine.errors import IdentityError, NotFoundError
 from engine.store import Store
 
@@ -87,24 +89,29 @@ def joined_sql(store: Store, alias: str) -> str:
 def build_roots(store: Store, as_of: datetime) -> str:
     """Temp table ``_asof_roots(profile_id, root)``: every profile merged away by ``as_of``
     and the profile it had become at ``as_of``. Returns its name."""
-    con = store.con
+    return merge_roots(store.con, ROOTS, as_of)
+
+
+def merge_roots(con: duckdb.DuckDBPyConnection, name: str, as_of: datetime | None = None) -> str:
+    """Temp table ``name(profile_id, root)``: every profile merged away (by ``as_of`` when
+    given) and the profile it had become then (its root through ``identity_merges``)."""
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {ROOTS} AS
+        f"""CREATE OR REPLACE TEMP TABLE {name} AS
         SELECT merged_profile_id AS profile_id, into_profile_id AS root
-        FROM identity_merges WHERE timestamp <= ?""",
-        [as_of],
+        FROM identity_merges WHERE ? OR timestamp <= ?""",
+        [as_of is None, as_of],
     )
     # pointer doubling: each pass follows every pointer one hop further up the chain it now
     # points into, so a chain of length k settles in log2(k) passes
-    while store.first_row(
-        f"SELECT count(*) FROM {ROOTS} r JOIN {ROOTS} n ON n.profile_id = r.root"
-    )[0]:
+    while con.execute(
+        f"SELECT count(*) FROM {name} r JOIN {name} n ON n.profile_id = r.root"
+    ).fetchall()[0][0]:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {ROOTS} AS
+            f"""CREATE OR REPLACE TEMP TABLE {name} AS
             SELECT r.profile_id, coalesce(n.root, r.root) AS root
-            FROM {ROOTS} r LEFT JOIN {ROOTS} n ON n.profile_id = r.root"""
+            FROM {name} r LEFT JOIN {name} n ON n.profile_id = r.root"""
         )
-    return ROOTS
+    return name
 
 
 def event_map(store: Store, as_of: datetime, *, force: bool = False, later: bool = False) -> EventMap:
