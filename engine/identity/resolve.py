@@ -67,7 +67,7 @@ _RUN_KEY = "identity_run"
 _TEMP_VIEWS = ("_id_rows", "_new_occ", "_run_ev")
 _TEMP_TABLES = (
     "_id_occ", "_new_occ", "_ev", "_ids", "_fresh", "_touched", "_old_events", "_old_prof", "_fp_old",
-    "_ep_rows", "_old_eids", "_events_new", "_events_old", "_m_roots", "_traits_new", "_absorbed_f", "_c_ev_rows", "_rules", "_c_events",
+    "_ep_rows", "_old_eids", "_occ_comp", "_g_pi", "_c_pi", "_events_new", "_events_old", "_m_roots", "_traits_new", "_absorbed_f", "_c_ev_rows", "_rules", "_c_events",
     "_plan_ev", "_plan_comp", "_late_grp", "_late_ev", "_absorb", "_absorbed", "_c_ev", "_c_prof", "_c_held", "_c_ids", "_c_events",
     "_c_gone", "_c_creators", "_c_idents", "_c_merges", "_c_violations", "_c_rules", "_c_pid",
     "_c_remap", "_c_ep", "_c_grp", "_c_relabel", "_c_traits", "_g_events", "_g_idents", "_g_icomp",
@@ -399,12 +399,18 @@ def _plan(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Plan:
     )
     n_new = con.execute("SELECT count(*) FROM _fresh").fetchall()[0][0]
     _occurrences(con, rules, "_new_occ", "_events_new", "_rid")
-    rows = con.execute(
-        """SELECT dense_rank() OVER (ORDER BY o.eid) - 1 AS ev,
-                  dense_rank() OVER (ORDER BY o.type, o.value) - 1 AS id,
-                  o.eid, c.component
+    # the new events' identifiers with their stored component (NULL: never seen; the write of a
+    # continuation adds those without looking them up again)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _occ_comp AS
+        SELECT o.eid, o.type, o.value, c.component
         FROM _new_occ o LEFT JOIN identity_identifier_components c USING (type, value)
-        WHERE NOT o.blocked ORDER BY ev"""
+        WHERE NOT o.blocked"""
+    )
+    rows = con.execute(
+        """SELECT dense_rank() OVER (ORDER BY eid) - 1 AS ev,
+                  dense_rank() OVER (ORDER BY type, value) - 1 AS id, eid, component
+        FROM _occ_comp ORDER BY ev"""
     ).fetchnumpy()
     ev = np.asarray(rows["ev"], dtype=np.int64)
     if len(ev) == 0:
@@ -771,20 +777,22 @@ def _prepare_continued(con: duckdb.DuckDBPyConnection, r: Continued, n_prof: int
 
 
 def _fingerprints(
-    con: duckdb.DuckDBPyConnection, name: str, profiles_sql: str, *, events: str = "event_profiles"
+    con: duckdb.DuckDBPyConnection, name: str, profiles_sql: str, *, events: str = "event_profiles",
+    identifiers: str = "profile_identifiers", traits: str = "profile_traits",
 ) -> None:
     """Temp table ``name(profile_id, fp)``: a hash of each profile's events, identifiers, traits.
 
-    ``events`` holds ``(profile_id, message_id)`` rows covering those profiles: ``event_profiles``
-    for a full run, else the rows already read (``_ep_rows``, ``_g_ep``), not a scan of the map."""
+    The sources hold those profiles' rows: the store's tables for a full run, else rows already
+    in hand (``_ep_rows`` read before, or the rows just written: ``_g_ep``, ``_g_pi``,
+    ``_traits_new``), so no per-event table is scanned for them."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {name} AS
         WITH sel AS ({profiles_sql}),
         e AS (SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS h FROM {events}
               WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1),
         i AS (SELECT profile_id, sum(hash(type, value, first_seen_at, message_id)) AS h
-              FROM profile_identifiers WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1),
-        t AS (SELECT profile_id, sum(hash(key, value::VARCHAR, message_id)) AS h FROM profile_traits
+              FROM {identifiers} WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1),
+        t AS (SELECT profile_id, sum(hash(key, value::VARCHAR, message_id)) AS h FROM {traits}
               WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1)
         SELECT sel.profile_id, hash(e.n, e.h, i.h, t.h) AS fp
         FROM sel LEFT JOIN e USING (profile_id) LEFT JOIN i USING (profile_id)
@@ -928,12 +936,17 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, p: str, *, ev: str, ids: str) -
         SELECT message_id, profile_id, joined_profile_id, eid FROM {p}_ep ORDER BY erank"""
     )
     con.execute(
-        f"""INSERT INTO profile_identifiers
-            (profile_id, type, value, first_seen_at, message_id, origin_profile_id)
-        SELECT p.profile_id, i.type, i.value, g.timestamp, g.message_id, g.joined_profile_id
+        f"""CREATE OR REPLACE TEMP TABLE {p}_pi AS
+        SELECT p.profile_id, i.type, i.value, g.timestamp AS first_seen_at, g.message_id,
+               g.joined_profile_id AS origin_profile_id
         FROM {p}_idents x JOIN {ids} i USING (iid) JOIN {p}_pid p USING (pnum)
         JOIN {p}_ep g ON g.erank = x.gain
         ORDER BY p.profile_id, i.tidx, i.value"""
+    )
+    con.execute(
+        f"""INSERT INTO profile_identifiers
+            (profile_id, type, value, first_seen_at, message_id, origin_profile_id)
+        SELECT * FROM {p}_pi"""
     )
     con.execute(
         f"""INSERT INTO identity_merges
@@ -1028,7 +1041,8 @@ def _record_changes(con: duckdb.DuckDBPyConnection, run_id: int, *, new_sql: str
             f"INSERT INTO identity_changes SELECT {int(run_id)}, profile_id, 'created' FROM ({new_sql}) ORDER BY 2"
         )
         return
-    _fingerprints(con, "_g_fp_new", new_sql, events="_g_ep")
+    _fingerprints(con, "_g_fp_new", new_sql, events="_g_ep", identifiers="_g_pi",
+                  traits="(SELECT * FROM _traits_new WHERE json_type(value) <> 'NULL')")
     con.execute(
         f"""INSERT INTO identity_changes
         SELECT {int(run_id)}, coalesce(n.profile_id, o.profile_id),
@@ -1119,9 +1133,8 @@ def _write_continued(con: duckdb.DuckDBPyConnection, *, run_id: int) -> None:
     con.execute(
         """INSERT INTO identity_identifier_components
         SELECT DISTINCT o.type, o.value, g.component
-        FROM _new_occ o JOIN _c_ev e USING (eid) JOIN _c_grp g USING (grp)
-        WHERE NOT o.blocked AND NOT EXISTS (
-            SELECT 1 FROM identity_identifier_components c WHERE c.type = o.type AND c.value = o.value)"""
+        FROM _occ_comp o JOIN _c_ev e USING (eid) JOIN _c_grp g USING (grp)
+        WHERE o.component IS NULL"""
     )
     con.execute(
         """INSERT INTO identity_component_profiles
