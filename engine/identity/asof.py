@@ -148,13 +148,21 @@ def identifiers_as_of(store: Store, as_of: datetime) -> str:
     """Temp table ``_asof_identifiers(profile_id, type, value, first_seen_at, message_id)``:
     the identifiers attached by ``as_of`` and the profile holding each then (the one its gain
     event joined, followed through the merges up to ``as_of``). Returns its name."""
-    joined = joined_sql(store, "g")
+    if store.first_row(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'profile_identifiers' AND column_name = 'origin_profile_id'"
+    )[0]:
+        # layout 6 records it with the identifier: no join of the event map
+        joined, source = "pi.origin_profile_id", "profile_identifiers pi"
+    else:
+        joined = joined_sql(store, "g")
+        source = "profile_identifiers pi JOIN event_profiles g ON g.message_id = pi.message_id"
     build_roots(store, as_of)
     store.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {IDENTIFIERS} AS
         SELECT coalesce(r.root, {joined}) AS profile_id, pi.type, pi.value, pi.first_seen_at,
                pi.message_id
-        FROM profile_identifiers pi JOIN event_profiles g ON g.message_id = pi.message_id
+        FROM {source}
         LEFT JOIN {ROOTS} r ON r.profile_id = {joined}
         WHERE pi.first_seen_at <= ?""",
         [as_of],

@@ -64,10 +64,10 @@ LAYOUT_VERSION = 6
 _STATE_KEY = "identity_state"
 _RULES_KEY = "identity_rules"
 _RUN_KEY = "identity_run"
-_TEMP_VIEWS = ("_id_rows", "_new_occ", "_run_ev")
+_TEMP_VIEWS = ("_id_rows", "_new_occ", "_run_ev", "_g_pi", "_c_pi")
 _TEMP_TABLES = (
     "_id_occ", "_new_occ", "_ev", "_ids", "_fresh", "_touched", "_old_events", "_old_prof", "_fp_old",
-    "_ep_rows", "_old_eids", "_occ_comp", "_g_pi", "_c_pi", "_events_new", "_events_old", "_m_roots", "_traits_new", "_absorbed_f", "_c_ev_rows", "_rules", "_c_events",
+    "_ep_rows", "_old_eids", "_occ_comp", "_events_new", "_events_old", "_m_roots", "_traits_new", "_absorbed_f", "_c_ev_rows", "_rules", "_c_events",
     "_plan_ev", "_plan_comp", "_late_grp", "_late_ev", "_absorb", "_absorbed", "_c_ev", "_c_prof", "_c_held", "_c_ids", "_c_events",
     "_c_gone", "_c_creators", "_c_idents", "_c_merges", "_c_violations", "_c_rules", "_c_pid",
     "_c_remap", "_c_ep", "_c_grp", "_c_relabel", "_c_traits", "_g_events", "_g_idents", "_g_icomp",
@@ -346,7 +346,7 @@ def _state(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> str:
     n, last, lo, hi = con.execute(
         "SELECT count(*), max(ingest_id), min(timestamp)::VARCHAR, max(timestamp)::VARCHAR FROM events"
     ).fetchall()[0]
-    return definition_hash({"rules": rules.semantic(), "events": [n, last, lo, hi], "v": 1})
+    return definition_hash({"rules": rules.semantic(), "events": [n, last, lo, hi], "v": LAYOUT_VERSION})
 
 
 def _ingests_changed(con: duckdb.DuckDBPyConnection) -> bool:
@@ -935,18 +935,18 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, p: str, *, ev: str, ids: str) -
         f"""INSERT INTO event_profiles (message_id, profile_id, joined_profile_id, event_rowid)
         SELECT message_id, profile_id, joined_profile_id, eid FROM {p}_ep ORDER BY erank"""
     )
+    # a view: a full run writes it once, a re-resolution's fingerprints read it again (small)
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {p}_pi AS
+        f"""CREATE OR REPLACE TEMP VIEW {p}_pi AS
         SELECT p.profile_id, i.type, i.value, g.timestamp AS first_seen_at, g.message_id,
                g.joined_profile_id AS origin_profile_id
         FROM {p}_idents x JOIN {ids} i USING (iid) JOIN {p}_pid p USING (pnum)
-        JOIN {p}_ep g ON g.erank = x.gain
-        ORDER BY p.profile_id, i.tidx, i.value"""
+        JOIN {p}_ep g ON g.erank = x.gain"""
     )
     con.execute(
         f"""INSERT INTO profile_identifiers
             (profile_id, type, value, first_seen_at, message_id, origin_profile_id)
-        SELECT * FROM {p}_pi"""
+        SELECT * FROM {p}_pi ORDER BY profile_id, type, value"""
     )
     con.execute(
         f"""INSERT INTO identity_merges
