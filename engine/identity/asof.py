@@ -68,8 +68,9 @@ def is_latest(store: Store, as_of: datetime) -> bool:
 def has_joined_column(store: Store) -> bool:
     """Whether ``event_profiles`` records the profile each event joined (identity layout >= 5)."""
     return bool(store.first_row(
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_name = 'event_profiles' AND column_name = 'joined_profile_id'"
+        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = 'main' AND "
+        "table_name = 'event_profiles' AND column_name = 'joined_profile_id'"
     )[0])
 
 
@@ -149,8 +150,9 @@ def identifiers_as_of(store: Store, as_of: datetime) -> str:
     the identifiers attached by ``as_of`` and the profile holding each then (the one its gain
     event joined, followed through the merges up to ``as_of``). Returns its name."""
     if store.first_row(
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_name = 'profile_identifiers' AND column_name = 'origin_profile_id'"
+        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = 'main' AND "
+        "table_name = 'profile_identifiers' AND column_name = 'origin_profile_id'"
     )[0]:
         # layout 6 records it with the identifier: no join of the event map
         joined, source = "pi.origin_profile_id", "profile_identifiers pi"

@@ -893,7 +893,8 @@ def _ensure_layout(store: Store) -> None:
     """The added columns and ``identity_trait_nulls`` (identify keys removed by a null)."""
     for table, column, type_ in _ADDED_COLUMNS:
         if not store.first_row(
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+            "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' AND table_name = ? AND column_name = ?",
             [table, column],
         )[0]:
             store.con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {type_}")

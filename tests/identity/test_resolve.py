@@ -239,3 +239,18 @@ def test_find_profile_errors_say_what_to_do(store, ident, message):
     resolve(store, EXAMPLE_RULES)
     with pytest.raises(NotFoundError, match=message):
         find_profile(store, ident)
+
+
+def test_layout_columns_are_added_with_another_store_attached(tmp_path):
+    """The added columns are looked up in this store only (an attached resolved store has them)."""
+    from engine.store import Store
+
+    other = tmp_path / "other.duckdb"
+    with Store.open(other) as s:
+        load(s, EVENTS)
+        resolve(s, EXAMPLE_RULES)
+    with Store.open(None) as s:
+        s.con.execute(f"ATTACH '{other}' AS other (READ_ONLY)")
+        load(s, EVENTS)
+        resolve(s, EXAMPLE_RULES)
+        assert_same(engine_result(s), oracle_resolve(EVENTS, EXAMPLE_RULES))
