@@ -111,27 +111,44 @@ def _cpu() -> float:
 
 
 def work_incremental(store_path: Path, held_sql: str) -> dict[str, Any]:
+    """Resolve everything but the held-back events, append those as a new ingest, time the
+    incremental ``resolve``. The base store is a fresh copy of the other events in their stored
+    order (not a DELETE: an append-only store never has deleted rows, and rows deleted then
+    compacted by a checkpoint would move the ones after them); only row numbers and message ids
+    are windowed, so no copy of whole events is held in memory."""
     from engine.identity.resolve import resolve
     from engine.identity.rules import parse_identity
     from engine.store import Store
 
     rules = parse_identity(None)
-    with Store.open(store_path) as store:
-        con = store.con
-        con.execute("DELETE FROM meta WHERE key LIKE 'identity_%'")
-        con.execute(
-            f"""CREATE TEMP TABLE _held AS SELECT * EXCLUDE (pos, n) FROM (
-                SELECT *, row_number() OVER (ORDER BY timestamp, message_id) - 1 AS pos,
-                       count(*) OVER () AS n FROM events) WHERE {held_sql}"""
-        )
-        con.execute("DELETE FROM events WHERE message_id IN (SELECT message_id FROM _held)")
-        held = con.execute("SELECT count(*) FROM _held").fetchall()[0][0]
-        base = resolve(store, rules)
-        con.execute("UPDATE _held SET ingest_id = (SELECT max(ingest_id) + 1 FROM events)")
-        con.execute("INSERT INTO events SELECT * FROM _held")
-        started, cpu = time.perf_counter(), _cpu()
-        report = resolve(store, rules)
-        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+    base_path = store_path.with_name(f"{store_path.stem}-{os.getpid()}.incremental.duckdb")
+    try:
+        with Store.open(base_path) as store:
+            con = store.con
+            con.execute(f"ATTACH '{store_path}' AS src (READ_ONLY)")
+            con.execute(
+                f"""CREATE TEMP TABLE _held AS SELECT r FROM (
+                    SELECT rowid AS r, message_id,
+                           row_number() OVER (ORDER BY timestamp, message_id) - 1 AS pos,
+                           count(*) OVER () AS n FROM src.events) WHERE {held_sql}"""
+            )
+            con.execute(
+                "INSERT INTO events SELECT * FROM src.events WHERE rowid NOT IN (SELECT r FROM _held) ORDER BY rowid"
+            )
+            held = con.execute("SELECT count(*) FROM _held").fetchall()[0][0]
+            base = resolve(store, rules)
+            con.execute(
+                """INSERT INTO events SELECT * REPLACE ((SELECT max(ingest_id) + 1 FROM main.events) AS ingest_id)
+                FROM src.events WHERE rowid IN (SELECT r FROM _held) ORDER BY rowid"""
+            )
+            con.execute("DETACH src")
+            con.execute("CHECKPOINT")
+            started, cpu = time.perf_counter(), _cpu()
+            report = resolve(store, rules)
+            seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+    finally:
+        base_path.unlink(missing_ok=True)
+        Path(str(base_path) + ".wal").unlink(missing_ok=True)
     return {
         "events": held,
         "seconds": seconds,

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import duckdb
+
 from engine.errors import IdentityError, NotFoundError
 from engine.store import Store
 
@@ -66,8 +68,9 @@ def is_latest(store: Store, as_of: datetime) -> bool:
 def has_joined_column(store: Store) -> bool:
     """Whether ``event_profiles`` records the profile each event joined (identity layout >= 5)."""
     return bool(store.first_row(
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_name = 'event_profiles' AND column_name = 'joined_profile_id'"
+        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = 'main' AND "
+        "table_name = 'event_profiles' AND column_name = 'joined_profile_id'"
     )[0])
 
 
@@ -87,24 +90,29 @@ def joined_sql(store: Store, alias: str) -> str:
 def build_roots(store: Store, as_of: datetime) -> str:
     """Temp table ``_asof_roots(profile_id, root)``: every profile merged away by ``as_of``
     and the profile it had become at ``as_of``. Returns its name."""
-    con = store.con
+    return merge_roots(store.con, ROOTS, as_of)
+
+
+def merge_roots(con: duckdb.DuckDBPyConnection, name: str, as_of: datetime | None = None) -> str:
+    """Temp table ``name(profile_id, root)``: every profile merged away (by ``as_of`` when
+    given) and the profile it had become then (its root through ``identity_merges``)."""
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {ROOTS} AS
+        f"""CREATE OR REPLACE TEMP TABLE {name} AS
         SELECT merged_profile_id AS profile_id, into_profile_id AS root
-        FROM identity_merges WHERE timestamp <= ?""",
-        [as_of],
+        FROM identity_merges WHERE ? OR timestamp <= ?""",
+        [as_of is None, as_of],
     )
     # pointer doubling: each pass follows every pointer one hop further up the chain it now
     # points into, so a chain of length k settles in log2(k) passes
-    while store.first_row(
-        f"SELECT count(*) FROM {ROOTS} r JOIN {ROOTS} n ON n.profile_id = r.root"
-    )[0]:
+    while con.execute(
+        f"SELECT count(*) FROM {name} r JOIN {name} n ON n.profile_id = r.root"
+    ).fetchall()[0][0]:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {ROOTS} AS
+            f"""CREATE OR REPLACE TEMP TABLE {name} AS
             SELECT r.profile_id, coalesce(n.root, r.root) AS root
-            FROM {ROOTS} r LEFT JOIN {ROOTS} n ON n.profile_id = r.root"""
+            FROM {name} r LEFT JOIN {name} n ON n.profile_id = r.root"""
         )
-    return ROOTS
+    return name
 
 
 def event_map(store: Store, as_of: datetime, *, force: bool = False, later: bool = False) -> EventMap:
@@ -141,13 +149,22 @@ def identifiers_as_of(store: Store, as_of: datetime) -> str:
     """Temp table ``_asof_identifiers(profile_id, type, value, first_seen_at, message_id)``:
     the identifiers attached by ``as_of`` and the profile holding each then (the one its gain
     event joined, followed through the merges up to ``as_of``). Returns its name."""
-    joined = joined_sql(store, "g")
+    if store.first_row(
+        "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = 'main' AND "
+        "table_name = 'profile_identifiers' AND column_name = 'origin_profile_id'"
+    )[0]:
+        # layout 6 records it with the identifier: no join of the event map
+        joined, source = "pi.origin_profile_id", "profile_identifiers pi"
+    else:
+        joined = joined_sql(store, "g")
+        source = "profile_identifiers pi JOIN event_profiles g ON g.message_id = pi.message_id"
     build_roots(store, as_of)
     store.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {IDENTIFIERS} AS
         SELECT coalesce(r.root, {joined}) AS profile_id, pi.type, pi.value, pi.first_seen_at,
                pi.message_id
-        FROM profile_identifiers pi JOIN event_profiles g ON g.message_id = pi.message_id
+        FROM {source}
         LEFT JOIN {ROOTS} r ON r.profile_id = {joined}
         WHERE pi.first_seen_at <= ?""",
         [as_of],

@@ -157,7 +157,7 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events", key: str = 
         for src in rule.sources:
             keys = src.split(".")
             root = {"traits": traits, "context": context, "properties": props}.get(keys[0])
-            if root is None:
+            if root is None:  # see needs_raw
                 add(rule.type, raw.ref(_json_path(keys)))
             else:
                 add(rule.type, root.ref(_json_path(keys[1:])))
@@ -216,6 +216,14 @@ def identifiers_sql(rules: IdentityRules, *, source: str = "events", key: str = 
     SELECT eid, type, value, {blocked_sql(rules, "type", "value")} AS blocked
     FROM norm WHERE value <> ''
     """
+
+
+def needs_raw(rules: IdentityRules) -> bool:
+    """Whether a custom source reads the whole message (``raw``), not only its documents."""
+    return any(
+        src.split(".")[0] not in ("traits", "context", "properties")
+        for rule in rules.identifiers for src in rule.sources
+    )
 
 
 def trim_sql(value_sql: str) -> str:

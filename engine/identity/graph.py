@@ -316,13 +316,19 @@ class Continued:
     event_joined: np.ndarray  # profile each new event joined when processed, NO when unresolved
 
 
-def continue_graph(data: GraphInput, state: GraphState) -> Continued:
+def continue_graph(data: GraphInput, state: GraphState, *, bulk: bool = True) -> Continued:
     """The spec's algorithm continued from ``state`` over events all later than it.
 
     Exact because the algorithm's state after the old events is exactly the profiles, their
     identifiers and gain times (periodic counts are derived from gain times); the state's
     profiles are checked in full by the first event touching them, as the spec does (one of
     them may have been created over a limit).
+
+    Components (identifiers linked by a new event or held by one stored profile) where every
+    type has at most ``limit`` distinct values, held and new together, cannot fail a check
+    (every set checked is a subset, and a stored profile over a limit makes its component
+    unsafe), so they resolve in bulk (:func:`_continue_bulk`); the others replay event by event
+    from the state. ``bulk=False`` replays everything (a cross-check for tests).
     """
     row_ev = np.asarray(data.row_event, dtype=np.int64)
     row_id = np.asarray(data.row_ident, dtype=np.int64)
@@ -330,25 +336,119 @@ def continue_graph(data: GraphInput, state: GraphState) -> Continued:
     starts = np.flatnonzero(np.r_[True, row_ev[1:] != row_ev[:-1]]) if n_ev else np.zeros(0, np.int64)
     if len(starts) != n_ev:
         raise ValueError("every event rank needs at least one identifier row")
-    rep = _replay(data, row_ev, row_id, starts, np.ones(n_ev, dtype=bool), state=state)
+    held = np.asarray(state.ident, dtype=np.int64)
+    owner = np.asarray(state.owner, dtype=np.int64)
+    ev_unsafe = np.ones(n_ev, dtype=bool)
+    prof_safe = np.zeros(state.profiles, dtype=bool)
+    if bulk and n_ev:
+        n_id = len(data.ident_type)
+        # one hub identifier per event and per stored profile links the component
+        prof_hub = np.full(state.profiles, NO, dtype=np.int64)
+        prof_hub[owner] = held
+        src = np.r_[row_id[starts][row_ev], prof_hub[owner]]
+        dst = np.r_[row_id, held]
+        graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n_id, n_id))
+        n_comp, comp = connected_components(graph.tocsr(), directed=False)
+        unsafe = np.zeros(n_comp, dtype=bool)
+        types = np.asarray(data.ident_type, dtype=np.int64)
+        for t, limit in enumerate(np.asarray(data.limits).tolist()):
+            unsafe |= np.bincount(comp[types == t], minlength=n_comp) > limit
+        ev_unsafe = unsafe[comp[row_id[starts]]]
+        prof_safe = (prof_hub >= 0) & ~unsafe[comp[np.maximum(prof_hub, 0)]]
+    keep = ~prof_safe[owner]
+    rep = _replay(
+        data, row_ev, row_id, starts, ev_unsafe,
+        state=GraphState(profiles=state.profiles, ident=held[keep], owner=owner[keep],
+                         gain_ts=np.asarray(state.gain_ts, dtype=np.int64)[keep]),
+    )
     i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
     event_profile = np.full(n_ev, NO, dtype=np.int64)
     event_profile[rep.events] = rep.profiles
     event_joined = np.full(n_ev, NO, dtype=np.int64)
     event_joined[rep.events] = rep.joined
+    profile_final = i64(rep.state_final)
+    parts = [(i64(rep.merge_from), i64(rep.merge_into), i64(rep.merge_event))]
+    idents = [(i64(rep.idents), i64(rep.ident_profiles), i64(rep.ident_gains))]
+    if not ev_unsafe.all():
+        b = _continue_bulk(data, row_ev, row_id, ~ev_unsafe, np.flatnonzero(prof_safe), held, owner,
+                           state.profiles)
+        event_profile[~ev_unsafe] = b.event_profile
+        event_joined[~ev_unsafe] = b.event_joined
+        profile_final[prof_safe] = b.profile_final
+        parts.append((b.merge_from, b.merge_into, b.merge_event))
+        idents.append((b.ident, b.ident_profile, b.ident_gain))
+    merge_from, merge_into, merge_event = (np.concatenate(x) for x in zip(*parts))
+    order = np.argsort(merge_event, kind="stable")
+    ident, ident_profile, ident_gain = (np.concatenate(x) for x in zip(*idents))
     return Continued(
         event_profile=event_profile,
-        profile_final=i64(rep.state_final),
-        ident=i64(rep.idents),
-        ident_profile=i64(rep.ident_profiles),
-        ident_gain=i64(rep.ident_gains),
-        merge_from=i64(rep.merge_from),
-        merge_into=i64(rep.merge_into),
-        merge_event=i64(rep.merge_event),
+        profile_final=profile_final,
+        ident=ident,
+        ident_profile=ident_profile,
+        ident_gain=ident_gain,
+        merge_from=merge_from[order],
+        merge_into=merge_into[order],
+        merge_event=merge_event[order],
         violation_event=i64(rep.violation_event),
         violation_type=i64(rep.violation_type),
         violation_ident=i64(rep.violation_ident),
         event_joined=event_joined,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _BulkContinued:
+    event_profile: np.ndarray  # per safe event
+    event_joined: np.ndarray
+    profile_final: np.ndarray  # per safe stored profile
+    merge_from: np.ndarray
+    merge_into: np.ndarray
+    merge_event: np.ndarray
+    ident: np.ndarray
+    ident_profile: np.ndarray
+    ident_gain: np.ndarray
+
+
+def _continue_bulk(
+    data: GraphInput, row_ev: np.ndarray, row_id: np.ndarray, safe_ev: np.ndarray,
+    profs: np.ndarray, held: np.ndarray, owner: np.ndarray, n_prof: int,
+) -> _BulkContinued:
+    """The limit-safe components of a continuation, by :func:`resolve_graph`'s bulk path: each
+    stored profile becomes a virtual event before the new ones, carrying its identifiers (it
+    creates exactly that profile, and profiles of the state hold disjoint identifiers), numbered
+    in creation order, so the oldest profile still survives every merge and is named by its
+    number; new profiles are named ``n_prof + rank`` as in :class:`Continued`."""
+    evs = np.flatnonzero(safe_ev)
+    k = len(profs)
+    in_prof = np.isin(owner, profs)
+    ev_rows = safe_ev[row_ev]
+    rank = np.r_[np.searchsorted(profs, owner[in_prof]), k + np.searchsorted(evs, row_ev[ev_rows])]
+    ident_all = np.r_[held[in_prof], row_id[ev_rows]]
+    used, local = np.unique(ident_all, return_inverse=True)  # identifier order is priority order
+    order = np.lexsort((local, rank))
+    ts = np.asarray(data.event_ts, dtype=np.int64)
+    sub = GraphInput(
+        row_event=rank[order],
+        row_ident=local[order],
+        ident_type=np.asarray(data.ident_type, dtype=np.int64)[used],
+        event_ts=np.r_[np.full(k, ts[evs].min() if len(evs) else 0, dtype=np.int64), ts[evs]],
+        limits=data.limits,
+        periods=data.periods,
+    )
+    r = resolve_graph(sub)
+    # a local rank < k is the stored profile profs[rank]; else the new event evs[rank - k]
+    name = np.r_[profs, n_prof + evs]
+    attached = np.flatnonzero(r.ident_gain >= k)  # identifiers the new events attached
+    return _BulkContinued(
+        event_profile=name[r.event_profile[k:]],
+        event_joined=name[r.event_joined[k:]],
+        profile_final=name[r.event_profile[:k]],
+        merge_from=name[r.merge_from],
+        merge_into=name[r.merge_into],
+        merge_event=evs[r.merge_event - k],
+        ident=used[attached],
+        ident_profile=name[r.ident_profile[attached]],
+        ident_gain=evs[r.ident_gain[attached] - k],
     )
 
 

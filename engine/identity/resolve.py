@@ -26,8 +26,8 @@ from scipy.sparse.csgraph import connected_components
 
 from engine.config import definition_hash
 from engine.errors import IdentityError, NotFoundError
-from engine.identity.asof import has_joined_column
-from engine.identity.extract import identifiers_sql, normalise, sql_literal
+from engine.identity.asof import merge_roots
+from engine.identity.extract import identifiers_sql, needs_raw, normalise, sql_literal
 from engine.identity.graph import (
     Continued,
     GraphInput,
@@ -48,6 +48,7 @@ IDENTITY_TABLES = (
     "identity_merges",
     "identity_violations",
     "profile_traits",
+    "identity_trait_nulls",
     "identity_blocked",
     "identity_component_profiles",
     "identity_component_last",
@@ -57,13 +58,16 @@ IDENTITY_TABLES = (
 #: Tables of older layouts, dropped by the full rebuild that a layout change forces.
 _RETIRED_TABLES = ("identity_components",)
 #: Part of the rules hash: a new table layout (or a changed rule semantics) forces one full rebuild.
-LAYOUT_VERSION = 5  # 4: project blocked values are exact per type; 5: event_profiles.joined_profile_id
+#: 4: project blocked values are exact per type; 5: event_profiles.joined_profile_id;
+#: 6: event_profiles.event_rowid, profile_identifiers.origin_profile_id, identity_trait_nulls
+LAYOUT_VERSION = 6
 _STATE_KEY = "identity_state"
 _RULES_KEY = "identity_rules"
 _RUN_KEY = "identity_run"
-_TEMP_VIEWS = ("_id_rows", "_new_occ")
+_TEMP_VIEWS = ("_id_rows", "_new_occ", "_run_ev", "_g_pi", "_c_pi")
 _TEMP_TABLES = (
     "_id_occ", "_new_occ", "_ev", "_ids", "_fresh", "_touched", "_old_events", "_old_prof", "_fp_old",
+    "_ep_rows", "_old_eids", "_occ_comp", "_events_new", "_events_old", "_m_roots", "_traits_new", "_absorbed_f", "_c_ev_rows", "_rules", "_c_events",
     "_plan_ev", "_plan_comp", "_late_grp", "_late_ev", "_absorb", "_absorbed", "_c_ev", "_c_prof", "_c_held", "_c_ids", "_c_events",
     "_c_gone", "_c_creators", "_c_idents", "_c_merges", "_c_violations", "_c_rules", "_c_pid",
     "_c_remap", "_c_ep", "_c_grp", "_c_relabel", "_c_traits", "_g_events", "_g_idents", "_g_icomp",
@@ -193,14 +197,23 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
             plan = _extract_all(con, rules) if full else _plan(con, rules)
         marks.append(time.perf_counter())
         with progress.step("Resolving identities"):
-            if full or plan.late_events:
-                result = resolve_graph(_graph_input(con, rules))
+            _register(con, {"_rules": pa.table({
+                "tidx": np.arange(len(rules.identifiers), dtype=np.int64),
+                "rule_type": [x.type for x in rules.identifiers],
+                "limit_value": [x.limit for x in rules.identifiers]})})
             if plan.continued_events or plan.absorbed_events:
                 continued = _continue(con, rules)
+            if not full:
+                # the one scan of event_profiles: the rows of the profiles re-resolved or merged away
+                _stored_rows(con, merged_away=continued is not None)
+                if plan.late_events:
+                    plan = replace(plan, old_events=_extract_late(con, rules))
+            if full or plan.late_events:
+                result = resolve_graph(_graph_input(con, rules))
         marks.append(time.perf_counter())
         with progress.step("Writing identity tables"):
             with store.transaction():
-                _ensure_joined_column(store)
+                _ensure_layout(store)
                 if full:
                     # what every profile was before the rebuild, so the change log lists the
                     # differences (removed profiles included), not every profile as created
@@ -209,9 +222,9 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
                         con.execute(f"DROP TABLE IF EXISTS {table}" if table in _RETIRED_TABLES
                                     else f"DELETE FROM {table}")
                 if result is not None:
-                    _write(con, rules, result, full=full, run_id=run_id)
+                    _write(con, result, full=full, run_id=run_id)
                 if continued is not None:
-                    _write_continued(con, rules, continued, run_id=run_id)
+                    _write_continued(con, run_id=run_id)
                 _write_counts(con, full=full)
                 store.set_meta(_STATE_KEY, state)
                 store.set_meta(_RULES_KEY, rules_hash)
@@ -333,7 +346,7 @@ def _state(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> str:
     n, last, lo, hi = con.execute(
         "SELECT count(*), max(ingest_id), min(timestamp)::VARCHAR, max(timestamp)::VARCHAR FROM events"
     ).fetchall()[0]
-    return definition_hash({"rules": rules.semantic(), "events": [n, last, lo, hi], "v": 1})
+    return definition_hash({"rules": rules.semantic(), "events": [n, last, lo, hi], "v": LAYOUT_VERSION})
 
 
 def _ingests_changed(con: duckdb.DuckDBPyConnection) -> bool:
@@ -349,6 +362,7 @@ def _ingests_changed(con: duckdb.DuckDBPyConnection) -> bool:
 
 def _extract(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
     """Extract and number every event (a full rebuild; the benchmark's bare baseline uses it too)."""
+    con.execute("CREATE OR REPLACE TEMP VIEW _run_ev AS SELECT rowid AS _rid, * FROM events")
     _occurrences(con, rules, "_id_occ", "events", "rowid")
     _number(con, rules)
 
@@ -366,28 +380,44 @@ def _plan(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Plan:
     shared identifiers or stored components): a group whose new events all come after the last
     event of every stored component it touches continues from the stored state; any other (a
     late event) is re-resolved from scratch with those components' events."""
+    # the new ingests' id range as constants, so the scans of ``events`` skip the row groups of
+    # the resolved history (ingest ids grow with the table) instead of reading every row
+    lo, hi = con.execute(
+        "SELECT min(ingest_id), max(ingest_id) FROM events "
+        "WHERE ingest_id NOT IN (SELECT ingest_id FROM identity_ingests)"
+    ).fetchall()[0]
+    # the new events' columns that identity reads, copied once: extraction, ranking and identify
+    # traits read the copy rather than scanning the table again
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _fresh AS
-        SELECT rowid AS eid, message_id, timestamp, type FROM events
-        WHERE ingest_id NOT IN (SELECT ingest_id FROM identity_ingests)"""
+        f"""CREATE OR REPLACE TEMP TABLE _events_new AS SELECT {_event_columns(rules)} FROM events
+        WHERE ingest_id BETWEEN {int(lo or 0)} AND {int(hi or -1)}
+          AND ingest_id NOT IN (SELECT ingest_id FROM identity_ingests)"""
+    )
+    con.execute("CREATE OR REPLACE TEMP VIEW _run_ev AS SELECT * FROM _events_new")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _fresh AS SELECT _rid AS eid, message_id, timestamp, type FROM _events_new"
     )
     n_new = con.execute("SELECT count(*) FROM _fresh").fetchall()[0][0]
-    _occurrences(
-        con, rules, "_new_occ",
-        "(SELECT rowid AS _rid, * FROM events WHERE rowid IN (SELECT eid FROM _fresh))", "_rid",
+    _occurrences(con, rules, "_new_occ", "_events_new", "_rid")
+    # the new events' identifiers with their stored component (NULL: never seen; the write of a
+    # continuation adds those without looking them up again)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _occ_comp AS
+        SELECT o.eid, o.type, o.value, c.component
+        FROM _new_occ o LEFT JOIN identity_identifier_components c USING (type, value)
+        WHERE NOT o.blocked"""
     )
     rows = con.execute(
-        """SELECT dense_rank() OVER (ORDER BY o.eid) - 1 AS ev,
-                  dense_rank() OVER (ORDER BY o.type, o.value) - 1 AS id,
-                  o.eid, c.component
-        FROM _new_occ o LEFT JOIN identity_identifier_components c USING (type, value)
-        WHERE NOT o.blocked ORDER BY ev"""
+        """SELECT dense_rank() OVER (ORDER BY eid) - 1 AS ev,
+                  dense_rank() OVER (ORDER BY type, value) - 1 AS id, eid, component
+        FROM _occ_comp ORDER BY ev"""
     ).fetchnumpy()
     ev = np.asarray(rows["ev"], dtype=np.int64)
     if len(ev) == 0:
         con.execute("CREATE OR REPLACE TEMP TABLE _touched (component BIGINT)")
         con.execute("CREATE OR REPLACE TEMP TABLE _plan_ev (eid BIGINT, grp BIGINT)")
         con.execute("CREATE OR REPLACE TEMP TABLE _plan_comp (component BIGINT, grp BIGINT)")
+        con.execute("CREATE OR REPLACE TEMP TABLE _old_prof (profile_id VARCHAR)")
         return _Plan(new_events=n_new)
     ident = np.asarray(rows["id"], dtype=np.int64)
     comp_col = rows["component"]
@@ -444,10 +474,11 @@ def _plan(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Plan:
                   count(*) FILTER (WHERE eid IN (SELECT eid FROM _absorbed)) FROM _plan_ev"""
     ).fetchall()[0]
     touched = con.execute("SELECT count(*) FROM _plan_comp").fetchall()[0][0]
-    n_old = 0
-    if late:
-        n_old = _extract_late(con, rules)
-    return _Plan(new_events=n_new, late_events=late, old_events=n_old, continued_events=cont,
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _old_prof AS SELECT profile_id FROM identity_component_profiles
+        WHERE component IN (SELECT component FROM _touched)"""
+    )
+    return _Plan(new_events=n_new, late_events=late, continued_events=cont,
                  absorbed_events=absorbed, touched_components=touched)
 
 
@@ -461,22 +492,24 @@ def _absorbable(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
     gained before T within every limit at T (Q's are a subset): the spec joins it to Q without
     gaining or merging anything, so no later step changes. Its row is ``(message_id, F)`` and
     F's traits may change (identify). Its joined profile is the one its identifier's gain event
-    joined: that profile's lineage holds the identifier, so it leads to Q at T (as-of maps).
+    joined (``profile_identifiers.origin_profile_id``): that profile's lineage holds the
+    identifier, so it leads to Q at T (as-of maps). Merges into F's lineage are the merges whose
+    surviving profile's root is F (``identity_merges`` only: no per-event table is read).
     """
     rules_rows = ", ".join(
         f"({sql_literal(r.type)}, {r.limit}, {-1 if r.period_micros is None else r.period_micros})"
         for r in rules.identifiers
     )
+    merge_roots(con, "_m_roots")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _absorb AS
         WITH occ AS (
             SELECT l.eid, l.message_id AS mid, l.timestamp AS ts, l.identify, pi.profile_id,
                    pi.first_seen_at < l.timestamp
                    OR (pi.first_seen_at = l.timestamp AND pi.message_id < l.message_id) AS before,
-                   g.joined_profile_id AS joined
+                   pi.origin_profile_id AS joined
             FROM _late_ev l JOIN _new_occ o USING (eid)
             LEFT JOIN profile_identifiers pi USING (type, value)
-            LEFT JOIN event_profiles g ON g.message_id = pi.message_id
             WHERE NOT o.blocked
         ),
         cand AS (
@@ -488,8 +521,8 @@ def _absorbable(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
         ),
         merged_after AS (
             SELECT DISTINCT c.eid FROM (SELECT * FROM cand WHERE n > 1) c
-            JOIN event_profiles ep ON ep.profile_id = c.profile_id
-            JOIN identity_merges m ON m.message_id = ep.message_id
+            JOIN (SELECT m.*, coalesce(r.root, m.into_profile_id) AS root FROM identity_merges m
+                  LEFT JOIN _m_roots r ON r.profile_id = m.into_profile_id) m ON m.root = c.profile_id
             WHERE m.timestamp > c.ts OR (m.timestamp = c.ts AND m.message_id > c.message_id)
         ),
         over AS (
@@ -505,22 +538,58 @@ def _absorbable(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
     )
 
 
+def _stored_rows(con: duckdb.DuckDBPyConnection, *, merged_away: bool) -> None:
+    """``_ep_rows``: the ``event_profiles`` rows (with their ``rowid``) of the profiles this run
+    re-resolves (``_old_prof``) or merges away (``_c_remap``), in one scan of the table: the
+    writes then delete them by ``rowid`` and the fingerprints read them from here."""
+    gone = "UNION ALL SELECT old_id FROM _c_remap" if merged_away else ""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _ep_rows AS
+        SELECT rowid AS rid, message_id, profile_id, joined_profile_id, event_rowid FROM event_profiles
+        WHERE profile_id IN (SELECT profile_id FROM _old_prof {gone})"""
+    )
+
+
 def _extract_late(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> int:
     """``_id_occ`` / ``_ev`` / ``_ids`` for the late groups: their new events and every event of
-    the stored components they touch (``_old_events``), to re-resolve from scratch."""
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _old_prof AS SELECT profile_id FROM identity_component_profiles
-        WHERE component IN (SELECT component FROM _touched)"""
-    )
+    the stored components they touch (``_old_events``), to re-resolve from scratch.
+
+    The stored events are found by the ``events`` rowid recorded when they were resolved
+    (``event_profiles.event_rowid``), checked against their ``message_id``: a rowid that no
+    longer names its event (rows deleted and compacted since) falls back to a ``message_id``
+    look-up, so the rowid is only ever a hint."""
     # the components' events: resolved ones by profile, and those a limit left unresolved (every
     # identifier dropped: they are in identity_violations) by their dropped identifiers
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _old_events AS
-        SELECT message_id FROM event_profiles WHERE profile_id IN (SELECT profile_id FROM _old_prof)
-        UNION
-        SELECT v.message_id FROM identity_violations v
+        SELECT message_id, event_rowid FROM _ep_rows WHERE profile_id IN (SELECT profile_id FROM _old_prof)
+        UNION ALL
+        SELECT DISTINCT v.message_id, NULL FROM identity_violations v
         JOIN identity_identifier_components c ON c.type = v.dropped_type AND c.value = v.dropped_value
-        WHERE c.component IN (SELECT component FROM _touched)"""
+        WHERE c.component IN (SELECT component FROM _touched)
+          AND v.message_id NOT IN (SELECT message_id FROM _ep_rows)"""
+    )
+    # one read of the stored events' columns (the JSON documents cannot be fetched by row: any
+    # read of them scans the column, so it is done once)
+    columns = _event_columns(rules)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _events_old AS SELECT {columns} FROM events
+        WHERE rowid IN (SELECT event_rowid FROM _old_events)"""
+    )
+    con.execute(
+        """DELETE FROM _events_old WHERE (_rid, message_id) NOT IN
+        (SELECT (event_rowid, message_id) FROM _old_events)"""
+    )
+    missing = con.execute(
+        "SELECT (SELECT count(*) FROM _old_events) - (SELECT count(*) FROM _events_old)"
+    ).fetchall()[0][0]
+    if missing:
+        con.execute(
+            f"""INSERT INTO _events_old SELECT {columns} FROM events WHERE message_id IN (
+                SELECT message_id FROM _old_events WHERE message_id NOT IN (SELECT message_id FROM _events_old))"""
+        )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW _run_ev AS SELECT * FROM _events_new UNION ALL SELECT * FROM _events_old"
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _id_occ AS SELECT * FROM _new_occ
@@ -528,11 +597,7 @@ def _extract_late(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> int:
     )
     n_old = con.execute("SELECT count(*) FROM _old_events").fetchall()[0][0]
     if n_old:
-        _occurrences(
-            con, rules, "_id_occ_old",
-            "(SELECT rowid AS _rid, * FROM events WHERE message_id IN (SELECT message_id FROM _old_events))",
-            "_rid",
-        )
+        _occurrences(con, rules, "_id_occ_old", "_events_old", "_rid")
         con.execute("INSERT INTO _id_occ SELECT * FROM _id_occ_old")
         con.execute("DROP TABLE _id_occ_old")
     _number(con, rules)
@@ -549,6 +614,13 @@ def _occurrences(con: duckdb.DuckDBPyConnection, rules: IdentityRules, name: str
     )
 
 
+def _event_columns(rules: IdentityRules) -> str:
+    """The columns of ``events`` identity reads (``raw`` only when a custom source needs it),
+    with the ``rowid`` as ``_rid``."""
+    raw = ", raw" if needs_raw(rules) else ""
+    return f"rowid AS _rid, message_id, timestamp, type, user_id, anonymous_id, traits, context, properties{raw}"
+
+
 def _type_table(rules: IdentityRules) -> str:
     return "(VALUES " + ", ".join(f"({sql_literal(r.type)}, {i})" for i, r in enumerate(rules.identifiers)) + ") AS t(type, tidx)"
 
@@ -558,9 +630,9 @@ def _number(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> None:
     con.execute("CREATE OR REPLACE TEMP VIEW _id_rows AS SELECT eid, type, value FROM _id_occ WHERE NOT blocked")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _ev AS
-        SELECT rowid AS eid, message_id, timestamp, epoch_us(timestamp) AS ts, type = 'identify' AS identify,
+        SELECT _rid AS eid, message_id, timestamp, epoch_us(timestamp) AS ts, type = 'identify' AS identify,
                row_number() OVER (ORDER BY timestamp, message_id) - 1 AS erank
-        FROM events WHERE rowid IN (SELECT eid FROM _id_rows)
+        FROM _run_ev WHERE _rid IN (SELECT eid FROM _id_rows)
         ORDER BY erank"""
     )
     con.execute(
@@ -657,19 +729,70 @@ def _continue(con: duckdb.DuckDBPyConnection, rules: IdentityRules) -> _Continua
         owner=np.asarray(held["pnum"], dtype=np.int64),
         gain_ts=np.asarray(held["gain_ts"], dtype=np.int64),
     )
-    return _Continuation(result=continue_graph(data, state), profiles=n_prof, events=len(ts))
+    c = continue_graph(data, state)
+    _prepare_continued(con, c, n_prof)
+    return _Continuation(result=c, profiles=n_prof, events=len(ts))
 
 
-def _fingerprints(con: duckdb.DuckDBPyConnection, name: str, profiles_sql: str) -> None:
-    """Temp table ``name(profile_id, fp)``: a hash of each profile's events, identifiers, traits."""
+def _prepare_continued(con: duckdb.DuckDBPyConnection, r: Continued, n_prof: int) -> None:
+    """Temp tables of a continuation's result, before the write transaction: ``_c_pid`` (every
+    profile by number), ``_c_remap`` (stored profiles merged away -> survivor), ``_c_ep`` (the
+    new events' rows) and ``_absorbed_f`` (absorbed events under their profile's final id)."""
+    resolved = np.flatnonzero(r.event_profile >= 0)
+    gone = np.flatnonzero(r.profile_final != np.arange(n_prof))
+    creators = np.unique(np.r_[r.event_profile[resolved], r.event_joined[resolved], r.merge_from, r.merge_into])
+    creators = creators[creators >= n_prof]
+    _register(con, {
+        "_c_events": pa.table({"erank": resolved, "pnum": r.event_profile[resolved],
+                               "jnum": r.event_joined[resolved]}),
+        "_c_gone": pa.table({"pnum": gone, "into": r.profile_final[gone]}),
+        "_c_creators": pa.table({"pnum": creators, "erank": creators - n_prof}),
+        "_c_idents": pa.table({"iid": r.ident, "pnum": r.ident_profile, "gain": r.ident_gain}),
+        "_c_merges": pa.table({"mfrom": r.merge_from, "minto": r.merge_into, "erank": r.merge_event,
+                               "seq": np.arange(len(r.merge_from), dtype=np.int64)}),
+        "_c_violations": pa.table({"erank": r.violation_event, "tidx": r.violation_type,
+                                   "iid": r.violation_ident,
+                                   "seq": np.arange(len(r.violation_event), dtype=np.int64)}),
+    })
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_pid AS
+        SELECT pnum, profile_id, created_by, created_at, false AS new FROM _c_prof
+        UNION ALL
+        SELECT c.pnum, 'prf_' || substr(sha256(e.message_id), 1, 16), e.message_id, e.timestamp, true
+        FROM _c_creators c JOIN _c_ev e USING (erank)"""
+    )
+    _check_ids(con, "_c_pid", "new")
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_remap AS
+        SELECT f.profile_id AS old_id, t.profile_id AS new_id
+        FROM _c_gone g JOIN _c_pid f ON f.pnum = g.pnum JOIN _c_pid t ON t.pnum = g.into"""
+    )
+    _ep_table(con, "_c", "_c_ev")
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _absorbed_f AS
+        SELECT a.eid, a.message_id, a.identify, a.joined_profile_id,
+               coalesce(m.new_id, a.profile_id) AS profile_id
+        FROM _absorbed a LEFT JOIN _c_remap m ON m.old_id = a.profile_id"""
+    )
+
+
+def _fingerprints(
+    con: duckdb.DuckDBPyConnection, name: str, profiles_sql: str, *, events: str = "event_profiles",
+    identifiers: str = "profile_identifiers", traits: str = "profile_traits",
+) -> None:
+    """Temp table ``name(profile_id, fp)``: a hash of each profile's events, identifiers, traits.
+
+    The sources hold those profiles' rows: the store's tables for a full run, else rows already
+    in hand (``_ep_rows`` read before, or the rows just written: ``_g_ep``, ``_g_pi``,
+    ``_traits_new``), so no per-event table is scanned for them."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {name} AS
         WITH sel AS ({profiles_sql}),
-        e AS (SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS h FROM event_profiles
+        e AS (SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS h FROM {events}
               WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1),
         i AS (SELECT profile_id, sum(hash(type, value, first_seen_at, message_id)) AS h
-              FROM profile_identifiers WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1),
-        t AS (SELECT profile_id, sum(hash(key, value::VARCHAR, message_id)) AS h FROM profile_traits
+              FROM {identifiers} WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1),
+        t AS (SELECT profile_id, sum(hash(key, value::VARCHAR, message_id)) AS h FROM {traits}
               WHERE profile_id IN (SELECT profile_id FROM sel) GROUP BY 1)
         SELECT sel.profile_id, hash(e.n, e.h, i.h, t.h) AS fp
         FROM sel LEFT JOIN e USING (profile_id) LEFT JOIN i USING (profile_id)
@@ -677,23 +800,59 @@ def _fingerprints(con: duckdb.DuckDBPyConnection, name: str, profiles_sql: str) 
     )
 
 
-def _profile_traits(con: duckdb.DuckDBPyConnection, identifies_sql: str) -> None:
-    """Insert the identify traits of the profiles of ``identifies_sql`` (rows ``rowid,
-    profile_id`` of every identify event of those profiles): per key the latest identify in
-    canonical order wins; a JSON null removes the key."""
+#: Every profile's identify-trait state: ``profile_traits`` (the latest non-null value per key)
+#: plus ``identity_trait_nulls`` (keys whose latest identify value is null), as one relation.
+_TRAIT_STATE = """SELECT profile_id, key, value, message_id, timestamp FROM profile_traits
+    UNION ALL SELECT profile_id, key, 'null'::JSON, message_id, timestamp FROM identity_trait_nulls"""
+
+
+def _profile_traits(
+    con: duckdb.DuckDBPyConnection, identifies_sql: str, *, stored_sql: str | None = None,
+    replace_sql: str | None = None,
+) -> None:
+    """Write the identify traits of the profiles of ``identifies_sql`` (rows ``rowid,
+    profile_id`` of identify events): per key the latest identify in canonical order wins; a
+    JSON null removes the key (kept in ``identity_trait_nulls``, so that a later merge still
+    knows the key was removed).
+
+    Latest-wins is a maximum, so a profile's state combines: ``stored_sql`` adds state rows
+    (``profile_id, key, value, message_id, timestamp``, e.g. of the stored profiles merged into
+    it) to the events', and a continuation reads no stored event. ``replace_sql`` names the
+    profiles whose stored state rows are deleted before the new ones are written."""
+    stored = (
+        f"UNION ALL SELECT profile_id, key, value, message_id, timestamp, 0 FROM ({stored_sql})"
+        if stored_sql else ""
+    )
     con.execute(
-        f"""INSERT INTO profile_traits
+        f"""CREATE OR REPLACE TEMP TABLE _traits_new AS
+        WITH s AS MATERIALIZED ({identifies_sql}),
+        -- a rowid semi-join reads only the identify events' rows (a join on rowid scans them all)
+        ev AS MATERIALIZED (SELECT _rid AS rid, message_id, timestamp, traits FROM _run_ev
+                            WHERE _rid IN (SELECT rowid FROM s))
         SELECT profile_id, key, value, message_id, timestamp FROM (
-            SELECT s.profile_id, k.key, k.value, ev.message_id, ev.timestamp,
-                   row_number() OVER (PARTITION BY s.profile_id, k.key
-                                      ORDER BY ev.timestamp DESC, ev.message_id DESC,
-                                               k.id DESC) AS rn
-            FROM ({identifies_sql}) s JOIN events ev ON ev.rowid = s.rowid,
-                 json_each(ev.traits) k
-            WHERE json_type(ev.traits) = 'OBJECT'
+            SELECT *, row_number() OVER (PARTITION BY profile_id, key
+                                         ORDER BY timestamp DESC, message_id DESC, kid DESC) AS rn
+            FROM (
+                SELECT s.profile_id, k.key, k.value, ev.message_id, ev.timestamp, k.id::BIGINT AS kid
+                FROM s JOIN ev ON ev.rid = s.rowid, json_each(ev.traits) k
+                WHERE json_type(ev.traits) = 'OBJECT'
+                {stored}
+            )
         )
-        WHERE rn = 1 AND json_type(value) <> 'NULL'
-        ORDER BY profile_id, key"""
+        WHERE rn = 1"""
+    )
+    if replace_sql:
+        for table in ("profile_traits", "identity_trait_nulls"):
+            con.execute(f"DELETE FROM {table} WHERE profile_id IN ({replace_sql})")
+    con.execute(
+        """INSERT INTO profile_traits (profile_id, key, value, message_id, timestamp)
+        SELECT profile_id, key, value, message_id, timestamp FROM _traits_new
+        WHERE json_type(value) <> 'NULL' ORDER BY profile_id, key"""
+    )
+    con.execute(
+        """INSERT INTO identity_trait_nulls
+        SELECT profile_id, key, message_id, timestamp FROM _traits_new
+        WHERE json_type(value) = 'NULL' ORDER BY profile_id, key"""
     )
 
 
@@ -720,12 +879,30 @@ def _check_ids(con: duckdb.DuckDBPyConnection, pid_table: str, where: str = "tru
         )
 
 
-def _ensure_joined_column(store: Store) -> None:
-    """``event_profiles.joined_profile_id`` (layout 5): added here rather than in the store's
-    DDL so stores built by hand (tests, benchmarks) with two columns keep working; a store
-    resolved by an older layout gets it on the full rebuild its layout change forces."""
-    if not has_joined_column(store):
-        store.con.execute("ALTER TABLE event_profiles ADD COLUMN joined_profile_id VARCHAR")
+#: Columns added to the store's identity tables by this module (layouts 5 and 6), rather than in
+#: the store's DDL, so stores built by hand (tests, benchmarks) with the base columns keep
+#: working; a store resolved by an older layout gets them on the full rebuild its layout forces.
+_ADDED_COLUMNS = (
+    ("event_profiles", "joined_profile_id", "VARCHAR"),  # the profile the event joined
+    ("event_profiles", "event_rowid", "BIGINT"),  # events.rowid when resolved (a checked hint)
+    ("profile_identifiers", "origin_profile_id", "VARCHAR"),  # the profile first holding it
+)
+
+
+def _ensure_layout(store: Store) -> None:
+    """The added columns and ``identity_trait_nulls`` (identify keys removed by a null)."""
+    for table, column, type_ in _ADDED_COLUMNS:
+        if not store.first_row(
+            "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' AND table_name = ? AND column_name = ?",
+            [table, column],
+        )[0]:
+            store.con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {type_}")
+    store.con.execute(
+        """CREATE TABLE IF NOT EXISTS identity_trait_nulls (
+            profile_id VARCHAR NOT NULL, key VARCHAR NOT NULL,
+            message_id VARCHAR NOT NULL, timestamp TIMESTAMPTZ NOT NULL)"""
+    )
 
 
 def _next_component(con: duckdb.DuckDBPyConnection) -> int:
@@ -734,31 +911,82 @@ def _next_component(con: duckdb.DuckDBPyConnection) -> int:
     ).fetchall()[0][0]
 
 
+def _ep_table(con: duckdb.DuckDBPyConnection, p: str, ev: str) -> None:
+    """``{p}_ep``: the resolved events of ``{p}_events(erank, pnum, jnum)`` with their rows of
+    ``ev`` and the ids of their final and joined profiles (``{p}_pid``)."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {p}_ep AS
+        SELECT e.*, p.pnum, p.profile_id, p.new, j.profile_id AS joined_profile_id
+        FROM {p}_events x JOIN {ev} e USING (erank) JOIN {p}_pid p ON p.pnum = x.pnum
+        JOIN {p}_pid j ON j.pnum = x.jnum"""
+    )
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, p: str, *, ev: str, ids: str) -> None:
+    """The rows a graph result adds, the same for a re-resolution (``_g``) and a continuation
+    (``_c``): new profiles, the events' rows, the identifiers attached (with the profile their
+    gain event joined), merges and violations in order. ``{p}_pid`` numbers the profiles
+    (``new`` marks those created here); ``ev`` / ``ids`` hold the events by rank and the
+    identifiers by index."""
+    con.execute(
+        f"""INSERT INTO profiles SELECT profile_id, created_by, created_at FROM {p}_pid
+        WHERE new AND pnum IN (SELECT pnum FROM {p}_ep) ORDER BY profile_id"""
+    )
+    con.execute(
+        f"""INSERT INTO event_profiles (message_id, profile_id, joined_profile_id, event_rowid)
+        SELECT message_id, profile_id, joined_profile_id, eid FROM {p}_ep ORDER BY erank"""
+    )
+    # a view: a full run writes it once, a re-resolution's fingerprints read it again (small)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW {p}_pi AS
+        SELECT p.profile_id, i.type, i.value, g.timestamp AS first_seen_at, g.message_id,
+               g.joined_profile_id AS origin_profile_id
+        FROM {p}_idents x JOIN {ids} i USING (iid) JOIN {p}_pid p USING (pnum)
+        JOIN {p}_ep g ON g.erank = x.gain"""
+    )
+    con.execute(
+        f"""INSERT INTO profile_identifiers
+            (profile_id, type, value, first_seen_at, message_id, origin_profile_id)
+        SELECT * FROM {p}_pi ORDER BY profile_id, type, value"""
+    )
+    con.execute(
+        f"""INSERT INTO identity_merges
+        SELECT f.profile_id, t.profile_id, e.message_id, e.timestamp
+        FROM {p}_merges m JOIN {p}_pid f ON f.pnum = m.mfrom JOIN {p}_pid t ON t.pnum = m.minto
+        JOIN {ev} e USING (erank) ORDER BY m.seq"""
+    )
+    con.execute(
+        f"""INSERT INTO identity_violations
+        SELECT e.message_id, e.timestamp, r.rule_type, r.limit_value, i.type, i.value
+        FROM {p}_violations v JOIN {ev} e USING (erank) JOIN _rules r USING (tidx)
+        JOIN {ids} i USING (iid) ORDER BY v.seq"""
+    )
+
+
 def _write(
-    con: duckdb.DuckDBPyConnection, rules: IdentityRules, r: GraphResult, *, full: bool, run_id: int
+    con: duckdb.DuckDBPyConnection, r: GraphResult, *, full: bool, run_id: int
 ) -> None:
     """Replace the rows of the re-resolved components (every row when ``full``: the caller
     emptied the tables) from the graph result, inside the caller's transaction; record the
     profile changes. Events are joined back by their canonical rank, an integer."""
     resolved = np.flatnonzero(r.event_profile >= 0)
-    attached = np.flatnonzero(r.ident_profile >= 0)
     creators = np.unique(np.r_[r.event_profile[resolved], r.event_joined[resolved], r.merge_from, r.merge_into])
     survivors = np.unique(r.event_profile[resolved])
+    attached = np.flatnonzero(r.ident_profile >= 0)
     last = np.full(r.components, -1, dtype=np.int64)
     np.maximum.at(last, r.event_component, np.arange(len(r.event_component), dtype=np.int64))
     base = _next_component(con)
     _register(con, {
-        # event -> profile by canonical rank, in rank order (``_ev`` is stored in that order)
-        "_g_events": pa.table({"erank": resolved, "prank": r.event_profile[resolved],
-                               "jrank": r.event_joined[resolved]}),
+        "_g_events": pa.table({"erank": resolved, "pnum": r.event_profile[resolved],
+                               "jnum": r.event_joined[resolved]}),
         "_g_idents": pa.table(
-            {"iid": attached, "prank": r.ident_profile[attached], "gain": r.ident_gain[attached]}
+            {"iid": attached, "pnum": r.ident_profile[attached], "gain": r.ident_gain[attached]}
         ),
         "_g_icomp": pa.table({"iid": np.arange(len(r.ident_component), dtype=np.int64),
                               "component": r.ident_component + base}),
-        "_g_pcomp": pa.table({"prank": survivors, "component": r.event_component[survivors] + base}),
+        "_g_pcomp": pa.table({"pnum": survivors, "component": r.event_component[survivors] + base}),
         "_g_last": pa.table({"component": np.arange(r.components, dtype=np.int64) + base, "erank": last}),
-        "_g_creators": pa.table({"prank": creators}),
+        "_g_creators": pa.table({"pnum": creators}),
         "_g_merges": pa.table(
             {"mfrom": r.merge_from, "minto": r.merge_into, "erank": r.merge_event,
              "seq": np.arange(len(r.merge_from), dtype=np.int64)}
@@ -767,77 +995,43 @@ def _write(
             {"erank": r.violation_event, "tidx": r.violation_type, "iid": r.violation_ident,
              "seq": np.arange(len(r.violation_event), dtype=np.int64)}
         ),
-        "_g_rules": pa.table(
-            {"tidx": np.arange(len(rules.identifiers), dtype=np.int64),
-             "rule_type": [x.type for x in rules.identifiers],
-             "limit_value": [x.limit for x in rules.identifiers]}
-        ),
     })
     if not full:  # a full run took ``_fp_old`` of every profile before emptying the tables
-        _fingerprints(con, "_fp_old", "SELECT profile_id FROM _old_prof")
-        for table in ("profiles", "profile_identifiers", "profile_traits", "identity_component_profiles"):
+        _fingerprints(con, "_fp_old", "SELECT profile_id FROM _old_prof", events="_ep_rows")
+        for table in ("profiles", "profile_identifiers", "profile_traits", "identity_trait_nulls",
+                      "identity_component_profiles"):
             con.execute(f"DELETE FROM {table} WHERE profile_id IN (SELECT profile_id FROM _old_prof)")
-        for table in ("event_profiles", "identity_merges", "identity_violations"):
+        con.execute(
+            """DELETE FROM event_profiles WHERE rowid IN
+            (SELECT rid FROM _ep_rows WHERE profile_id IN (SELECT profile_id FROM _old_prof))"""
+        )
+        for table in ("identity_merges", "identity_violations"):
             con.execute(f"DELETE FROM {table} WHERE message_id IN (SELECT message_id FROM _old_events)")
         for table in ("identity_component_last", "identity_identifier_components"):
             con.execute(f"DELETE FROM {table} WHERE component IN (SELECT component FROM _touched)")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _g_pid AS
-        SELECT c.prank, 'prf_' || substr(sha256(e.message_id), 1, 16) AS profile_id,
-               e.message_id AS created_by, e.timestamp AS created_at
-        FROM _g_creators c JOIN _ev e ON e.erank = c.prank"""
+        SELECT c.pnum, 'prf_' || substr(sha256(e.message_id), 1, 16) AS profile_id,
+               e.message_id AS created_by, e.timestamp AS created_at, true AS new
+        FROM _g_creators c JOIN _ev e ON e.erank = c.pnum"""
     )
     _check_ids(con, "_g_pid")
-    con.execute(
-        """INSERT INTO profiles
-        SELECT p.profile_id, p.created_by, p.created_at
-        FROM _g_pcomp s JOIN _g_pid p USING (prank) ORDER BY p.profile_id"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _g_ep AS
-        SELECT g.erank, e.eid, e.message_id, e.identify, p.profile_id, j.profile_id AS joined_profile_id
-        FROM _g_events g JOIN _ev e USING (erank) JOIN _g_pid p USING (prank)
-        JOIN _g_pid j ON j.prank = g.jrank"""
-    )
-    con.execute(
-        "INSERT INTO event_profiles (message_id, profile_id, joined_profile_id) "
-        "SELECT message_id, profile_id, joined_profile_id FROM _g_ep ORDER BY erank"
-    )
-    con.execute(
-        """INSERT INTO profile_identifiers
-        SELECT p.profile_id, i.type, i.value, e.timestamp, e.message_id
-        FROM _g_idents g JOIN _ids i USING (iid) JOIN _g_pid p USING (prank)
-        JOIN _ev e ON e.erank = g.gain
-        ORDER BY p.profile_id, i.tidx, i.value"""
-    )
-    con.execute(
-        """INSERT INTO identity_merges
-        SELECT f.profile_id, t.profile_id, e.message_id, e.timestamp
-        FROM _g_merges m JOIN _g_pid f ON f.prank = m.mfrom JOIN _g_pid t ON t.prank = m.minto
-        JOIN _ev e USING (erank)
-        ORDER BY m.seq"""
-    )
-    con.execute(
-        """INSERT INTO identity_violations
-        SELECT e.message_id, e.timestamp, r.rule_type, r.limit_value, i.type, i.value
-        FROM _g_violations v JOIN _ev e USING (erank) JOIN _g_rules r USING (tidx)
-        JOIN _ids i USING (iid)
-        ORDER BY v.seq"""
-    )
+    _ep_table(con, "_g", "_ev")
+    _insert_rows(con, "_g", ev="_ev", ids="_ids")
     con.execute(
         """INSERT INTO identity_identifier_components
         SELECT i.type, i.value, c.component FROM _g_icomp c JOIN _ids i USING (iid)"""
     )
     con.execute(
         """INSERT INTO identity_component_profiles
-        SELECT p.profile_id, c.component FROM _g_pcomp c JOIN _g_pid p USING (prank)"""
+        SELECT p.profile_id, c.component FROM _g_pcomp c JOIN _g_pid p USING (pnum)"""
     )
     con.execute(
         """INSERT INTO identity_component_last
         SELECT l.component, e.timestamp, e.message_id FROM _g_last l JOIN _ev e USING (erank)"""
     )
     _profile_traits(con, "SELECT eid AS rowid, profile_id FROM _g_ep WHERE identify")
-    _record_changes(con, run_id, new_sql="SELECT profile_id FROM _g_pid JOIN _g_pcomp USING (prank)")
+    _record_changes(con, run_id, new_sql="SELECT profile_id FROM _g_pid JOIN _g_pcomp USING (pnum)")
 
 
 def _record_changes(con: duckdb.DuckDBPyConnection, run_id: int, *, new_sql: str) -> None:
@@ -848,7 +1042,8 @@ def _record_changes(con: duckdb.DuckDBPyConnection, run_id: int, *, new_sql: str
             f"INSERT INTO identity_changes SELECT {int(run_id)}, profile_id, 'created' FROM ({new_sql}) ORDER BY 2"
         )
         return
-    _fingerprints(con, "_g_fp_new", new_sql)
+    _fingerprints(con, "_g_fp_new", new_sql, events="_g_ep", identifiers="_g_pi",
+                  traits="(SELECT * FROM _traits_new WHERE json_type(value) <> 'NULL')")
     con.execute(
         f"""INSERT INTO identity_changes
         SELECT {int(run_id)}, coalesce(n.profile_id, o.profile_id),
@@ -860,93 +1055,52 @@ def _record_changes(con: duckdb.DuckDBPyConnection, run_id: int, *, new_sql: str
     )
 
 
-def _write_continued(
-    con: duckdb.DuckDBPyConnection, rules: IdentityRules, c: _Continuation, *, run_id: int
-) -> None:
-    """Apply the continued groups' result: only their new events' rows are inserted; merged-away
-    stored profiles hand their rows to the survivor; traits are recomputed for the profiles that
-    received an identify or a merge."""
-    r, n_prof = c.result, c.profiles
-    resolved = np.flatnonzero(r.event_profile >= 0)
-    gone = np.flatnonzero(r.profile_final != np.arange(n_prof))
-    creators = np.unique(np.r_[r.event_profile[resolved], r.event_joined[resolved], r.merge_from, r.merge_into])
-    creators = creators[creators >= n_prof]
-    _register(con, {
-        "_c_events": pa.table({"erank": resolved, "pnum": r.event_profile[resolved],
-                               "jnum": r.event_joined[resolved]}),
-        "_c_gone": pa.table({"pnum": gone, "into": r.profile_final[gone]}),
-        "_c_creators": pa.table({"pnum": creators, "erank": creators - n_prof}),
-        "_c_idents": pa.table({"iid": r.ident, "pnum": r.ident_profile, "gain": r.ident_gain}),
-        "_c_merges": pa.table({"mfrom": r.merge_from, "minto": r.merge_into, "erank": r.merge_event,
-                               "seq": np.arange(len(r.merge_from), dtype=np.int64)}),
-        "_c_violations": pa.table({"erank": r.violation_event, "tidx": r.violation_type,
-                                   "iid": r.violation_ident,
-                                   "seq": np.arange(len(r.violation_event), dtype=np.int64)}),
-        "_c_rules": pa.table({"tidx": np.arange(len(rules.identifiers), dtype=np.int64),
-                              "rule_type": [x.type for x in rules.identifiers],
-                              "limit_value": [x.limit for x in rules.identifiers]}),
-    })
+def _write_continued(con: duckdb.DuckDBPyConnection, *, run_id: int) -> None:
+    """Apply the continued groups' result (:func:`_prepare_continued`): only their new events'
+    rows are inserted; merged-away stored profiles hand their rows to the survivor; the identify
+    traits of the profiles that received an identify or a merge combine their stored states
+    with the new identify events (no stored event is read)."""
+    # absorbed late events (see _absorbable), under their profile's final id
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _c_pid AS
-        SELECT pnum, profile_id, created_by, created_at, false AS new FROM _c_prof
-        UNION ALL
-        SELECT c.pnum, 'prf_' || substr(sha256(e.message_id), 1, 16), e.message_id, e.timestamp, true
-        FROM _c_creators c JOIN _c_ev e USING (erank)"""
+        """INSERT INTO event_profiles (message_id, profile_id, joined_profile_id, event_rowid)
+        SELECT message_id, profile_id, joined_profile_id, eid FROM _absorbed_f ORDER BY eid"""
     )
-    _check_ids(con, "_c_pid", "new")
-    # absorbed late events (see _absorbable) join their profile first, so a merge carries them
+    # stored profiles merged away: their rows follow the survivor (deleted by rowid and inserted
+    # again, from the rows read before: far cheaper than an UPDATE of a string column)
     con.execute(
-        "INSERT INTO event_profiles (message_id, profile_id, joined_profile_id) "
-        "SELECT message_id, profile_id, joined_profile_id FROM _absorbed ORDER BY eid"
+        """DELETE FROM event_profiles WHERE rowid IN
+        (SELECT rid FROM _ep_rows WHERE profile_id IN (SELECT old_id FROM _c_remap))"""
     )
-    # stored profiles merged away: their rows follow the survivor
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _c_remap AS
-        SELECT f.profile_id AS old_id, t.profile_id AS new_id
-        FROM _c_gone g JOIN _c_pid f ON f.pnum = g.pnum JOIN _c_pid t ON t.pnum = g.into"""
+        """INSERT INTO event_profiles (message_id, profile_id, joined_profile_id, event_rowid)
+        SELECT r.message_id, m.new_id, r.joined_profile_id, r.event_rowid
+        FROM _ep_rows r JOIN _c_remap m ON m.old_id = r.profile_id ORDER BY r.rid"""
     )
-    for table in ("event_profiles", "profile_identifiers"):
-        con.execute(
-            f"""UPDATE {table} SET profile_id = m.new_id FROM _c_remap m
-            WHERE {table}.profile_id = m.old_id"""
-        )
-    for table in ("profiles", "profile_traits", "identity_component_profiles"):
+    con.execute(
+        """UPDATE profile_identifiers SET profile_id = m.new_id FROM _c_remap m
+        WHERE profile_identifiers.profile_id = m.old_id"""
+    )
+    # traits: the profiles that got an identify or absorbed another profile (a merge combines
+    # keys by time, and a later null in one removes a key of the other)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _c_traits AS
+        SELECT DISTINCT profile_id FROM _c_ep
+        WHERE identify OR erank IN (SELECT erank FROM _c_merges)
+        UNION SELECT profile_id FROM _absorbed_f WHERE identify"""
+    )
+    _profile_traits(
+        con,
+        """SELECT eid AS rowid, profile_id FROM _c_ep WHERE identify
+        UNION ALL SELECT eid, profile_id FROM _absorbed_f WHERE identify""",
+        stored_sql=f"""SELECT coalesce(m.new_id, t.profile_id) AS profile_id, t.key, t.value,
+                   t.message_id, t.timestamp
+            FROM ({_TRAIT_STATE}) t LEFT JOIN _c_remap m ON m.old_id = t.profile_id
+            WHERE coalesce(m.new_id, t.profile_id) IN (SELECT profile_id FROM _c_traits)""",
+        replace_sql="SELECT profile_id FROM _c_traits UNION ALL SELECT old_id FROM _c_remap",
+    )
+    for table in ("profiles", "identity_component_profiles"):
         con.execute(f"DELETE FROM {table} WHERE profile_id IN (SELECT old_id FROM _c_remap)")
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _c_ep AS
-        SELECT g.erank, e.eid, e.message_id, e.identify, e.grp, p.pnum, p.profile_id, p.new,
-               j.profile_id AS joined_profile_id
-        FROM _c_events g JOIN _c_ev e USING (erank) JOIN _c_pid p USING (pnum)
-        JOIN _c_pid j ON j.pnum = g.jnum"""
-    )
-    con.execute(
-        """INSERT INTO profiles
-        SELECT DISTINCT p.profile_id, p.created_by, p.created_at
-        FROM _c_ep s JOIN _c_pid p USING (pnum) WHERE p.new ORDER BY 1"""
-    )
-    con.execute(
-        "INSERT INTO event_profiles (message_id, profile_id, joined_profile_id) "
-        "SELECT message_id, profile_id, joined_profile_id FROM _c_ep ORDER BY erank"
-    )
-    con.execute(
-        """INSERT INTO profile_identifiers
-        SELECT p.profile_id, i.type, i.value, e.timestamp, e.message_id
-        FROM _c_idents g JOIN _c_ids i USING (iid) JOIN _c_pid p USING (pnum)
-        JOIN _c_ev e ON e.erank = g.gain
-        ORDER BY p.profile_id, i.tidx, i.value"""
-    )
-    con.execute(
-        """INSERT INTO identity_merges
-        SELECT f.profile_id, t.profile_id, e.message_id, e.timestamp
-        FROM _c_merges m JOIN _c_pid f ON f.pnum = m.mfrom JOIN _c_pid t ON t.pnum = m.minto
-        JOIN _c_ev e USING (erank) ORDER BY m.seq"""
-    )
-    con.execute(
-        """INSERT INTO identity_violations
-        SELECT e.message_id, e.timestamp, r.rule_type, r.limit_value, i.type, i.value
-        FROM _c_violations v JOIN _c_ev e USING (erank) JOIN _c_rules r USING (tidx)
-        JOIN _c_ids i USING (iid) ORDER BY v.seq"""
-    )
+    _insert_rows(con, "_c", ev="_c_ev", ids="_c_ids")
     # components: a group keeps its smallest stored component (the others are relabelled to it)
     # or gets a new one
     base = _next_component(con)
@@ -980,34 +1134,18 @@ def _write_continued(
     con.execute(
         """INSERT INTO identity_identifier_components
         SELECT DISTINCT o.type, o.value, g.component
-        FROM _new_occ o JOIN _c_ev e USING (eid) JOIN _c_grp g USING (grp)
-        WHERE NOT o.blocked AND NOT EXISTS (
-            SELECT 1 FROM identity_identifier_components c WHERE c.type = o.type AND c.value = o.value)"""
+        FROM _occ_comp o JOIN _c_ev e USING (eid) JOIN _c_grp g USING (grp)
+        WHERE o.component IS NULL"""
     )
     con.execute(
         """INSERT INTO identity_component_profiles
         SELECT DISTINCT s.profile_id, g.component FROM _c_ep s JOIN _c_grp g USING (grp) WHERE s.new"""
     )
-    # traits: recompute the profiles that got an identify or absorbed another profile (a merge
-    # combines keys by time, and a later null in one removes a key of the other)
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _c_traits AS
-        SELECT DISTINCT profile_id FROM _c_ep
-        WHERE identify OR erank IN (SELECT erank FROM _c_merges)
-        UNION SELECT ep.profile_id FROM event_profiles ep JOIN _absorbed a USING (message_id)
-        WHERE a.identify"""
-    )
-    con.execute("DELETE FROM profile_traits WHERE profile_id IN (SELECT profile_id FROM _c_traits)")
-    _profile_traits(
-        con,
-        """SELECT ev.rowid, ep.profile_id FROM event_profiles ep JOIN events ev USING (message_id)
-        WHERE ep.profile_id IN (SELECT profile_id FROM _c_traits) AND ev.type = 'identify'""",
-    )
     con.execute(
         f"""INSERT INTO identity_changes
         SELECT {int(run_id)}, profile_id, kind FROM (
             SELECT profile_id, CASE WHEN new THEN 'created' ELSE 'changed' END AS kind FROM _c_ep
-            UNION SELECT ep.profile_id, 'changed' FROM event_profiles ep JOIN _absorbed a USING (message_id)
+            UNION SELECT profile_id, 'changed' FROM _absorbed_f
             UNION ALL SELECT old_id, 'removed' FROM _c_remap
         ) ORDER BY 2"""
     )

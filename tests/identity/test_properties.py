@@ -286,3 +286,49 @@ def test_continuing_from_the_state_after_a_prefix_equals_resolving_everything(da
     assert (cont.violation_event + k).tolist() == full.violation_event[late].tolist()
     assert cont.violation_type.tolist() == full.violation_type[late].tolist()
     assert cont.violation_ident.tolist() == full.violation_ident[late].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=graphs(), cut=st.integers(0, 30))
+def test_continuation_bulk_path_equals_its_event_by_event_replay(data, cut):
+    """Limit-safe components of a continuation resolve in bulk; the result equals replaying
+    every new event from the state, array for array (joined profiles and merge order included)."""
+    n_ev = len(data.event_ts)
+    k = min(cut, n_ev)
+    rows = data.row_event < k
+    empty = np.zeros(0, dtype=np.int64)
+    prefix = continue_graph(
+        GraphInput(row_event=data.row_event[rows], row_ident=data.row_ident[rows], ident_type=data.ident_type,
+                   event_ts=data.event_ts[:k], limits=data.limits, periods=data.periods),
+        GraphState(profiles=0, ident=empty, owner=empty, gain_ts=empty),
+        bulk=False,
+    )
+    creators = sorted(set(prefix.event_profile[prefix.event_profile >= 0].tolist()))
+    num = {c: i for i, c in enumerate(creators)}
+    state = GraphState(
+        profiles=len(creators),
+        ident=prefix.ident,
+        owner=np.array([num[p] for p in prefix.ident_profile.tolist()], dtype=np.int64),
+        gain_ts=data.event_ts[prefix.ident_gain],
+    )
+    rest = ~rows
+    tail = GraphInput(row_event=data.row_event[rest] - k, row_ident=data.row_ident[rest],
+                      ident_type=data.ident_type, event_ts=data.event_ts[k:], limits=data.limits,
+                      periods=data.periods)
+    bulk, replay = continue_graph(tail, state), continue_graph(tail, state, bulk=False)
+    if len(bulk.ident) and len(tail.event_ts):
+        hypothesis.event("continuation: some components in bulk")
+    for name in ("event_profile", "profile_final", "merge_from", "merge_into", "merge_event",
+                 "violation_event", "violation_type", "violation_ident"):
+        assert np.array_equal(getattr(bulk, name), getattr(replay, name)), name
+    idents = lambda r: sorted(zip(r.ident.tolist(), r.ident_profile.tolist(), r.ident_gain.tolist()))  # noqa: E731
+    assert idents(bulk) == idents(replay)
+    # the joined profile may be named by a profile merged into it up to the event (the bulk
+    # path's union-find label): both lead to the same profile through the merges up to it
+    def root_at(r, p, e):
+        for f, t, m in zip(r.merge_from.tolist(), r.merge_into.tolist(), r.merge_event.tolist()):
+            if m <= e and f == p:
+                p = t
+        return p
+    assert [root_at(bulk, p, e) for e, p in enumerate(bulk.event_joined.tolist())] == \
+        [root_at(replay, p, e) for e, p in enumerate(replay.event_joined.tolist())]

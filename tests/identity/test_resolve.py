@@ -127,6 +127,46 @@ def test_a_late_event_re_resolves_the_events_a_limit_left_unresolved(store):
     assert_same(engine_result(store), oracle_resolve([*events, late], rules))
 
 
+def test_a_stale_event_rowid_falls_back_to_the_message_id(store):
+    """``event_profiles.event_rowid`` is a hint: rows moved in ``events`` since (deleted and
+    compacted) are found by message id, and the re-resolution is the same."""
+    load(store, EVENTS, ingest_id=1)
+    resolve(store, EXAMPLE_RULES)
+    # every hint now names the wrong event (or none)
+    store.con.execute("UPDATE event_profiles SET event_rowid = event_rowid + 3")
+    late = ev("e0", 0.5, anonymous_id="w", user_id="u1")
+    load(store, [late], ingest_id=2)
+    report = resolve(store, EXAMPLE_RULES)
+    assert report.reresolved_events > 1
+    assert_same(engine_result(store), oracle_resolve([*EVENTS, late], EXAMPLE_RULES))
+    # the re-resolved rows carry their true rowids again
+    assert store.con.execute(
+        """SELECT count(*) FROM event_profiles ep JOIN events e ON e.rowid = ep.event_rowid
+        AND e.message_id = ep.message_id WHERE ep.message_id IN ('e0', 'e1', 'e2', 'e3', 'e4')"""
+    ).fetchall()[0][0] == 5
+
+
+def test_a_merge_in_a_continuation_keeps_a_later_null_from_the_merged_profile(store):
+    """Identify traits merge from the stored states: a key removed (null) in one profile after
+    the other set it stays removed when they merge, without reading the stored events."""
+    events = [
+        ev("t1", 1, anonymous_id="a", type="identify", traits={"plan": "pro", "seat": 3}),
+        ev("t2", 2, user_id="u", type="identify", traits={"plan": None, "city": "Oslo"}),
+        ev("t3", 3, anonymous_id="a", type="identify", traits={"seat": None}),
+    ]
+    load(store, events, ingest_id=1)
+    resolve(store, EXAMPLE_RULES)
+    assert store.con.execute("SELECT count(*) FROM identity_trait_nulls").fetchall()[0][0] == 2
+    later = [ev("t4", 4, anonymous_id="a", user_id="u"), ev("t5", 5, user_id="u", type="identify",
+                                                            traits={"seat": 4})]
+    load(store, later, ingest_id=2)
+    report = resolve(store, EXAMPLE_RULES)
+    assert report.continued_events == 2 and report.reresolved_events == 2
+    traits = dict(store.con.execute("SELECT key, value::VARCHAR FROM profile_traits").fetchall())
+    assert traits == {"city": '"Oslo"', "seat": "4"}  # plan: null at t2 beats "pro" at t1
+    assert_same(engine_result(store), oracle_resolve([*events, *later], EXAMPLE_RULES))
+
+
 def test_rules_change_or_a_changed_ingest_rebuilds_everything(store):
     load(store, EVENTS, ingest_id=1)
     resolve(store, EXAMPLE_RULES)
@@ -199,3 +239,18 @@ def test_find_profile_errors_say_what_to_do(store, ident, message):
     resolve(store, EXAMPLE_RULES)
     with pytest.raises(NotFoundError, match=message):
         find_profile(store, ident)
+
+
+def test_layout_columns_are_added_with_another_store_attached(tmp_path):
+    """The added columns are looked up in this store only (an attached resolved store has them)."""
+    from engine.store import Store
+
+    other = tmp_path / "other.duckdb"
+    with Store.open(other) as s:
+        load(s, EVENTS)
+        resolve(s, EXAMPLE_RULES)
+    with Store.open(None) as s:
+        s.con.execute(f"ATTACH '{other}' AS other (READ_ONLY)")
+        load(s, EVENTS)
+        resolve(s, EXAMPLE_RULES)
+        assert_same(engine_result(s), oracle_resolve(EVENTS, EXAMPLE_RULES))
