@@ -4,7 +4,8 @@ Each contender runs in a fresh subprocess (so peak RSS is its own) into a fresh 
 
 * ``profiles``: :func:`ingest.load.ingest_paths` (validate, normalise, derive ids, dedupe, log);
 * ``bare``: ``CREATE TABLE t AS SELECT * FROM read_json(file, format='newline_delimited',
-  ignore_errors=true)``, the floor: parse and store, no contract.
+  ignore_errors=true)``, the floor: parse and store, no contract (under the runner's
+  ``--rss-budget`` DuckDB is capped as every store of the run is: ``PROFILES_MEMORY_LIMIT``).
 
 Goal: ``profiles`` within 2.5x of ``bare`` at 1M events; at 10M events peak RSS under 2 GiB.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -56,7 +58,11 @@ def _child(mode: str, source: str, store: str) -> dict[str, Any]:
     else:
         import duckdb
 
-        con = duckdb.connect(store)
+        from engine.store import MEMORY_ENV
+
+        # the same DuckDB memory cap as every store of this run (the runner's --rss-budget)
+        cap = os.environ.get(MEMORY_ENV)
+        con = duckdb.connect(store, config={"memory_limit": cap} if cap else {})
         con.execute(
             f"CREATE TABLE t AS SELECT * FROM read_json('{source}', format='newline_delimited', ignore_errors=true)"
         )
