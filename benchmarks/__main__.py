@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.datasets import existing_ndjson, leftovers
+from benchmarks.datasets import BIG, existing_ndjson, leftovers, own_files
 from benchmarks.machine import BUDGET_ENV, machine, run_capped
 from benchmarks.plot import main as plot_main
 from engine.store import MEMORY_ENV
@@ -347,6 +347,11 @@ def run(
             rows.append(Row(benchmark=name, contender="FAILED (see the .log)", runs=0, seconds=None,
                             peak_rss_mib=None, rows_per_s=None, ratios={}))
             continue
+        finally:
+            if events >= BIG:  # the disk is the limit at this size: the next benchmark needs the room
+                for path in own_files(name, events, CACHE):
+                    path.unlink(missing_ok=True)
+                    print(f"deleted {path.name} ({name}'s own cache: disk is short at this size)", file=sys.stderr)
         rows += summarise(name, raw[name])
     if only:
         rows = _keep_earlier(stem.with_suffix(".json"), raw, rows, failures)

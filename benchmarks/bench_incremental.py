@@ -114,9 +114,11 @@ def prepare(n_events: int) -> tuple[Path, Path]:
     _, new = split(n_events)
     path = CACHE / f"incr-{n_events}-base-v{STATE_VERSION}-i{LAYOUT_VERSION}.duckdb"
     if not path.exists():
+        from benchmarks.datasets import consume_at_big
+
         source = resolved(n_events)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.duckdb")
-        shutil.copyfile(source, tmp)
+        consume_at_big(source, tmp, n_events)  # a copy, or at 50M the store itself
         with Store.open(tmp) as store:
             compute_traits(store, parsed(eight_traits()), as_of=as_of(), full=True)
             store.con.execute("CHECKPOINT")
@@ -128,8 +130,9 @@ def _values(store) -> Any:
     return store.con.sql("SELECT * FROM trait_values ORDER BY profile_id").pl()
 
 
-def work(base: Path, new: Path) -> dict[str, Any]:
-    """One run on a copy of the base store (in this fresh process)."""
+def work(base: Path, new: Path, *, consume: bool = False) -> dict[str, Any]:
+    """One run on a copy of the base store (in this fresh process); with ``consume`` (at 50M,
+    where a copy does not fit on the disk) on the base store itself, which is gone afterwards."""
     from benchmarks.bench_traits import as_of, eight_traits, parsed
     from engine.compute import compute_traits
     from engine.identity.resolve import resolve
@@ -138,7 +141,10 @@ def work(base: Path, new: Path) -> dict[str, Any]:
     from ingest.load import ingest_paths
 
     path = base.with_suffix(f".{os.getpid()}.work.duckdb")
-    shutil.copyfile(base, path)
+    if consume:
+        base.rename(path)
+    else:
+        shutil.copyfile(base, path)
     traits, at, out = parsed(eight_traits()), as_of(), {}
     try:
         with Store.open(path) as store:
@@ -178,10 +184,16 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
     started = time.perf_counter()
     base, new = prepare(n_events)
     prepare_seconds = time.perf_counter() - started
+    from benchmarks.datasets import BIG
+
+    consume = n_events >= BIG
+    if consume and repeat > 1:
+        raise SystemExit(f"error: from {BIG:,} events one run only (the run uses up the base store)")
     runs = []
     for _ in range(repeat):
         proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_incremental", "--worker", "--base", str(base), "--new", str(new)],
+            [sys.executable, "-m", "benchmarks.bench_incremental", "--worker", "--base", str(base), "--new", str(new),
+             *(["--consume"] if consume else [])],
             check=True, capture_output=True, text=True, cwd=ROOT,
         )
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -237,9 +249,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--new", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--consume", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(work(args.base, args.new)))
+        print(json.dumps(work(args.base, args.new, consume=args.consume)))
         return None
     if args.prepare_only:
         resolved(args.events)

@@ -14,10 +14,14 @@ and a store about 14-20 GB, so the copies would need about 60 GB of a shared 50 
 * the incremental benchmark's 99% / 1% split is streamed line by line (:func:`lines`,
   :func:`writer`), gzipped from :data:`BIG` on, never read into memory whole.
 
-What ``python -m benchmarks run`` keeps: everything it builds (the next run at that size reuses
-it). It runs the benchmarks in the order the data flows (ingest, identity, traits, predictions,
-incremental). ``python -m benchmarks clean --size 50m`` deletes the stores, splits and Parquet
-files of one size and keeps its NDJSON (:func:`leftovers`): do it when another size needs the room.
+What ``python -m benchmarks run`` keeps: below :data:`BIG`, everything it builds (the next run
+at that size reuses it). From :data:`BIG` on, only the shared NDJSON and, until the traits
+benchmark takes it over, the ingested store: each other benchmark's own files (:data:`OWN`) are
+deleted when it is done, since the next one needs the room (at 50M: traits about 21 GB,
+predictions about 10 GB, incremental about 20 GB). The runner runs the benchmarks in the order
+the data flows (ingest, identity, traits, predictions, incremental).
+``python -m benchmarks clean --size 50m`` deletes the stores, splits and Parquet files of one size
+and keeps its NDJSON (:func:`leftovers`).
 """
 
 from __future__ import annotations
@@ -103,6 +107,21 @@ def leftovers(n_events: int, cache: Path = CACHE) -> list[Path]:
         p for p in cache.glob(f"*-{tag}*")
         if p.name not in keep and not p.name.startswith("generate-") and p.is_file() and (f"-{tag}." in p.name or f"-{tag}-" in p.name)
     )
+
+
+#: The cached files each benchmark builds for itself (name prefixes, ``{n}`` the event count);
+#: the shared NDJSON and ingested store are nobody's own.
+OWN = {
+    "traits": ("traits-{n}.", "traits-{n}-"),
+    "predictions": ("predictions-{n}.", "events-{n}.parquet"),
+    "incremental": ("incr-{n}-",),
+}
+
+
+def own_files(benchmark: str, n_events: int, cache: Path = CACHE) -> list[Path]:
+    """The cached files ``benchmark`` built for itself at ``n_events`` (see :data:`OWN`)."""
+    prefixes = tuple(p.format(n=n_events) for p in OWN.get(benchmark, ()))
+    return sorted(p for p in cache.glob("*") if p.is_file() and prefixes and p.name.startswith(prefixes))
 
 
 def lines(path: Path) -> Iterator[bytes]:

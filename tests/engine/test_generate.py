@@ -554,3 +554,29 @@ def test_the_runner_runs_the_benchmarks_in_the_order_the_data_flows() -> None:
 
     names = discover()
     assert names.index("ingest") < names.index("identity") < names.index("traits") < names.index("incremental")
+
+
+def test_from_big_the_runner_deletes_what_a_benchmark_built_for_itself(tmp_path, monkeypatch) -> None:
+    import benchmarks.__main__ as runner
+    from benchmarks.datasets import own_files
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    cache.mkdir()
+    names = ["traits-5000.duckdb", "traits-5000-map.parquet", "identity-5000.duckdb", "events-5000.ndjson.gz",
+             "traits-50000.duckdb", "incr-5000-base.ndjson.gz"]
+    for name in names:
+        (cache / name).write_bytes(b"x")
+    assert [p.name for p in own_files("traits", 5000, cache)] == ["traits-5000-map.parquet", "traits-5000.duckdb"]
+    assert [p.name for p in own_files("incremental", 5000, cache)] == ["incr-5000-base.ndjson.gz"]
+    assert own_files("identity", 5000, cache) == []
+    monkeypatch.setattr(runner, "CACHE", cache)
+    monkeypatch.setattr(runner, "generate_once", lambda events, log: {"cached": "x"})
+    monkeypatch.setattr(runner, "machine", lambda: {"cores": 2})
+    monkeypatch.setattr(runner, "run_once", lambda name, events, log, budget_gib=None: {"seconds": 1.0})
+    monkeypatch.setattr(runner, "BIG", 10_000)
+    runner.run(5000, only=["traits"], repeat=1, results_dir=results)
+    assert len(list(cache.iterdir())) == len(names)  # below BIG: everything is kept for the next run
+    monkeypatch.setattr(runner, "BIG", 5000)
+    runner.run(5000, only=["traits"], repeat=1, results_dir=results)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(set(names) - {"traits-5000.duckdb",
+                                                                          "traits-5000-map.parquet"})
