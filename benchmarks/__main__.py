@@ -9,6 +9,15 @@ per run to ``benchmarks/results/<date>-<size>.{json,md}`` with the machine's fac
     python -m benchmarks run --size 10m --only ingest  # one benchmark
     python -m benchmarks generate --events 1000000 --out benchmarks/cache/events-1m.ndjson
     python -m benchmarks plot                          # results/scaling.png from the summaries
+    python -m benchmarks run --size 50m --repeat 1 --rss-budget 12 --only ingest   # one at a time
+    python -m benchmarks clean --size 50m              # drop that size's stores, keep its NDJSON
+
+The benchmarks share one generated NDJSON and one ingested store per size
+(:mod:`benchmarks.datasets`), so they run in the order the data flows (ingest leaves the store
+identity reads; at 50M traits takes it over). ``--rss-budget`` kills a benchmark whose process
+tree passes that many GiB (reported as failed, the others go on), caps DuckDB at half of it
+(``PROFILES_MEMORY_LIMIT``: past that DuckDB spills to disk), and lets a benchmark cap its own
+contenders (traits reports a baseline that does not fit as failed and runs the rest).
 
 A run redraws ``results/scaling.png``: time and memory against size, from the newest summary
 of each size (:mod:`benchmarks.plot`).
@@ -36,8 +45,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine
+from benchmarks.datasets import BIG, existing_ndjson, leftovers, own_files
+from benchmarks.machine import BUDGET_ENV, machine, run_capped
 from benchmarks.plot import main as plot_main
+from engine.store import MEMORY_ENV
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -47,6 +58,8 @@ PLOT_NAME = "scaling.png"
 SIZES = {"1m": 1_000_000, "10m": 10_000_000, "50m": 50_000_000}
 _TIME_KEYS = ("seconds", "wall_seconds")
 _RATE_KEYS = ("rows_per_s", "rows_per_second", "events_per_second", "events_per_s", "profiles_per_second")
+#: The order the data flows between benchmarks (the others follow, by name).
+ORDER = ("generate", "ingest", "identity", "traits", "predictions", "incremental")
 _SKIP = {"machine", "goals", "goal", "predictions", "ratios", "agree", *_RATE_KEYS}
 
 
@@ -72,9 +85,13 @@ def size_label(n: int) -> str:
     return str(n)
 
 
+def _flow(name: str) -> tuple[int, str]:
+    return (ORDER.index(name) if name in ORDER else len(ORDER), name)
+
+
 def discover() -> list[str]:
-    """The benchmark names: ``benchmarks/bench_<name>.py``."""
-    return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    """The benchmark names (``benchmarks/bench_<name>.py``), in the order the data flows."""
+    return sorted((p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py")), key=_flow)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,12 +105,14 @@ class Row:
     peak_rss_mib: float | None
     rows_per_s: float | None
     ratios: dict[str, float]
+    note: str = ""
 
 
 def contenders(result: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
-    """Every nested dict that reports a time, with its dotted path (``"results.profiles"``)."""
+    """Every nested dict that reports a time (or why it has none: ``failed``), with its dotted
+    path (``"results.profiles"``)."""
     found: list[tuple[str, dict[str, Any]]] = []
-    if any(isinstance(result.get(k), int | float) for k in _TIME_KEYS):
+    if any(isinstance(result.get(k), int | float) for k in _TIME_KEYS) or isinstance(result.get("failed"), str):
         found.append((prefix or "total", result))
     for key, value in result.items():
         if isinstance(value, dict) and key not in _SKIP:
@@ -158,6 +177,7 @@ def summarise(name: str, results: list[dict[str, Any]]) -> list[Row]:
                 peak_rss_mib=_median([_first(d, ("peak_rss_mib",)) for _, d in per_run]),
                 rows_per_s=_median([_rate(r, path, d) for r, d in per_run]),
                 ratios={k: v for k, v in ratios.items() if v is not None} if i == 0 else {},
+                note="; ".join(sorted({d["failed"] for _, d in per_run if isinstance(d.get("failed"), str)})),
             )
         )
     return rows
@@ -181,6 +201,8 @@ def markdown(rows: list[Row], *, events: int, machine: dict[str, Any], when: str
     ]
     for r in rows:
         ratios = ", ".join(f"{k} {v:.2f}" for k, v in r.ratios.items()) or ""
+        if r.note:
+            ratios = f"failed: {r.note}" + (f"; {ratios}" if ratios else "")
         lines.append(
             f"| {r.benchmark} | {r.contender} | {r.runs} | {_fmt(r.seconds)} | {_fmt(r.peak_rss_mib, 0)} "
             f"| {_fmt(r.rows_per_s, 0)} | {ratios} |"
@@ -202,14 +224,35 @@ def _child(name: str, events: int, out: Path) -> None:
     out.write_text(json.dumps(result, default=str), encoding="utf-8")
 
 
-def run_once(name: str, events: int, *, log: Path) -> dict[str, Any]:
-    """One run of one benchmark in a fresh process; its output goes to ``log``."""
+def _child_env(budget_gib: float | None) -> dict[str, str]:
+    """The children's environment: the RSS budget, and DuckDB capped at half of it."""
+    env = dict(os.environ)
+    if budget_gib is not None:
+        env[BUDGET_ENV] = str(round(budget_gib * 1024))
+        env.setdefault(MEMORY_ENV, f"{max(1, round(budget_gib * 1024 / 2))}MiB")
+    return env
+
+
+def run_once(name: str, events: int, *, log: Path, budget_gib: float | None = None) -> dict[str, Any]:
+    """One run of one benchmark in a fresh process; its output goes to ``log``.
+
+    With ``budget_gib``, the run is killed when its process tree passes that resident memory
+    (so one benchmark that does not fit fails alone instead of starving the shared machine).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         with open(log, "a", encoding="utf-8") as sink:
-            proc = subprocess.run(
+            sink.write(f"--- {datetime.now(UTC).isoformat(timespec='seconds')} {name} at {events:,} events\n")
+            sink.flush()
+            proc = run_capped(
                 [sys.executable, "-m", "benchmarks", "_child", name, str(events), str(out)],
-                cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, check=False,
+                budget_mib=None if budget_gib is None else budget_gib * 1024,
+                cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, env=_child_env(budget_gib),
+            )
+        if proc.over_budget:
+            raise RuntimeError(
+                f"benchmark {name} went over the RSS budget of {budget_gib} GiB "
+                f"(killed at {proc.peak_tree_mib:,.0f} MiB); see {log}"
             )
         if proc.returncode != 0 or not out.exists():
             tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(True)[-15:])
@@ -218,25 +261,30 @@ def run_once(name: str, events: int, *, log: Path) -> dict[str, Any]:
 
 
 def generate_once(events: int, *, log: Path) -> dict[str, Any]:
-    """Time the generator itself (fresh process) once per size; the timing is cached.
+    """Write the shared NDJSON of this size (:func:`benchmarks.datasets.ndjson`) in a fresh
+    process, timed once per size: the timing is cached next to the data.
 
-    The messages go to ``/dev/null``: each benchmark caches the data it needs, so keeping a copy
-    here would only cost disk (about 19 GB at 50M events).
+    The benchmarks read that file (or build their stores from it), so the generator's time is
+    the time to write it: plain NDJSON below ``datasets.BIG``, gzipped from there on.
     """
     cached = CACHE / f"generate-{size_label(events)}.json"
-    if cached.exists():
-        return {"cached": str(cached)}
+    if cached.exists():  # the timing of the run that wrote the file, shown in every summary
+        return json.loads(cached.read_text(encoding="utf-8")) | {"cached": cached.name}
+    written = existing_ndjson(events, CACHE)
+    if written is not None:
+        return {"cached": str(written)}  # written before timings were kept: nothing to report
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as sink:
         proc = subprocess.run(
             [sys.executable, "-c",
-             "import json,os,resource,sys,time\n"
-             "from benchmarks.generate import write_ndjson\n"
-             "t=time.perf_counter(); write_ndjson(os.devnull, int(sys.argv[1]), seed=0, gzip=False)\n"
+             "import json,sys,time\n"
+             "from benchmarks.datasets import ndjson\n"
+             "from benchmarks.machine import peak_rss_mib\n"
+             "t=time.perf_counter(); c=time.process_time(); p=ndjson(int(sys.argv[1]))\n"
              "s=time.perf_counter()-t\n"
-             "print(json.dumps({'seconds': round(s,3), 'peak_rss_mib': "
-             "round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,1), "
-             "'rows_per_s': round(int(sys.argv[1])/s)}))",
+             "print(json.dumps({'seconds': round(s,3), 'cpu_seconds': round(time.process_time()-c,2), "
+             "'peak_rss_mib': round(peak_rss_mib(),1), 'rows_per_s': round(int(sys.argv[1])/s), "
+             "'file': p.name, 'bytes': p.stat().st_size}))",
              str(events)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=sink, text=True, check=False,
         )
@@ -267,7 +315,8 @@ def _keep_earlier(path: Path, raw: dict[str, Any], rows: list[Row], failures: di
 
 
 def run(
-    events: int, *, only: list[str] | None = None, repeat: int = 3, results_dir: Path = RESULTS
+    events: int, *, only: list[str] | None = None, repeat: int = 3, results_dir: Path = RESULTS,
+    budget_gib: float | None = None,
 ) -> dict[str, Any]:
     """Run the benchmarks at ``events``; write ``<date>-<size>.json`` and ``.md``; return the summary."""
     names = discover()
@@ -291,13 +340,18 @@ def run(
     for name in names:
         print(f"{name}: {repeat} run(s) of {events:,} events ...", file=sys.stderr, flush=True)
         try:
-            raw[name] = [run_once(name, events, log=log) for _ in range(repeat)]
+            raw[name] = [run_once(name, events, log=log, budget_gib=budget_gib) for _ in range(repeat)]
         except RuntimeError as exc:  # one broken benchmark must not lose the others' results
             failures[name] = str(exc).splitlines()[0]
             print(f"error: {exc}", file=sys.stderr)
             rows.append(Row(benchmark=name, contender="FAILED (see the .log)", runs=0, seconds=None,
                             peak_rss_mib=None, rows_per_s=None, ratios={}))
             continue
+        finally:
+            if events >= BIG:  # the disk is the limit at this size: the next benchmark needs the room
+                for path in own_files(name, events, CACHE):
+                    path.unlink(missing_ok=True)
+                    print(f"deleted {path.name} ({name}'s own cache: disk is short at this size)", file=sys.stderr)
         rows += summarise(name, raw[name])
     if only:
         rows = _keep_earlier(stem.with_suffix(".json"), raw, rows, failures)
@@ -306,10 +360,11 @@ def run(
         "events": events,
         "date": when,
         "repeat": repeat,
+        "rss_budget_gib": budget_gib,
         "machine": facts,
         "table": [
             {"benchmark": r.benchmark, "contender": r.contender, "runs": r.runs, "seconds": r.seconds,
-             "peak_rss_mib": r.peak_rss_mib, "rows_per_s": r.rows_per_s, "ratios": r.ratios}
+             "peak_rss_mib": r.peak_rss_mib, "rows_per_s": r.rows_per_s, "ratios": r.ratios, "note": r.note}
             for r in rows
         ],
         "runs": raw,
@@ -321,6 +376,17 @@ def run(
     print(table)
     plot_main(results_dir, results_dir / PLOT_NAME)
     return summary
+
+
+def clean(events: int, cache: Path = CACHE) -> list[Path]:
+    """Delete the cached stores, splits and Parquet files of one size; its NDJSON stays."""
+    gone = leftovers(events, cache)
+    for path in gone:
+        path.unlink(missing_ok=True)
+        print(f"deleted {path}")
+    kept = existing_ndjson(events, cache)
+    print(f"kept {kept}" if kept else f"no NDJSON of {events:,} events")
+    return gone
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -341,6 +407,10 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--only", action="append", help="a benchmark name (repeatable): " + ", ".join(discover()))
     p_run.add_argument("--repeat", type=int, default=3, help="runs per benchmark (median reported)")
     p_run.add_argument("--results", type=Path, default=RESULTS, help="where to write (default benchmarks/results)")
+    p_run.add_argument("--rss-budget", type=float, default=None, metavar="GIB",
+                       help="kill a benchmark over this resident memory (GiB); DuckDB is capped at half")
+    p_clean = sub.add_parser("clean", help="delete one size's cached stores and splits (its NDJSON stays)")
+    p_clean.add_argument("--size", type=parse_size, required=True)
     p_plot = sub.add_parser("plot", help="draw time and memory against size from the newest summaries")
     p_plot.add_argument("--results", type=Path, default=RESULTS, help="where the summaries are")
     p_plot.add_argument("--out", type=Path, default=None, help=f"the PNG (default <results>/{PLOT_NAME})")
@@ -348,9 +418,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "plot":
         plot_main(args.results, args.out or args.results / PLOT_NAME)
         return
+    if args.command == "clean":
+        clean(args.size)
+        return
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    summary = run(args.size, only=args.only, repeat=args.repeat, results_dir=args.results)
+    summary = run(args.size, only=args.only, repeat=args.repeat, results_dir=args.results, budget_gib=args.rss_budget)
     if summary["failures"]:
         raise SystemExit(1)
 

@@ -59,17 +59,27 @@ def _timed(fn) -> tuple[Any, dict[str, float]]:
 
 
 def split(n_events: int) -> tuple[Path, Path]:
-    """The 99% base and the 1% new NDJSON files (newest 0.8% + every 500th earlier line)."""
-    from benchmarks.bench_ingest import dataset
+    """The 99% base and the 1% new NDJSON files (newest 0.8% + every 500th earlier line).
 
-    base, new = CACHE / f"incr-{n_events}-base.ndjson", CACHE / f"incr-{n_events}-new.ndjson"
+    Streamed from the shared NDJSON (:mod:`benchmarks.datasets`), never held in memory: at 50M
+    events the file is 19 GB; from ``datasets.BIG`` on both parts are gzipped like their source.
+    """
+    from benchmarks.datasets import lines, ndjson, writer
+
+    source = ndjson(n_events, CACHE)
+    suffix = "".join(source.suffixes[-2:])  # .ndjson or .ndjson.gz, like the source
+    base, new = CACHE / f"incr-{n_events}-base{suffix}", CACHE / f"incr-{n_events}-new{suffix}"
     if base.exists() and new.exists():
         return base, new
-    lines = dataset(n_events).read_bytes().splitlines(keepends=True)
-    cut = len(lines) - len(lines) * 8 // 1000
-    with base.open("wb") as b, new.open("wb") as n:
-        for i, line in enumerate(lines):
+    total = sum(1 for _ in lines(source))
+    cut = total - total * 8 // 1000
+    tmp_base, tmp_new = (p.with_name(p.name + f".{os.getpid()}.tmp") for p in (base, new))
+    packed = source.suffix == ".gz"
+    with writer(tmp_base, gz=packed) as b, writer(tmp_new, gz=packed) as n:
+        for i, line in enumerate(lines(source)):
             (n if i >= cut or i % 500 == 499 else b).write(line)
+    tmp_base.rename(base)
+    tmp_new.rename(new)
     return base, new
 
 
@@ -109,9 +119,11 @@ def prepare(n_events: int) -> tuple[Path, Path]:
     _, new = split(n_events)
     path = CACHE / f"incr-{n_events}-base-v{STATE_VERSION}-i{LAYOUT_VERSION}.duckdb"
     if not path.exists():
+        from benchmarks.datasets import consume_at_big
+
         source = resolved(n_events)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.duckdb")
-        shutil.copyfile(source, tmp)
+        consume_at_big(source, tmp, n_events)  # a copy, or at 50M the store itself
         with Store.open(tmp) as store:
             compute_traits(store, parsed(eight_traits()), as_of=as_of(), full=True)
             store.con.execute("CHECKPOINT")
@@ -131,8 +143,10 @@ def _full_resolve(store, rules) -> Any:
     return resolve(store, rules)
 
 
-def work(base: Path, new: Path, *, slide: bool = True) -> dict[str, Any]:
-    """One run on a copy of the base store (in this fresh process); ``slide=False`` skips step 4."""
+def work(base: Path, new: Path, *, slide: bool = True, consume: bool = False) -> dict[str, Any]:
+    """One run on a copy of the base store (in this fresh process); ``slide=False`` skips step 4;
+    with ``consume`` (at 50M, where a copy does not fit on the disk) on the base store itself,
+    which is gone afterwards."""
     from benchmarks.bench_traits import as_of, eight_traits, parsed
     from engine.compute import compute_traits
     from engine.identity.resolve import resolve
@@ -141,7 +155,10 @@ def work(base: Path, new: Path, *, slide: bool = True) -> dict[str, Any]:
     from ingest.load import ingest_paths
 
     path = base.with_suffix(f".{os.getpid()}.work.duckdb")
-    shutil.copyfile(base, path)
+    if consume:
+        base.rename(path)
+    else:
+        shutil.copyfile(base, path)
     traits, at, out, rules = parsed(eight_traits()), as_of(), {}, parse_identity(None)
     try:
         with Store.open(path) as store:
@@ -192,11 +209,16 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1, slide:
     started = time.perf_counter()
     base, new = prepare(n_events)
     prepare_seconds = time.perf_counter() - started
+    from benchmarks.datasets import BIG
+
+    consume = n_events >= BIG
+    if consume and repeat > 1:
+        raise SystemExit(f"error: from {BIG:,} events one run only (the run uses up the base store)")
     runs = []
     for _ in range(repeat):
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.bench_incremental", "--worker", "--base", str(base), "--new", str(new),
-             *([] if slide else ["--no-slide"])],
+             *([] if slide else ["--no-slide"]), *(["--consume"] if consume else [])],
             check=True, capture_output=True, text=True, cwd=ROOT,
         )
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -256,9 +278,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--new", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--consume", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(work(args.base, args.new, slide=not args.no_slide)))
+        print(json.dumps(work(args.base, args.new, slide=not args.no_slide, consume=args.consume)))
         return None
     if args.prepare_only:
         resolved(args.events)

@@ -4,7 +4,8 @@ Each contender runs in a fresh subprocess (so peak RSS is its own) into a fresh 
 
 * ``profiles``: :func:`ingest.load.ingest_paths` (validate, normalise, derive ids, dedupe, log);
 * ``bare``: ``CREATE TABLE t AS SELECT * FROM read_json(file, format='newline_delimited',
-  ignore_errors=true)``, the floor: parse and store, no contract.
+  ignore_errors=true)``, the floor: parse and store, no contract (under the runner's
+  ``--rss-budget`` DuckDB is capped as every store of the run is: ``PROFILES_MEMORY_LIMIT``).
 
 Goal: ``profiles`` within 2.5x of ``bare`` at 1M events; at 10M events peak RSS under 2 GiB.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -24,40 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.datasets import INGEST_NOW, keep_store, ndjson
 from benchmarks.machine import machine, peak_rss_mib
 
 CACHE = Path(__file__).parent / "cache"
 
 
-def _write_simple(path: Path, n_events: int) -> None:
-    """Fallback writer when benchmarks.generate is unavailable: plain track/identify lines."""
-    with open(path, "w", encoding="utf-8") as f:
-        for i in range(n_events):
-            user = f"u{i % (n_events // 10 + 1)}"
-            if i % 10 == 0:
-                msg = {"type": "identify", "messageId": f"m{i}", "userId": user, "timestamp": "2025-01-01T00:00:00Z",
-                       "traits": {"email": f"{user}@example.com"}}
-            else:
-                msg = {"type": "track", "event": "Order Completed", "messageId": f"m{i}", "userId": user,
-                       "timestamp": "2025-01-02T00:00:00Z", "properties": {"total": i % 97, "currency": "USD"},
-                       "context": {"library": {"name": "bench"}}}
-            f.write(json.dumps(msg) + "\n")
-
-
 def dataset(n_events: int) -> Path:
-    """The NDJSON file of ``n_events`` (generated once into benchmarks/cache/)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"ingest-{n_events}.ndjson"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        try:
-            from benchmarks.generate import write_ndjson
-        except ImportError:
-            _write_simple(tmp, n_events)
-        else:
-            write_ndjson(tmp, n_events, seed=0)
-        tmp.rename(path)
-    return path
+    """The shared NDJSON of ``n_events`` (:func:`benchmarks.datasets.ndjson`)."""
+    return ndjson(n_events, CACHE)
 
 
 def _cpu_seconds() -> float:
@@ -71,19 +48,21 @@ def _child(mode: str, source: str, store: str) -> dict[str, Any]:
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     if mode == "profiles":
-        from datetime import datetime, timezone
-
         from engine.store import Store
         from ingest.load import ingest_paths
 
         with Store.open(store) as st:
-            report = ingest_paths(st, [source], now=datetime(2026, 6, 1, tzinfo=timezone.utc))
+            report = ingest_paths(st, [source], now=INGEST_NOW)
             rows = report.ingested
             extra = {"records": report.records, "quarantined": report.quarantined, "duplicates": report.duplicates}
     else:
         import duckdb
 
-        con = duckdb.connect(store)
+        from engine.store import MEMORY_ENV
+
+        # the same DuckDB memory cap as every store of this run (the runner's --rss-budget)
+        cap = os.environ.get(MEMORY_ENV)
+        con = duckdb.connect(store, config={"memory_limit": cap} if cap else {})
         con.execute(
             f"CREATE TABLE t AS SELECT * FROM read_json('{source}', format='newline_delimited', ignore_errors=true)"
         )
@@ -95,13 +74,17 @@ def _child(mode: str, source: str, store: str) -> dict[str, Any]:
     return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 2), "peak_rss_mib": round(peak_rss_mib(), 1), "rows": rows, **extra}
 
 
-def _run(mode: str, source: Path) -> dict[str, Any]:
+def _run(mode: str, source: Path, keep_for: int | None = None) -> dict[str, Any]:
+    """One contender in a fresh process; ``keep_for``: keep the store written from the shared
+    NDJSON of that size as the shared ingested store (so no later benchmark ingests it again)."""
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-        store = str(Path(tmp) / "store.duckdb")
+        store = Path(tmp) / "store.duckdb"
         out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_ingest", "--child", mode, str(source), store],
+            [sys.executable, "-m", "benchmarks.bench_ingest", "--child", mode, str(source), str(store)],
             check=True, capture_output=True, text=True, cwd=Path(__file__).parent.parent,
         )
+        if keep_for is not None:
+            keep_store(store, keep_for, CACHE)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -124,11 +107,12 @@ def run(
     With ``rounds`` > 1 the contenders alternate (profiles, bare, profiles, bare, ...) and each
     reports its best run, so a burst of load on the shared machine hits both alike.
     """
+    keep_for = None if source else n_events
     source = source or dataset(n_events)
     mine: list[dict[str, Any]] = []
     floors: list[dict[str, Any]] = []
     for _ in range(max(1, rounds)):
-        mine.append(_run("profiles", source))
+        mine.append(_run("profiles", source, keep_for))
         if bare:
             floors.append(_run("bare", source))
     ours = _best(mine)

@@ -6,6 +6,9 @@ import importlib
 import json
 import os
 import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +67,79 @@ def publish(result: dict[str, Any], json_path: Path | None) -> dict[str, Any]:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(text + "\n", encoding="utf-8")
     return result
+
+
+#: The environment variable through which the runner passes its RSS budget to the benchmarks
+#: (each may cap its own workers below it); unset means no budget.
+BUDGET_ENV = "BENCH_RSS_BUDGET_MIB"
+
+
+def rss_budget_mib() -> float | None:
+    """The RSS budget the runner set for this benchmark, if any."""
+    value = os.environ.get(BUDGET_ENV)
+    return float(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Capped:
+    """How a capped subprocess ended: its exit code, output, and whether the budget killed it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    over_budget: bool
+    peak_tree_mib: float
+
+
+def _tree_rss_mib(proc: Any) -> float:
+    """Resident memory of ``proc`` and every descendant (workers fork their own workers)."""
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
+def run_capped(
+    cmd: list[str], *, budget_mib: float | None, cwd: Path | None = None, stdout: Any = subprocess.PIPE,
+    stderr: Any = subprocess.PIPE, env: dict[str, str] | None = None, poll_seconds: float = 0.5,
+) -> Capped:
+    """Run ``cmd``; kill its whole process tree if its resident memory passes ``budget_mib``.
+
+    Why: the machine is shared, and a contender that does not fit (pandas holding 50M rows) must
+    fail alone, reported as over budget, instead of pushing everyone's processes into the
+    out-of-memory killer. ``stdout``/``stderr`` are ``subprocess.PIPE`` (captured) or files.
+    """
+    import psutil
+
+    with tempfile.TemporaryFile("w+") as out_tmp, tempfile.TemporaryFile("w+") as err_tmp:
+        sink_out = out_tmp if stdout is subprocess.PIPE else stdout
+        sink_err = err_tmp if stderr is subprocess.PIPE else stderr
+        child = subprocess.Popen(cmd, cwd=cwd, stdout=sink_out, stderr=sink_err, env=env, text=True)
+        watched = psutil.Process(child.pid)
+        peak, over = 0.0, False
+        while child.poll() is None:
+            try:
+                peak = max(peak, _tree_rss_mib(watched))
+            except psutil.Error:
+                pass
+            if budget_mib is not None and peak > budget_mib:
+                over = True
+                for p in [*watched.children(recursive=True), watched]:
+                    try:
+                        p.kill()
+                    except psutil.Error:
+                        continue
+                child.wait()
+                break
+            try:
+                child.wait(timeout=poll_seconds)
+            except subprocess.TimeoutExpired:
+                continue
+        out_tmp.seek(0)
+        err_tmp.seek(0)
+        return Capped(child.returncode, out_tmp.read(), err_tmp.read(), over, round(peak, 1))

@@ -16,6 +16,7 @@ ingest for its new rows. Trait computation then scans plain typed columns and ne
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -49,6 +50,12 @@ def id_hash(message_id: str) -> int:
     """
     return int.from_bytes(hashlib.md5(message_id.encode("utf-8")).digest()[:8], "little")
 
+
+#: An environment variable capping DuckDB's memory for every store this process opens (a DuckDB
+#: size such as ``6GiB``): past it DuckDB spills to ``<store>.tmp`` next to the file, so a job
+#: sharing a machine stays inside its share. Unset: DuckDB's default (80% of the RAM).
+MEMORY_ENV = "PROFILES_MEMORY_LIMIT"
+_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(b|bytes|kb|mb|gb|tb|kib|mib|gib|tib)?\s*", re.IGNORECASE)
 
 #: Base DDL of every table, in creation order. Later issues add their tables here.
 TABLES: dict[str, str] = {
@@ -311,6 +318,17 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _cap_memory(con: duckdb.DuckDBPyConnection) -> None:
+    """Apply :data:`MEMORY_ENV` to a new connection; a value DuckDB would misread is an error."""
+    limit = os.environ.get(MEMORY_ENV, "").strip()
+    if not limit:
+        return
+    if not _SIZE.fullmatch(limit):
+        con.close()
+        raise StoreError(f"{MEMORY_ENV}={limit!r} is not a size (use e.g. 6GiB or 500MB)")
+    con.execute(f"SET memory_limit = '{limit}'")
+
+
 class Store:
     """An open DuckDB store. Use :meth:`open`; close it (or use it as a context manager)."""
 
@@ -345,6 +363,7 @@ class Store:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the store {p}: {exc}") from None
         con.execute("SET TimeZone = 'UTC'")
+        _cap_memory(con)
         store = cls(con, p)
         if not read_only:
             store._create_or_migrate()

@@ -426,7 +426,9 @@ def test_runs_with_only_add_up_to_one_summary_per_day_and_size(tmp_path, monkeyp
     monkeypatch.setattr(runner, "discover", lambda: ["alpha", "beta"])
     monkeypatch.setattr(runner, "generate_once", lambda events, log: {"cached": "x"})
     monkeypatch.setattr(runner, "machine", lambda: {"cores": 2})
-    monkeypatch.setattr(runner, "run_once", lambda name, events, log: {"seconds": {"alpha": 1.0, "beta": 2.0}[name]})
+    monkeypatch.setattr(
+        runner, "run_once", lambda name, events, log, budget_gib=None: {"seconds": {"alpha": 1.0, "beta": 2.0}[name]}
+    )
     runner.run(1000, only=["alpha"], repeat=1, results_dir=tmp_path)
     summary = runner.run(1000, only=["beta"], repeat=1, results_dir=tmp_path)
     assert [(r["benchmark"], r["seconds"]) for r in summary["table"]] == [("alpha", 1.0), ("beta", 2.0)]
@@ -451,3 +453,130 @@ def test_peak_rss_is_the_process_own_not_its_parents() -> None:
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                  cwd=Path(gen.__file__).parents[1]).stdout.strip())
     assert child < 300
+
+
+# ----------------------------------------------------------------------- shared data at every size
+def test_one_ndjson_per_size_plain_below_big_gzipped_from_big(tmp_path: Path, monkeypatch) -> None:
+    import gzip
+
+    from benchmarks import datasets
+
+    monkeypatch.setattr(datasets, "BIG", 300)
+    small, big = datasets.ndjson(200, tmp_path), datasets.ndjson(300, tmp_path)
+    assert (small.name, big.name) == ("ingest-200.ndjson", "events-300.ndjson.gz")
+    assert big.read_bytes()[:2] == b"\x1f\x8b"
+    assert gzip.decompress(big.read_bytes()) == b"".join(datasets.lines(big))
+    assert len(list(datasets.lines(small))) == 200 and len(list(datasets.lines(big))) == 300
+    assert datasets.ndjson(300, tmp_path) == big and not list(tmp_path.glob("*.tmp"))
+    # a plain file of a big size written before (the 10M cache) is used as it is
+    (tmp_path / "ingest-400.ndjson").write_bytes(b"{}\n")
+    assert datasets.ndjson(400, tmp_path).name == "ingest-400.ndjson"
+
+
+def test_the_ingested_store_is_kept_once_and_moved_only_from_big(tmp_path: Path, monkeypatch) -> None:
+    from benchmarks import datasets
+
+    monkeypatch.setattr(datasets, "BIG", 1000)
+    first, second = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    first.write_bytes(b"first")
+    second.write_bytes(b"second")
+    assert datasets.keep_store(first, 10, tmp_path) and not first.exists()
+    assert not datasets.keep_store(second, 10, tmp_path) and second.exists()
+    shared = datasets.ingested_store(10, tmp_path)
+    assert shared.read_bytes() == b"first"
+    datasets.consume_at_big(shared, tmp_path / "copy.duckdb", 999)
+    assert shared.exists() and (tmp_path / "copy.duckdb").read_bytes() == b"first"
+    datasets.consume_at_big(shared, tmp_path / "moved.duckdb", 1000)
+    assert not shared.exists() and (tmp_path / "moved.duckdb").read_bytes() == b"first"
+
+
+def test_clean_deletes_one_sizes_stores_and_keeps_its_ndjson(tmp_path: Path) -> None:
+    from benchmarks.__main__ import clean
+
+    names = ["events-500.ndjson.gz", "identity-500.duckdb", "identity-500.duckdb.wal", "traits-500-map.parquet",
+             "incr-500-base.ndjson.gz", "traits-5000.duckdb", "ingest-50.ndjson", "generate-500.json"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    gone = clean(500, tmp_path)
+    assert sorted(p.name for p in gone) == sorted(names[1:5])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[0], *names[5:]])
+
+
+def test_the_incremental_split_streams_and_keeps_the_sources_compression(tmp_path: Path, monkeypatch) -> None:
+    import benchmarks.bench_incremental as incremental
+    from benchmarks import datasets
+
+    monkeypatch.setattr(datasets, "BIG", 1000)
+    monkeypatch.setattr(incremental, "CACHE", tmp_path)
+    source = datasets.ndjson(2000, tmp_path)
+    base, new = incremental.split(2000)
+    assert (base.name, new.name) == ("incr-2000-base.ndjson.gz", "incr-2000-new.ndjson.gz")
+    assert base.read_bytes()[:2] == new.read_bytes()[:2] == b"\x1f\x8b"
+    everything = list(datasets.lines(source))
+    cut = 2000 - 2000 * 8 // 1000
+    held = [line for i, line in enumerate(everything) if i >= cut or i % 500 == 499]
+    assert list(datasets.lines(new)) == held
+    assert list(datasets.lines(base)) == [line for i, line in enumerate(everything) if not (i >= cut or i % 500 == 499)]
+
+
+def test_a_capped_run_is_killed_over_its_budget_and_untouched_under_it() -> None:
+    import sys
+
+    from benchmarks.machine import run_capped
+
+    grow = "import time\nblocks = []\nfor _ in range(60):\n    blocks.append(bytearray(10 * 2**20))\n    time.sleep(0.02)\nprint('done')"
+    killed = run_capped([sys.executable, "-c", grow], budget_mib=200, poll_seconds=0.05)
+    assert killed.over_budget and killed.returncode != 0 and "done" not in killed.stdout
+    assert killed.peak_tree_mib > 200
+    fine = run_capped([sys.executable, "-c", grow], budget_mib=None, poll_seconds=0.05)
+    assert not fine.over_budget and fine.returncode == 0 and fine.stdout.strip() == "done"
+    assert fine.peak_tree_mib > 500
+
+
+def test_a_contender_over_budget_is_a_row_that_says_so_and_its_ratios_are_left_out() -> None:
+    from benchmarks.__main__ import markdown, summarise
+    from benchmarks.bench_traits import RATIOS, _ratios
+
+    results = {name: {"seconds": 2.0, "cpu_seconds": 3.0} for pair in RATIOS.values() for name in pair}
+    results["pandas"] = {"failed": "over the RSS budget: killed at 11,000 MiB", "seconds": None}
+    ratios = _ratios(results, "seconds")
+    assert "engine_vs_pandas" not in ratios and ratios["engine_vs_polars"] == 1.0
+    run = {"contenders": results, "ratios": ratios}
+    rows = {r.contender: r for r in summarise("traits", [run])}
+    assert rows["contenders.pandas"].seconds is None
+    assert rows["contenders.pandas"].note == "over the RSS budget: killed at 11,000 MiB"
+    text = markdown(list(rows.values()), events=10, machine={}, when="2026-01-01")
+    assert "| traits | contenders.pandas | 1 | - | - | - | failed: over the RSS budget" in text
+
+
+def test_the_runner_runs_the_benchmarks_in_the_order_the_data_flows() -> None:
+    from benchmarks.__main__ import discover
+
+    names = discover()
+    assert names.index("ingest") < names.index("identity") < names.index("traits") < names.index("incremental")
+
+
+def test_from_big_the_runner_deletes_what_a_benchmark_built_for_itself(tmp_path, monkeypatch) -> None:
+    import benchmarks.__main__ as runner
+    from benchmarks.datasets import own_files
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    cache.mkdir()
+    names = ["traits-5000.duckdb", "traits-5000-map.parquet", "identity-5000.duckdb", "events-5000.ndjson.gz",
+             "traits-50000.duckdb", "incr-5000-base.ndjson.gz"]
+    for name in names:
+        (cache / name).write_bytes(b"x")
+    assert [p.name for p in own_files("traits", 5000, cache)] == ["traits-5000-map.parquet", "traits-5000.duckdb"]
+    assert [p.name for p in own_files("incremental", 5000, cache)] == ["incr-5000-base.ndjson.gz"]
+    assert own_files("identity", 5000, cache) == []
+    monkeypatch.setattr(runner, "CACHE", cache)
+    monkeypatch.setattr(runner, "generate_once", lambda events, log: {"cached": "x"})
+    monkeypatch.setattr(runner, "machine", lambda: {"cores": 2})
+    monkeypatch.setattr(runner, "run_once", lambda name, events, log, budget_gib=None: {"seconds": 1.0})
+    monkeypatch.setattr(runner, "BIG", 10_000)
+    runner.run(5000, only=["traits"], repeat=1, results_dir=results)
+    assert len(list(cache.iterdir())) == len(names)  # below BIG: everything is kept for the next run
+    monkeypatch.setattr(runner, "BIG", 5000)
+    runner.run(5000, only=["traits"], repeat=1, results_dir=results)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(set(names) - {"traits-5000.duckdb",
+                                                                          "traits-5000-map.parquet"})

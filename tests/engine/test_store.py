@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from engine.errors import StoreError
-from engine.store import SCHEMA_VERSION, DerivedColumn, Store, id_hash, id_hash_sql
+from engine.store import MEMORY_ENV, SCHEMA_VERSION, DerivedColumn, Store, id_hash, id_hash_sql
 
 EVENT = (
     "INSERT INTO events (message_id, type, event, timestamp, properties, raw, payload_hash, ingest_id) "
@@ -143,3 +143,17 @@ def test_a_duckdb_file_that_is_not_a_store_is_refused_untouched(tmp_path):
         Store.open(path)
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("x",)]
+
+
+def test_the_memory_variable_caps_duckdb_for_every_store_opened(tmp_path, monkeypatch):
+    with Store.open(tmp_path / "plain.duckdb") as store:
+        default = store.first_row("SELECT current_setting('memory_limit')")[0]
+    monkeypatch.setenv(MEMORY_ENV, "300MiB")
+    for path in (tmp_path / "capped.duckdb", None):
+        with Store.open(path) as store:
+            capped = store.first_row("SELECT current_setting('memory_limit')")[0]
+        assert capped != default
+        assert capped.replace(" ", "") in {"300.0MiB", "314.5MB", "300MiB"}, capped
+    monkeypatch.setenv(MEMORY_ENV, "a lot")
+    with pytest.raises(StoreError, match="not a size"):
+        Store.open(tmp_path / "refused.duckdb")
