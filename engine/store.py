@@ -294,7 +294,7 @@ TABLES: dict[str, str] = {
 
 def _add_id_hash(con: duckdb.DuckDBPyConnection) -> None:
     """1 -> 2: ``events.id_hash``, filled for every stored event (one pass, once per store)."""
-    con.execute("ALTER TABLE events ADD COLUMN id_hash UBIGINT")
+    con.execute("ALTER TABLE events ADD COLUMN id_hash UBIGINT USING COMPRESSION uncompressed")
     con.execute(f"UPDATE events SET id_hash = {id_hash_sql('message_id')}")
 
 

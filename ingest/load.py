@@ -462,7 +462,7 @@ def _process_chunk(
     values = ", ".join(INSERT_COLUMNS + tuple(d.expression for d in derived))
     con.execute(
         f"INSERT INTO events ({cols}) SELECT {values} FROM ("
-        f"SELECT {_TYPED_ROW} FROM _ingest_chunk c{skip} WHERE c.reasons IS NULL)",
+        f"SELECT {_TYPED_ROW} FROM _ingest_chunk c{skip} WHERE c.reasons IS NULL ORDER BY c.line)",
         [ingest_id],
     )
 

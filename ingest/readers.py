@@ -474,7 +474,7 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
         header = _csv_header(body)
         if header is None:
             if body.error is not None:
-                raise FileProblem(_stream_problem(body.error), line=0)
+                raise FileProblem(_stream_problem(body.error, compressed=src.compressed), line=0)
             return
         names, head_bytes = header
         reader_input = _Prefixed(head_bytes, body)
@@ -521,7 +521,7 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
         if len(skipped) > reported:
             yield _failures_only(tuple(skipped[reported:]))
         if body.error is not None:
-            raise FileProblem(_stream_problem(body.error), line=row, raw=cut_text(body.cut.decode("utf-8", "replace")))
+            raise FileProblem(_stream_problem(body.error, compressed=src.compressed), line=row, raw=cut_text(body.cut.decode("utf-8", "replace")))
 
 
 def _failures_only(failures: tuple[ReadFailure, ...]) -> Chunk:
@@ -557,7 +557,9 @@ class _UpToTheBreak:
 
     pyarrow's CSV reader gives nothing back when its input raises, and a cut last line would parse
     as a row with a cut value; so this hands out only bytes up to a line end, drops the cut line
-    after a break, ends the stream there and keeps the error for the reader to report.
+    after a break, ends the stream there and keeps the error for the reader to report. (A break
+    inside a quoted value that spans lines leaves an unterminated quote: pyarrow reports a CSV
+    error for that last record and the file is ``partial`` all the same.)
     """
 
     def __init__(self, stream: IO[bytes]) -> None:

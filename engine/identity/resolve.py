@@ -67,11 +67,11 @@ _RUN_KEY = "identity_run"
 _TEMP_VIEWS = ("_id_rows", "_new_occ", "_run_ev", "_g_pi", "_c_pi")
 _TEMP_TABLES = (
     "_id_occ", "_new_occ", "_ev", "_ids", "_fresh", "_touched", "_old_events", "_old_prof", "_fp_old",
-    "_ep_rows", "_old_eids", "_occ_comp", "_events_new", "_events_old", "_m_roots", "_traits_new", "_absorbed_f", "_c_ev_rows", "_rules", "_c_events",
+    "_ep_rows", "_occ_comp", "_events_new", "_events_old", "_m_roots", "_traits_new", "_absorbed_f", "_rules",
     "_plan_ev", "_plan_comp", "_late_grp", "_late_ev", "_absorb", "_absorbed", "_c_ev", "_c_prof", "_c_held", "_c_ids", "_c_events",
-    "_c_gone", "_c_creators", "_c_idents", "_c_merges", "_c_violations", "_c_rules", "_c_pid",
+    "_c_gone", "_c_creators", "_c_idents", "_c_merges", "_c_violations", "_c_pid",
     "_c_remap", "_c_ep", "_c_grp", "_c_relabel", "_c_traits", "_g_events", "_g_idents", "_g_icomp",
-    "_g_pcomp", "_g_last", "_g_creators", "_g_merges", "_g_violations", "_g_rules", "_g_pid",
+    "_g_pcomp", "_g_last", "_g_creators", "_g_merges", "_g_violations", "_g_pid",
     "_g_ep", "_g_fp_new", "_g_blocked",
 )
 _TOP = 10
