@@ -94,6 +94,16 @@ class GraphResult:
     event_joined: np.ndarray
 
 
+def _over_limits(data: GraphInput, comp: np.ndarray, n_comp: int) -> np.ndarray:
+    """Per component: whether it holds more identifiers of some type than that type's limit, the
+    only components a limit can touch (the others resolve in bulk, without the replay)."""
+    unsafe = np.zeros(n_comp, dtype=bool)
+    types = np.asarray(data.ident_type, dtype=np.int64)
+    for t, limit in enumerate(np.asarray(data.limits).tolist()):
+        unsafe |= np.bincount(comp[types == t], minlength=n_comp) > limit
+    return unsafe
+
+
 def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
     """Resolve every event; ``bulk=False`` replays every component (a cross-check for tests)."""
     row_ev = np.asarray(data.row_event, dtype=np.int64)
@@ -118,14 +128,7 @@ def resolve_graph(data: GraphInput, *, bulk: bool = True) -> GraphResult:
     n_comp, comp = connected_components(graph.tocsr(), directed=False)
     comp = comp.astype(np.int64)
 
-    unsafe_comp = np.zeros(n_comp, dtype=bool)
-    if bulk:
-        types = np.asarray(data.ident_type, dtype=np.int64)
-        for t, limit in enumerate(np.asarray(data.limits).tolist()):
-            per_comp = np.bincount(comp[types == t], minlength=n_comp)
-            unsafe_comp |= per_comp > limit
-    else:
-        unsafe_comp[:] = True
+    unsafe_comp = _over_limits(data, comp, n_comp) if bulk else np.ones(n_comp, dtype=bool)
     ev_comp = comp[ev_hub]
     ev_unsafe = unsafe_comp[ev_comp]
 
@@ -349,10 +352,7 @@ def continue_graph(data: GraphInput, state: GraphState, *, bulk: bool = True) ->
         dst = np.r_[row_id, held]
         graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n_id, n_id))
         n_comp, comp = connected_components(graph.tocsr(), directed=False)
-        unsafe = np.zeros(n_comp, dtype=bool)
-        types = np.asarray(data.ident_type, dtype=np.int64)
-        for t, limit in enumerate(np.asarray(data.limits).tolist()):
-            unsafe |= np.bincount(comp[types == t], minlength=n_comp) > limit
+        unsafe = _over_limits(data, comp, n_comp)
         ev_unsafe = unsafe[comp[row_id[starts]]]
         prof_safe = (prof_hub >= 0) & ~unsafe[comp[np.maximum(prof_hub, 0)]]
     keep = ~prof_safe[owner]

@@ -238,25 +238,20 @@ def test_bulk_resolution_equals_event_by_event_replay(data):
     assert merges(bulk) == merges(replay)
 
 
-@settings(max_examples=200, deadline=None)
-@given(data=graphs(), cut=st.integers(0, 30))
-def test_continuing_from_the_state_after_a_prefix_equals_resolving_everything(data, cut):
-    """The continuation kernel: resolve the first events, keep only their profiles' identifiers
-    and gain times, continue with the rest; same profiles, merges, violations, gains."""
-    n_ev = len(data.event_ts)
-    k = min(cut, n_ev)
-    full = resolve_graph(data)
+def _prefix_state(data: GraphInput, k: int, *, bulk: bool = True):
+    """Resolve the first ``k`` events from an empty state (profiles named by creating rank, as in
+    a full run) and keep only what a continuation starts from: ``(prefix, creators, number of
+    each creator, state, the rest of the events as a GraphInput)``."""
     rows = data.row_event < k
     empty = np.zeros(0, dtype=np.int64)
-    # the prefix from an empty state (profiles are then named by creating rank, as in ``full``)
     prefix = continue_graph(
         GraphInput(row_event=data.row_event[rows], row_ident=data.row_ident[rows], ident_type=data.ident_type,
                    event_ts=data.event_ts[:k], limits=data.limits, periods=data.periods),
         GraphState(profiles=0, ident=empty, owner=empty, gain_ts=empty),
+        bulk=bulk,
     )
     creators = sorted(set(prefix.event_profile[prefix.event_profile >= 0].tolist()))
     num = {c: i for i, c in enumerate(creators)}
-    gain = dict(zip(prefix.ident.tolist(), prefix.ident_gain.tolist()))
     state = GraphState(
         profiles=len(creators),
         ident=prefix.ident,
@@ -264,11 +259,22 @@ def test_continuing_from_the_state_after_a_prefix_equals_resolving_everything(da
         gain_ts=data.event_ts[prefix.ident_gain],
     )
     rest = ~rows
-    cont = continue_graph(
-        GraphInput(row_event=data.row_event[rest] - k, row_ident=data.row_ident[rest], ident_type=data.ident_type,
-                   event_ts=data.event_ts[k:], limits=data.limits, periods=data.periods),
-        state,
-    )
+    tail = GraphInput(row_event=data.row_event[rest] - k, row_ident=data.row_ident[rest],
+                      ident_type=data.ident_type, event_ts=data.event_ts[k:], limits=data.limits,
+                      periods=data.periods)
+    return prefix, creators, num, state, tail
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=graphs(), cut=st.integers(0, 30))
+def test_continuing_from_the_state_after_a_prefix_equals_resolving_everything(data, cut):
+    """The continuation kernel: resolve the first events, keep only their profiles' identifiers
+    and gain times, continue with the rest; same profiles, merges, violations, gains."""
+    k = min(cut, len(data.event_ts))
+    full = resolve_graph(data)
+    prefix, creators, num, state, tail = _prefix_state(data, k)
+    gain = dict(zip(prefix.ident.tolist(), prefix.ident_gain.tolist()))
+    cont = continue_graph(tail, state)
     back = lambda p: p if p < 0 else (creators[p] if p < len(creators) else p - len(creators) + k)  # noqa: E731
     assert [back(p) for p in cont.event_profile.tolist()] == full.event_profile[k:].tolist()
     final = [back(p) for p in cont.profile_final.tolist()]
@@ -293,28 +299,8 @@ def test_continuing_from_the_state_after_a_prefix_equals_resolving_everything(da
 def test_continuation_bulk_path_equals_its_event_by_event_replay(data, cut):
     """Limit-safe components of a continuation resolve in bulk; the result equals replaying
     every new event from the state, array for array (joined profiles and merge order included)."""
-    n_ev = len(data.event_ts)
-    k = min(cut, n_ev)
-    rows = data.row_event < k
-    empty = np.zeros(0, dtype=np.int64)
-    prefix = continue_graph(
-        GraphInput(row_event=data.row_event[rows], row_ident=data.row_ident[rows], ident_type=data.ident_type,
-                   event_ts=data.event_ts[:k], limits=data.limits, periods=data.periods),
-        GraphState(profiles=0, ident=empty, owner=empty, gain_ts=empty),
-        bulk=False,
-    )
-    creators = sorted(set(prefix.event_profile[prefix.event_profile >= 0].tolist()))
-    num = {c: i for i, c in enumerate(creators)}
-    state = GraphState(
-        profiles=len(creators),
-        ident=prefix.ident,
-        owner=np.array([num[p] for p in prefix.ident_profile.tolist()], dtype=np.int64),
-        gain_ts=data.event_ts[prefix.ident_gain],
-    )
-    rest = ~rows
-    tail = GraphInput(row_event=data.row_event[rest] - k, row_ident=data.row_ident[rest],
-                      ident_type=data.ident_type, event_ts=data.event_ts[k:], limits=data.limits,
-                      periods=data.periods)
+    k = min(cut, len(data.event_ts))
+    _, _, _, state, tail = _prefix_state(data, k, bulk=False)
     bulk, replay = continue_graph(tail, state), continue_graph(tail, state, bulk=False)
     if len(bulk.ident) and len(tail.event_ts):
         hypothesis.event("continuation: some components in bulk")
