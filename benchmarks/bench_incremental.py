@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -148,6 +147,7 @@ def work(base: Path, new: Path, *, slide: bool = True, consume: bool = False) ->
     with ``consume`` (at 50M, where a copy does not fit on the disk) on the base store itself,
     which is gone afterwards."""
     from benchmarks.bench_traits import as_of, eight_traits, parsed
+    from benchmarks.datasets import move_or_copy
     from engine.compute import compute_traits
     from engine.identity.resolve import resolve
     from engine.identity.rules import parse_identity
@@ -155,10 +155,7 @@ def work(base: Path, new: Path, *, slide: bool = True, consume: bool = False) ->
     from ingest.load import ingest_paths
 
     path = base.with_suffix(f".{os.getpid()}.work.duckdb")
-    if consume:
-        base.rename(path)
-    else:
-        shutil.copyfile(base, path)
+    move_or_copy(base, path, move=consume)
     traits, at, out, rules = parsed(eight_traits()), as_of(), {}, parse_identity(None)
     try:
         with Store.open(path) as store:

@@ -92,7 +92,12 @@ def keep_store(store: Path, n_events: int, cache: Path = CACHE) -> bool:
 def consume_at_big(source: Path, dest: Path, n_events: int) -> None:
     """``dest`` becomes a copy of ``source``; from :data:`BIG` on, ``source`` itself (renamed),
     since a second copy of a 50M-event store would not fit next to the first."""
-    if n_events >= BIG:
+    move_or_copy(source, dest, move=n_events >= BIG)
+
+
+def move_or_copy(source: Path, dest: Path, *, move: bool) -> None:
+    """``dest`` becomes ``source`` itself (renamed: ``source`` is gone) or a copy of it."""
+    if move:
         source.rename(dest)
     else:
         shutil.copyfile(source, dest)
