@@ -84,7 +84,7 @@ def _child(store_path: str, as_of: str, reports: str) -> None:
         predictions = parse_predictions(PREDICTIONS, path=None)
         traits = ()
 
-    Config.reports = Path(reports)
+    Config.reports_dir = Path(reports)
     start = time.perf_counter()
     with Store.open(store_path) as store:
         events = store.first_row("SELECT count(*) FROM events")[0]

@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.config import ProjectConfig, load_config, parse_config
-from engine.errors import ProfilesError
+from engine.errors import ConfigError, ProfilesError
 from engine.progress import progress_for
-from engine.project import Project
+from engine.project import Project, parse_as_of
 
 app = typer.Typer(
     name="profiles",
@@ -61,9 +61,20 @@ def _stdout_console() -> Console:
 
 _OPTIONS = _Options(None, None, False, False, _stdout_console())
 
+def _checked_as_of(value: str | None) -> str | None:
+    """A malformed ``--as-of`` is a usage error (exit 2), like any other bad option value."""
+    if value is not None:
+        try:
+            parse_as_of(value)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--as-of ")) from None
+    return value
+
+
 AsOf = Annotated[
     str | None,
-    typer.Option("--as-of", help="Compute as of this UTC instant (ISO-8601; a bare date is midnight). Default: now."),
+    typer.Option("--as-of", callback=_checked_as_of,
+                 help="Compute as of this UTC instant (ISO-8601; a bare date is midnight). Default: now."),
 ]
 Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 when any record was quarantined.")]
 
@@ -219,7 +230,7 @@ def compute(
 @app.command()
 def watch(
     folder: Annotated[Path, typer.Argument(help="The folder to poll for new event files.")],
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between polls.")] = 2.0,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls (at least 0.1).")] = 2.0,
     as_of: AsOf = None,
 ) -> None:
     """Poll a folder: each new file is ingested, resolved and computed incrementally (Ctrl-C stops)."""
@@ -267,7 +278,8 @@ def explain(
     trait: Annotated[str, typer.Argument(help="The trait name.")],
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="Explain as of this UTC instant. Default: the as_of of the stored trait values (else now)."),
+        typer.Option("--as-of", callback=_checked_as_of,
+                     help="Explain as of this UTC instant. Default: the as_of of the stored trait values (else now)."),
     ] = None,
 ) -> None:
     """Why this profile has this trait value: the events and how they combine."""
@@ -313,6 +325,10 @@ def traits_command(
     if stats:
         with _project(read_only=True) as project:
             df = project.trait_stats()
+            _warn(project)
+        if df.is_empty():
+            _OPTIONS.console.print("No trait diagnostics yet: run 'profiles compute' first.")
+            return
         table = Table(title="Trait diagnostics (last compute)")
         for col in df.columns:
             table.add_column(col, overflow="fold")

@@ -33,7 +33,8 @@ class ProjectConfig:
     store
         The DuckDB file, resolved against the project file's folder.
     reports
-        Where prediction reports are written (default ``reports/`` beside the store).
+        ``project.reports``: where prediction reports are written; ``None`` (not set): ``reports/``
+        beside the store in use (:attr:`reports_dir`), so ``--store`` moves them with the store.
     identity
         The identity rules (:class:`engine.identity.rules.IdentityRules`).
     traits
@@ -45,10 +46,15 @@ class ProjectConfig:
     path: Path | None
     name: str
     store: Path
-    reports: Path
+    reports: Path | None
     identity: Any
     traits: tuple[Any, ...]
     predictions: tuple[Any, ...]
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where prediction reports go: ``project.reports``, else ``reports/`` beside the store."""
+        return self.reports or self.store.parent / "reports"
 
     def trait(self, name: str) -> Any:
         """The trait definition called ``name``; ``ConfigError`` listing the known ones if none."""
@@ -111,7 +117,7 @@ def parse_config(data: dict[str, Any], *, path: Path | None = None, root: Path |
     reports = project.get("reports")
     if reports is not None and not isinstance(reports, str):
         raise ConfigError("must be a string (a folder)", path=path, section="project", key="reports")
-    reports_path = (base / reports).resolve() if reports else store_path.parent / "reports"
+    reports_path = (base / reports).resolve() if reports else None
 
     traits_tables = data.get("traits", [])
     if not isinstance(traits_tables, list):

@@ -97,7 +97,7 @@ def run_demo(store: Path, *, as_of: str | datetime | None = None, progress: Prog
     return DemoSummary(
         store=store,
         config=config_path,
-        reports=config.reports,
+        reports=config.reports_dir,
         as_of=when,
         ingest=ingested,
         identity=identity,

@@ -224,15 +224,17 @@ def later_profiles(frame: pl.DataFrame, roots: pl.DataFrame) -> pl.Series:
 
 
 def _training_rows(ev: pl.DataFrame, cutoffs: list[datetime], spec: FeatureSpec, horizon_days: int,
-                   n_profiles: int, roots_at: Any, as_of: datetime) -> pl.DataFrame:
+                   sample: pl.Series | None, roots_at: Any, as_of: datetime) -> pl.DataFrame:
     """Training rows: per cutoff ``c``, the features of the profiles as of ``c`` (identity then:
-    an event after ``c``, a merge included, cannot change a row), sampled by that profile, and
-    the label of the profile it had become by ``as_of`` (events in ``(c, c + H]``)."""
+    an event after ``c``, a merge included, cannot change a row), of the ``sample`` of profiles
+    (``None``: all), and the label of the profile it had become by ``as_of`` (events in ``(c, c + H]``)."""
     later = roots_at(as_of)
     labels = build_labels(ev.drop("jid"), cutoffs=cutoffs, horizon_days=horizon_days)
     parts = []
     for c in cutoffs:
-        at_c = _sample(at_instant(ev, roots_at(c), c), n_profiles, MAX_TRAIN_PROFILES).drop("jid")
+        at_c = at_instant(ev, roots_at(c), c).drop("jid")
+        if sample is not None:
+            at_c = at_c.filter(pl.col("pid").is_in(sample))
         feats = build_features(at_c, cutoffs=[c], spec=spec)
         parts.append(feats.with_columns(later=later_profiles(feats, later)))
     rows = pl.concat(parts, how="diagonal_relaxed").sort("cutoff", "pid")
@@ -240,22 +242,27 @@ def _training_rows(ev: pl.DataFrame, cutoffs: list[datetime], spec: FeatureSpec,
     return keyed.drop("pid").rename({"_pid": "pid"}).select(["pid", *[c for c in keyed.columns if c not in ("pid", "_pid")]])
 
 
-def _sample(events: pl.DataFrame, n_profiles: int, max_profiles: int) -> pl.DataFrame:
-    """Events of a deterministic hash sample of about ``max_profiles`` profiles."""
+def _sampled_profiles(store: Store, max_profiles: int) -> pl.Series | None:
+    """The ``pid`` of a deterministic sample of about ``max_profiles`` of ``_pred_profiles``
+    (``None``: there are no more, all train). Membership hashes the profile id itself, so a
+    profile is in or out whatever other profiles exist (a profile created after a cutoff does
+    not reshuffle the sample at that cutoff)."""
+    n_profiles = store.first_row("SELECT count(*) FROM _pred_profiles")[0]
     if n_profiles <= max_profiles:
-        return events
+        return None
     threshold = int(2**32 * max_profiles / n_profiles)
-    return events.filter(((pl.col("pid") * 2654435761) % 2**32) < threshold)
+    return store.con.sql(
+        "SELECT pid FROM _pred_profiles WHERE ('0x' || left(md5(profile_id), 8))::UBIGINT < ?",
+        params=[threshold],
+    ).pl()["pid"]
 
 
 def _trait_features(store: Store, config: Any, cutoffs: list[datetime]) -> pl.DataFrame | None:
     """Numeric and boolean computed traits as of each cutoff (``trait_<name>``), when available."""
     if not getattr(config, "traits", None):
         return None
-    try:
-        from engine.compute import trait_frame  # written by the traits engineer
-    except ImportError:
-        return None
+    from engine.compute import trait_frame
+
     ids = store.con.sql("SELECT profile_id, pid FROM _pred_profiles").pl()
     frames = []
     for c in cutoffs:
@@ -346,7 +353,7 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
     A prediction without enough data is reported as skipped with what is missing; the others run.
     """
     preds: tuple[Prediction, ...] = tuple(config.predictions)
-    reports = Path(config.reports)
+    reports = Path(config.reports_dir)
     summaries: list[PredictionSummary] = []
     path = getattr(config, "path", None)
     source = None if path is None else str(path)
@@ -361,7 +368,7 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
     with progress.step("Loading events for predictions"):
         events, names = load_events(store, preds, as_of=as_of)
     load_seconds = time.perf_counter() - started
-    n_profiles = int(store.con.execute("SELECT count(*) FROM _pred_profiles").fetchall()[0][0])
+    sample = _sampled_profiles(store, MAX_TRAIN_PROFILES)
     first = events["ts"].min() if events.height else None
     roots: dict[datetime, pl.DataFrame] = {}
 
@@ -384,7 +391,7 @@ def run_predictions(store: Store, config: Any, *, as_of: datetime,
                 spec = FeatureSpec(vocabulary=choose_vocabulary(ev, names, before=min(cutoffs)),
                                    horizon_days=pred.horizon_days, with_rfm=task.with_rfm)
                 traits = _trait_features(store, config, [*cutoffs, as_of])
-                train = _with_traits(_training_rows(ev, cutoffs, spec, pred.horizon_days, n_profiles,
+                train = _with_traits(_training_rows(ev, cutoffs, spec, pred.horizon_days, sample,
                                                     roots_at, as_of), traits)
                 score = _with_traits(build_features(ev.drop("jid"), cutoffs=[as_of], spec=spec), traits)
                 clock["features"] = time.perf_counter()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
+from engine import iso8601
 from engine.errors import ConfigError
 from engine.store import DerivedColumn
-from traits.values import VALUE_TYPES, kind_column, parse_iso, path_problem, sql_str, ts_literal
+from traits.values import VALUE_TYPES, instant_before, kind_column, path_problem, sql_str, ts_literal
+
 
 #: ``ref(kind, path)``: the quoted column of a derived column (kind: text/number/.../``kind``).
 ColumnRef = Callable[[str, str], str]
@@ -86,7 +88,7 @@ def to_instant(v: object) -> datetime:
     if isinstance(v, date):
         return datetime(v.year, v.month, v.day, tzinfo=UTC)
     if isinstance(v, str):
-        parsed = parse_iso(v)
+        parsed = iso8601.parse(v)
         if parsed is not None:
             return parsed
     raise _Invalid("must be an ISO-8601 date or date-time, e.g. \"2025-01-31\"")
@@ -185,7 +187,9 @@ def _const(*kinds: str) -> Callable[[Any], tuple[str, ...]]:
 
 
 def _within_last_days(ref: ColumnRef, p: str, v: Any, as_of: datetime) -> str:
-    low = as_of - timedelta(days=v)
+    low = instant_before(as_of, days=v)
+    if low is None:  # N days reach past year 1: every datetime up to as_of is within them
+        return f"{ref('datetime', p)} <= {ts_literal(as_of)}"
     return f"{ref('datetime', p)} BETWEEN {ts_literal(low)} AND {ts_literal(as_of)}"
 
 

@@ -17,12 +17,12 @@ for every profile. Lists past a ``unique_list`` cap are recomputed from their pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from engine.store import DerivedColumn, quote
 from traits.base import Trait, ValueTrait, concat_sql
 from traits.unique_list import UniqueList
-from traits.values import VALUE_TYPES, column_name, json_expression, sql_str, ts_literal
+from traits.values import VALUE_TYPES, column_name, instant_before, json_expression, sql_str, ts_literal
 from traits.windows import SessionMinutes
 
 #: Event types whose ``event`` column can name a trait's event.
@@ -66,7 +66,9 @@ def session_cte(trait: Trait, name: str, source: str, as_of: datetime) -> str:
     """``name(profile_id, start)``: the start of each profile's latest unexpired session."""
     window = trait.window
     assert isinstance(window, SessionMinutes)
-    expiry = ts_literal(as_of - timedelta(minutes=window.minutes))
+    expiry = instant_before(as_of, minutes=window.minutes)
+    # a session length reaching past year 1: no session has expired
+    unexpired = "" if expiry is None else f"HAVING max(timestamp) > {ts_literal(expiry)}"
     return f"""{name} AS (
         SELECT profile_id, max(timestamp) FILTER (WHERE brk) AS start FROM (
             SELECT profile_id, timestamp, coalesce(
@@ -74,7 +76,7 @@ def session_cte(trait: Trait, name: str, source: str, as_of: datetime) -> str:
                     PARTITION BY profile_id ORDER BY timestamp, message_id) >= {window.micros},
                 true) AS brk
             FROM {source} WHERE {selection_sql(trait, as_of)}
-        ) GROUP BY profile_id HAVING max(timestamp) > {expiry}
+        ) GROUP BY profile_id {unexpired}
     )"""
 
 
@@ -287,10 +289,11 @@ class Plan:
             event = f"event = {sql_str(t.event)}"
             if t.window.is_session:
                 bounded = False
-                start = ts_literal(min(a, b) - timedelta(minutes=t.window.minutes))
+                start = instant_before(min(a, b), minutes=t.window.minutes)
+                after = "true" if start is None else f"timestamp > {ts_literal(start)}"
                 parts.append(
                     f"({event} AND timestamp <= {ts_literal(max(a, b))} AND "
-                    f"(timestamp > {start} OR {selection_sql(t, a)} IS DISTINCT FROM {selection_sql(t, b)}))"
+                    f"({after} OR {selection_sql(t, a)} IS DISTINCT FROM {selection_sql(t, b)}))"
                 )
             elif condition_sql(t, a) != condition_sql(t, b):
                 def flag(x: datetime, t: Trait = t) -> str:

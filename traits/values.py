@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from engine import iso8601
 from engine.store import DerivedColumn
 
 #: Characters a plain path may use inside a derived column name; other paths are hashed.
@@ -34,12 +35,6 @@ def path_problem(prop: object) -> str | None:
 WHITESPACE = " \t\n\r\f\v"
 #: A decimal number: what a numeric string must look like after trimming.
 NUMBER_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
-#: ISO-8601 accepted for datetimes (as event times): date, optional time, optional offset.
-ISO_RE = (
-    r"([0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))"
-    r"(?:[T ]((?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?)"
-    r"(Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?)?"
-)
 #: Epoch milliseconds representable as a timestamp (years 1..9999).
 EPOCH_MS_MIN = -62135596800000
 EPOCH_MS_MAX = 253402300799999
@@ -48,43 +43,19 @@ NAME_PROPERTIES = {"page_name": "page", "screen_name": "screen"}
 #: JSON kinds (DuckDB ``json_type``) that are numbers.
 NUMERIC_KINDS = ("BIGINT", "UBIGINT", "DOUBLE")
 
-_ISO = re.compile(ISO_RE)
+
+def instant_before(as_of: datetime, **delta: int) -> datetime | None:
+    """``as_of - delta``, or ``None`` (no bound) when that is before year 1: a window reaching
+    past the first representable instant holds every earlier event, so it is simply unbounded."""
+    try:
+        return as_of - timedelta(**delta)
+    except OverflowError:
+        return None
 
 
 def sql_str(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
-
-
-def parse_iso(text: str) -> datetime | None:
-    """Parse an ISO-8601 string the way the datetime conversion does; ``None`` if it does not.
-
-    A bare date is its UTC midnight, no offset means UTC, fractions past microseconds are cut.
-    """
-    m = _ISO.fullmatch(text)
-    if m is None:
-        return None
-    date, time, offset = m.group(1), m.group(2) or "00:00:00", m.group(3) or "+00:00"
-    hms, _, frac = time.partition(".")
-    parts = [int(p) for p in hms.split(":")] + [0]
-    frac = (frac + "000000")[:6]
-    try:
-        naive = datetime(
-            int(date[:4]), int(date[5:7]), int(date[8:10]), parts[0], parts[1], parts[2], int(frac)
-        )
-    except ValueError:
-        return None
-    if offset == "Z":
-        delta = timedelta(0)
-    else:
-        digits = offset[1:].replace(":", "")
-        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
-        if offset[0] == "-":
-            delta = -delta
-    try:
-        return (naive - delta).replace(tzinfo=UTC)
-    except OverflowError:
-        return None
 
 
 def ts_literal(value: datetime) -> str:
@@ -178,19 +149,16 @@ def _boolean_sql(j: str) -> str:
 
 
 def _datetime_sql(j: str) -> str:
+    """ISO-8601 strings read as event times are (:mod:`engine.iso8601`: trimmed, every spelling
+    ingest accepts) and epoch-millisecond numbers, rounded to the microsecond as ingest does;
+    year 0000 and instants past year 9999 are no value (no datetime holds them)."""
     kinds = ", ".join(f"'{k}'" for k in NUMERIC_KINDS)
-    s = f"json_extract_string({j}, '$')"
-    parts = f"regexp_extract({s}, {sql_str('^' + ISO_RE + '$')}, ['d', 't', 'o'])"
-    normalised = (
-        f"({parts}.d || 'T' || (CASE WHEN {parts}.t = '' THEN '00:00:00' ELSE {parts}.t END) "
-        f"|| (CASE WHEN {parts}.o = '' THEN '+00:00' ELSE {parts}.o END))"
-    )
+    s = f"trim(json_extract_string({j}, '$'), {sql_str(WHITESPACE)})"
     ms = f"CAST({j} AS DOUBLE)"
     return (
         f"(CASE WHEN json_type({j}) IN ({kinds}) AND {ms} BETWEEN {EPOCH_MS_MIN} AND {EPOCH_MS_MAX} "
-        f"THEN make_timestamptz(CAST(floor({ms} * 1000) AS BIGINT)) "
-        f"WHEN json_type({j}) = 'VARCHAR' AND regexp_full_match({s}, {sql_str(ISO_RE)}) "
-        f"AND NOT starts_with({s}, '0000') THEN try_cast({normalised} AS TIMESTAMPTZ) END)"
+        f"THEN make_timestamptz(CAST(round({ms} * 1000) AS BIGINT)) "
+        f"WHEN json_type({j}) = 'VARCHAR' AND NOT starts_with({s}, '0000') THEN {iso8601.timestamp_sql(s)} END)"
     )
 
 

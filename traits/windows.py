@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
+from engine import iso8601
 from engine.errors import ConfigError
 from traits.conditions import _Invalid, to_instant
-from traits.values import ts_literal
+from traits.values import instant_before, ts_literal
 
 
 def _int_at_least(v: object, low: int) -> int:
@@ -26,15 +27,6 @@ def _int_at_least(v: object, low: int) -> int:
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
-
-
-def _before(as_of: datetime, **delta: int) -> datetime | None:
-    """``as_of - delta``, or ``None`` (no bound) when that is before year 1: a window reaching
-    past the first representable instant holds every earlier event, so it is simply unbounded."""
-    try:
-        return as_of - timedelta(**delta)
-    except OverflowError:
-        return None
 
 
 def _after(low: datetime | None, ts: str) -> str:
@@ -90,7 +82,7 @@ class WithinDays(Window):
         return _after(self.bounds(as_of)[0], ts)
 
     def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
-        return _before(as_of, days=self.days), None
+        return instant_before(as_of, days=self.days), None
 
     def describe(self) -> str:
         return f"within the last {self.days} days"
@@ -112,7 +104,7 @@ class WithinHours(Window):
         return _after(self.bounds(as_of)[0], ts)
 
     def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
-        return _before(as_of, hours=self.hours), None
+        return instant_before(as_of, hours=self.hours), None
 
     def describe(self) -> str:
         return f"within the last {self.hours} hours"
@@ -142,7 +134,7 @@ class BetweenDaysAgo(Window):
 
     def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
         # a window ending before year 1 is empty: its end clamps to the first instant
-        return _before(as_of, days=self.end_days), _before(as_of, days=self.start_days) or _EARLIEST
+        return instant_before(as_of, days=self.end_days), instant_before(as_of, days=self.start_days) or _EARLIEST
 
     def describe(self) -> str:
         return f"between {self.start_days} and {self.end_days} days ago"
@@ -154,7 +146,7 @@ class BetweenDaysAgo(Window):
 def _bound(v: object, *, end: bool) -> datetime:
     """A window end: a bare date (string or TOML date) means that whole UTC day."""
     bare = (isinstance(v, date) and not isinstance(v, datetime)) or (
-        isinstance(v, str) and len(v) == 10
+        isinstance(v, str) and len(v.strip(iso8601.WHITESPACE)) == len("YYYY-MM-DD")
     )
     instant = to_instant(v)
     if end and bare:
@@ -181,7 +173,7 @@ class Between(Window):
         return f"({ts} >= {ts_literal(self.start)} AND {ts} <= {ts_literal(self.end)})"
 
     def bounds(self, as_of: datetime) -> tuple[datetime | None, datetime | None]:
-        return _before(self.start, microseconds=1), self.end
+        return instant_before(self.start, microseconds=1), self.end
 
     def describe(self) -> str:
         return f"between {self.start.isoformat()} and {self.end.isoformat()} (inclusive)"

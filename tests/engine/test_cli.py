@@ -80,6 +80,18 @@ def test_usage_errors_exit_2(project, capsys):
     assert main(["no-such-command"]) == 2
 
 
+@pytest.mark.parametrize("args", [
+    ("compute", "--as-of", "yesterday"),
+    ("explain", "user_id:u1", "total_inbounds", "--as-of", "2025-13-01"),
+    ("watch", ".", "--interval", "-1"),
+])
+def test_a_bad_option_value_is_a_usage_error_naming_it(project, capsys, args):
+    """cli.md: 2 for usage errors; a malformed --as-of or a negative --interval is one."""
+    assert cli(project, *args) == 2
+    err = capsys.readouterr().err
+    assert f"Invalid value for '{args[-2]}'" in err and "Traceback" not in err
+
+
 def test_debug_shows_the_traceback(project):
     from engine.errors import ProfilesError
 
@@ -139,6 +151,23 @@ def test_traits_lists_definitions_and_stats(computed, capsys):
     assert "frequent_inbound_channel" in capsys.readouterr().out
     assert cli(computed, "traits", "--stats") == 0
     assert "last_duration" in capsys.readouterr().out
+
+
+def test_trait_stats_say_when_there_are_none_or_they_are_stale(tmp_path, computed, capsys, monkeypatch):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    monkeypatch.chdir(bare)  # no profiles.toml here: --store alone runs on the defaults
+    store = ["--store", str(bare / "s.duckdb"), "--quiet"]
+    assert main([*store, "ingest", str(computed / "events.ndjson")]) == 0
+    capsys.readouterr()
+    assert main([*store, "traits", "--stats"]) == 0
+    assert "run 'profiles compute' first" in capsys.readouterr().out
+    config = computed / "profiles.toml"
+    config.write_text(config.read_text().replace("min_frequency = 2", "min_frequency = 3"), encoding="utf-8")
+    assert cli(computed, "traits", "--stats") == 0
+    captured = capsys.readouterr()
+    assert "last_duration" in captured.out
+    assert "warning: the trait definitions" in captured.err
 
 
 def test_init_writes_a_valid_starter_and_refuses_to_overwrite(tmp_path, capsys):

@@ -20,8 +20,21 @@ def test_store_and_reports_are_relative_to_the_project_file(tmp_path):
     config = load_config(_write(tmp_path, '[project]\nname = "x"\nstore = "sub/s.duckdb"\n'))
     assert config.name == "x"
     assert config.store == (tmp_path / "sub" / "s.duckdb").resolve()
-    assert config.reports == (tmp_path / "sub" / "reports").resolve()
+    assert config.reports is None
+    assert config.reports_dir == (tmp_path / "sub" / "reports").resolve()
     assert config.traits == () and config.predictions == ()
+
+
+def test_reports_follow_the_store_in_use_unless_configured(tmp_path):
+    """``--store`` moves the default reports folder with the store; ``project.reports`` stays put."""
+    from engine.project import Project
+
+    default = load_config(_write(tmp_path, '[project]\nstore = "a.duckdb"\n'))
+    other = tmp_path / "elsewhere" / "b.duckdb"
+    assert Project(default, store=other).config.reports_dir == other.parent.resolve() / "reports"
+    (tmp_path / "two").mkdir()
+    fixed = load_config(_write(tmp_path / "two", '[project]\nstore = "a.duckdb"\nreports = "out"\n'))
+    assert Project(fixed, store=other).config.reports_dir == (tmp_path / "two" / "out").resolve()
 
 
 def test_a_missing_file_says_how_to_create_one(tmp_path):

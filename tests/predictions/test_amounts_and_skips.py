@@ -86,7 +86,7 @@ def shop(tmp_path_factory):
     store = make_store(events, properties=props)
     reports = tmp_path_factory.mktemp("reports")
     preds = parse_predictions([LTV_DEF, {**LTV_DEF, "name": "calls", "event": "Call Placed"}], path=None)
-    report = run_predictions(store, SimpleNamespace(predictions=preds, traits=(), reports=reports), as_of=AS_OF)
+    report = run_predictions(store, SimpleNamespace(predictions=preds, traits=(), reports_dir=reports), as_of=AS_OF)
     yield store, report, reports, events, props
     store.close()
 
@@ -121,7 +121,7 @@ def test_no_predictions_defined_prints_one_line_and_exits_0(tmp_path, capsys):
     config = tmp_path / "profiles.toml"
     config.write_text('[project]\nname = "p"\nstore = "s.duckdb"\n')
     report = run_predictions(make_store(pl.DataFrame({"pid": [0], "ts": [AS_OF], "event": [PURCHASE]})),
-                             SimpleNamespace(predictions=(), traits=(), reports=tmp_path, path=config), as_of=AS_OF)
+                             SimpleNamespace(predictions=(), traits=(), reports_dir=tmp_path, path=config), as_of=AS_OF)
     assert _render(report).strip() == f"no predictions are defined in {config} (add a [[predictions]] table: docs/predictions.md)"
     assert main(["--config", str(config), "predict", "--as-of", "2025-01-01"]) == 0
     out = capsys.readouterr().out

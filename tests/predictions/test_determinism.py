@@ -74,7 +74,7 @@ def test_the_same_store_predicted_twice_gives_identical_scores_and_reports(tmp_p
         # the second store holds the same events inserted in another order (other message ids)
         store = make_store(frame, properties=[props[i] for i in frame["i"]])
         reports = tmp_path / f"r{k}"
-        run_predictions(store, SimpleNamespace(predictions=preds, traits=(), reports=reports), as_of=AS_OF)
+        run_predictions(store, SimpleNamespace(predictions=preds, traits=(), reports_dir=reports), as_of=AS_OF)
         scores = store.con.sql("SELECT prediction, profile_id, score, percentile, model FROM prediction_scores "
                                "ORDER BY prediction, profile_id").pl()
         runs = store.con.sql("SELECT * FROM prediction_runs ORDER BY prediction").fetchall()

@@ -38,12 +38,11 @@ def _rows(evs: list[dict]) -> tuple[pl.DataFrame, list[datetime]]:
         resolve(s, parse_identity(None))
         frame, _ = load_events(s, PRED, as_of=AS_OF)
         ids = s.con.sql("SELECT profile_id, pid FROM _pred_profiles").pl()
-        n = ids.height
         ev_ = frame.select("pid", "jid", "ts", "ev", pl.col("c0").alias("counting"), pl.col("a0").alias("amount"),
                            pl.col("u0").alias("unreadable"))
         cutoffs = training_cutoffs(AS_OF, H, ev_["ts"].min())
         spec = FeatureSpec(vocabulary=(), horizon_days=H, with_rfm=False)
-        rows = _training_rows(ev_, cutoffs, spec, H, n, lambda t: profile_roots(s, t), AS_OF)
+        rows = _training_rows(ev_, cutoffs, spec, H, None, lambda t: profile_roots(s, t), AS_OF)
         return rows.join(ids, on="pid").drop("pid").sort("cutoff", "profile_id"), cutoffs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -38,7 +39,7 @@ def run(tmp_path_factory):
         {"name": "churn_365d", "type": "churn", "event": PURCHASE, "horizon_days": 365},
     ], path=None)
     reports = tmp_path_factory.mktemp("reports")
-    config = SimpleNamespace(predictions=preds, traits=(), reports=reports)
+    config = SimpleNamespace(predictions=preds, traits=(), reports_dir=reports)
     report = run_predictions(store, config, as_of=AS_OF)
     yield store, report, reports, events
     store.close()
@@ -99,3 +100,29 @@ def test_reports_hold_the_figures_and_the_summary_renders(run):
     console.print(report)
     text = console.export_text()
     assert "ltv_60d" in text and "skipped: history too short" in text
+
+
+def test_the_training_sample_is_decided_by_each_profile_id():
+    """Above the cap, membership hashes the profile id: more profiles (e.g. created after a cutoff)
+    only lower the share sampled, they never swap which of the others are in."""
+    from engine.predict import _sampled_profiles
+    from engine.store import Store
+
+    def sampled(n: int, cap: int) -> set[str]:
+        with Store.open(None) as store:
+            store.con.execute(
+                "CREATE TEMP TABLE _pred_profiles AS SELECT 'prf_' || md5(i::VARCHAR) AS profile_id, "
+                f"(row_number() OVER (ORDER BY profile_id) - 1)::BIGINT AS pid FROM range({n}) t(i)"
+            )
+            pids = _sampled_profiles(store, cap)
+            if pids is None:
+                return {"all"}
+            return set(store.con.sql("SELECT profile_id FROM _pred_profiles WHERE list_contains(?, pid)",
+                                     params=[pids.to_list()]).pl()["profile_id"])
+
+    assert sampled(500, 1000) == {"all"}
+    fewer, more = sampled(4000, 1000), sampled(5000, 1000)  # the 4000 ids are the first of the 5000
+    assert 850 < len(fewer) < 1150 and 850 < len(more) < 1150
+    first = {f"prf_{hashlib.md5(str(i).encode()).hexdigest()}" for i in range(4000)}
+    assert fewer <= first and more & first <= fewer
+    assert len(fewer - more) < 300  # only those above the lower threshold leave

@@ -46,6 +46,7 @@ CASES = [
     ("within_last_days", 7, [("2025-02-22T00:00:00Z", True), ("2025-02-21T23:59:59.999999Z", False),
                              ("2025-03-01T00:00:00Z", True), ("2025-03-01T00:00:00.000001Z", False),
                              ("2025-02-25", True)]),
+    ("within_last_days", 10**6, [("1900-01-01T00:00:00Z", True), ("2025-03-01T00:00:00.000001Z", False)]),
     ("exists", None, [("x", True), (0, True), (False, True), ("", True), ({}, True)]),
     ("not_exists", None, [("x", False), ("", False)]),
     ("is_true", None, [(True, True), ("True", True), (False, False), ("yes", False), (1, False)]),

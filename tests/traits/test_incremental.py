@@ -284,6 +284,26 @@ def test_sliding_as_of_touches_only_profiles_at_window_edges():
         assert values(store) == {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
 
 
+def test_sliding_windows_longer_than_the_calendar():
+    """A session or ``within_last_days`` reaching past year 1 slides without overflowing, equal to a full recompute."""
+    defs = [{"name": "s", "type": "event_counter", "event": "A", "window": {"session_minutes": 10**12}},
+            {"name": "w", "type": "event_counter", "event": "A",
+             "conditions": [{"property": "at", "operator": "within_last_days", "value": 10**6}]}]
+    traits = parse_traits(defs, path="s.toml")
+    evs = [{"message_id": f"m{i}", "type": "track", "event": "A", "timestamp": AS_OF - timedelta(days=d),
+            "user_id": "u1", "anonymous_id": None, "properties": {"at": "1950-06-01T00:00:00Z"}}
+           for i, d in enumerate([400, 3])]
+    with Store.open(None) as store:
+        insert(store, evs, 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        compute_traits(store, traits, as_of=AS_OF + timedelta(days=1))
+        got = values(store)
+        assert [(v["s"], v["w"]) for v in got.values()] == [(2, 2)]
+        compute_traits(store, traits, as_of=AS_OF + timedelta(days=1), full=True)
+        assert values(store) == got
+
+
 def test_a_late_first_event_renames_the_profile_and_merges():
     defs = [{"name": "n", "type": "event_counter", "event": "A"},
             {"name": "first_k", "type": "first", "event": "A", "property": "k"}]

@@ -73,6 +73,14 @@ def test_session_expires_m_minutes_after_its_last_event():
     assert count({"session_minutes": 30}, [AS_OF - timedelta(minutes=40), AS_OF + US]) == 0
 
 
+def test_windows_reaching_past_year_one_are_unbounded():
+    """A session or day count longer than the calendar (config allows any positive integer) is not
+    an overflow: nothing expires, every earlier event is within it."""
+    old = datetime(1900, 1, 1, tzinfo=UTC)
+    assert count({"session_minutes": 10**12}, [old, AS_OF - timedelta(days=30)]) == 2
+    assert count({"within_days": 10**8}, [old, AS_OF, AS_OF + US]) == 2
+
+
 def test_session_built_from_events_passing_the_conditions():
     times = [AS_OF - timedelta(minutes=50), AS_OF - timedelta(minutes=25), AS_OF - timedelta(minutes=5)]
     events = at(*times)
@@ -179,7 +187,9 @@ def test_sum_of_integers_is_exact_up_to_2_53():
     ("2025-01-02", "datetime", datetime(2025, 1, 2, tzinfo=UTC)),
     (1735689600000, "datetime", datetime(2025, 1, 1, tzinfo=UTC)),
     (1735689600000.5, "datetime", datetime(2025, 1, 1, 0, 0, 0, 500, tzinfo=UTC)),
-    ("2025-02-30", "datetime", None), ("2025-01-02T24:00:00Z", "datetime", None), ("yesterday", "datetime", None),
+    ("2025-02-30", "datetime", None), ("yesterday", "datetime", None),
+    ("2025-01-02T24:00:00Z", "datetime", datetime(2025, 1, 3, tzinfo=UTC)),  # as an event time reads it
+    ("20250102T0304Z", "datetime", datetime(2025, 1, 2, 3, 4, tzinfo=UTC)),
     (True, "datetime", None),
 ])
 def test_value_conversion_table(raw, value_type, expected):
