@@ -618,6 +618,24 @@ def _already(store: Store, content_hash: str) -> str | None:
     return text
 
 
+def _log(
+    con: duckdb.DuckDBPyConnection, *, ingest_id: int, path: str, fmt: str, compressed: bool, size: int,
+    content_hash: str, counts: _Counts, ingested: int, quarantined: int, status: str, message: str,
+    started_at: datetime,
+) -> None:
+    """The file's ``ingest_log`` row (in its transaction, so the file is logged only if committed)."""
+    con.execute(
+        "INSERT INTO ingest_log (ingest_id, path, format, size_bytes, content_hash, records, ingested, "
+        "duplicates, conflicts, quarantined, status, message, started_at, finished_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ingest_id, path, fmt + (".gz" if compressed else ""), size, content_hash, counts.records, ingested,
+            counts.duplicates, counts.conflicts, quarantined, status, message or None, started_at,
+            datetime.now(timezone.utc),
+        ],
+    )
+
+
 def ingest_file(
     store: Store,
     path: Path,
@@ -640,11 +658,9 @@ def ingest_file(
     started_at = datetime.now(timezone.utc)
     shown = str(path)
     size = path.stat().st_size
-    if size == 0:
-        return FileReport(path=shown, format=fmt, status="empty", message="the file is empty")
     # only a logged file of this size can have this content: otherwise hash while reading
     # (hashlib releases the GIL) instead of reading the whole file once more before starting
-    known = _content_hash(path) if _size_logged(store, size) else None
+    known = _content_hash(path) if size == 0 or _size_logged(store, size) else None
     if known is not None:
         previous = _already(store, known)
         if previous is not None:
@@ -652,6 +668,14 @@ def ingest_file(
                 path=shown, format=fmt, status="already ingested", message=previous,
                 seconds=time.perf_counter() - started,
             )
+    if size == 0:
+        # logged like any file (no reader: an empty .json, .parquet or .gz is not one of those)
+        message = "the file is empty"
+        with store.transaction() as con:
+            ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchall()[0][0]
+            _log(con, ingest_id=ingest_id, path=shown, fmt=fmt, compressed=compressed, size=0, content_hash=known,
+                 counts=_Counts(), ingested=0, quarantined=0, status="empty", message=message, started_at=started_at)
+        return FileReport(path=shown, format=fmt, status="empty", message=message, seconds=time.perf_counter() - started)
     ids = StoredIds(store) if ids is None else ids
     ids.prepare()
     counts = _Counts()
@@ -692,16 +716,9 @@ def ingest_file(
             status, message = "empty", "no records in the file"
         else:
             status, message = "ingested", ""
-        con.execute(
-            "INSERT INTO ingest_log (ingest_id, path, format, size_bytes, content_hash, records, ingested, "
-            "duplicates, conflicts, quarantined, status, message, started_at, finished_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                ingest_id, shown, fmt + (".gz" if compressed else ""), size, known if hashing is None else hashing.result(), counts.records,
-                ingested, duplicates, conflicts, quarantined, status,
-                message or None, started_at, datetime.now(timezone.utc),
-            ],
-        )
+        _log(con, ingest_id=ingest_id, path=shown, fmt=fmt, compressed=compressed, size=size,
+             content_hash=known if hashing is None else hashing.result(), counts=counts, ingested=ingested,
+             quarantined=quarantined, status=status, message=message, started_at=started_at)
     return FileReport(
         path=shown, format=fmt, status=status, records=counts.records, ingested=ingested,
         duplicates=duplicates, conflicts=conflicts, quarantined=quarantined, message=message,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import shutil
 import tempfile
 import zlib
@@ -23,7 +24,7 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import numpy as np
 import polars as pl
@@ -271,10 +272,54 @@ def _json_records(doc: Any) -> list[Any]:
     return [doc]
 
 
+class _BigNumber:
+    """A JSON number beyond a double's range (``1e400``), kept as its text.
+
+    RFC 8259 allows it and DuckDB reads it as sent (an NDJSON line keeps it); Python's ``float``
+    would make it ``inf``, written back as ``Infinity``, which is not JSON and would be
+    quarantined. So a ``.json`` document keeps the number's text, as NDJSON does.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_float(text: str) -> float | _BigNumber:
+    value = float(text)
+    return value if math.isfinite(value) else _BigNumber(text)
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` keeping numbers beyond a double's range as sent (:class:`_BigNumber`)."""
+    return json.loads(text, parse_float=_parse_float)
+
+
+#: Placeholder text of a :class:`_BigNumber` while a record is serialised (never in real data: random).
+_BIG = "\x00" + uuid4().hex + ":{}\x00"
+
+
+def _dumps(record: Any) -> str:
+    """A record as minified JSON, numbers beyond a double's range written as they were sent."""
+    big: list[str] = []
+
+    def placeholder(value: Any) -> str:
+        if not isinstance(value, _BigNumber):
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        big.append(value.text)
+        return _BIG.format(len(big) - 1)
+
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=placeholder)
+    for i, number in enumerate(big):
+        text = text.replace(json.dumps(_BIG.format(i)), number, 1)
+    return text
+
+
 def _to_text(record: Any, line: int) -> str | ReadFailure:
     if isinstance(record, _TooDeep):
         return ReadFailure(line=line, raw=cut_text(record.text), reason=f"message is nested over {MAX_DEPTH} levels deep")
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    text = _dumps(record)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -317,7 +362,7 @@ def read_json(src: Source, chunk_records: int) -> Iterator[Chunk]:
     if not text.strip():
         return
     try:
-        doc = json.loads(text)
+        doc = _loads(text)
     except json.JSONDecodeError as exc:
         raise FileProblem(f"not a JSON document: {exc.msg} at line {exc.lineno} column {exc.colno}", line=0, raw=cut_text(text)) from None
     except RecursionError:
@@ -358,13 +403,13 @@ def _deep_records(text: str) -> list[Any]:
     records: list[Any] = []
     for piece in items if kind == "ARRAY" else batch:
         try:
-            records.append(json.loads(piece))
+            records.append(_loads(piece))
         except RecursionError:
             records.append(_TooDeep(piece))
     if kind == "ARRAY":
         return records
     try:
-        envelope = {key: json.loads(value) for key, value in zip(BATCH_MERGED, shared) if value is not None}
+        envelope = {key: _loads(value) for key, value in zip(BATCH_MERGED, shared) if value is not None}
     except RecursionError:
         raise FileProblem(f"the batch-level context is nested over {MAX_DEPTH} levels deep", line=0) from None
     return _json_records({"batch": records, **envelope})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 
 import pytest
@@ -231,6 +232,27 @@ def test_empty_file_is_empty_not_an_error(store, tmp_path):
     report = ingest(store, CASES / "empty.ndjson", blank)
     assert [f.status for f in report.files] == ["empty", "empty"]
     assert report.unreadable == () and rows(store, "SELECT count(*) FROM quarantine") == [(0,)]
+    assert rows(store, "SELECT status, records, size_bytes FROM ingest_log ORDER BY ingest_id") == [
+        ("empty", 0, 0), ("empty", 0, blank.stat().st_size),
+    ]
+
+
+@pytest.mark.parametrize("name", ["e.ndjson", "e.json", "e.csv", "e.parquet", "e.avro", "e.ndjson.gz"])
+def test_zero_byte_file_is_logged_as_empty_in_every_format(store, tmp_path, name):
+    """A zero-byte file has an ``ingest_log`` row like any file; the same (empty) content again is
+    ``already ingested``, as for any file whose content hash is logged."""
+    path = tmp_path / name
+    path.write_bytes(b"")
+    assert [(f.status, f.message) for f in ingest(store, path).files] == [("empty", "the file is empty")]
+    assert rows(store, "SELECT path, status, records, size_bytes, content_hash, message FROM ingest_log") == [
+        (str(path), "empty", 0, 0, hashlib.sha256(b"").hexdigest(), "the file is empty"),
+    ]
+    other = tmp_path / ("other-" + name)
+    other.write_bytes(b"")
+    again = ingest(store, path, other).files
+    assert [f.status for f in again] == ["already ingested", "already ingested"]
+    assert str(path) in again[1].message
+    assert rows(store, "SELECT count(*) FROM ingest_log") == [(1,)]
 
 
 @pytest.mark.parametrize(
@@ -286,3 +308,19 @@ def test_tabular_null_stripping_never_touches_string_values(store, tmp_path):
     )
     assert ingest(store, path).ingested == 1
     assert json.loads(event(store, "t1")["properties"]) == {"note": '{"k":null,"x":{}} and ,"a":null'}
+
+
+def test_numbers_beyond_a_double_are_json_in_json_documents_as_in_ndjson(store, tmp_path):
+    """``1e400`` is RFC 8259 JSON (events.md: valid JSON is accepted): both formats keep the
+    message and its number as sent; only NaN / Infinity are quarantined, in both formats."""
+    text = '{"type":"track","event":"E","userId":"u","messageId":"m","properties":{"big":1e400,"neg":-1E+400,"x":1.5}}'
+    lines = tmp_path / "big.ndjson"
+    lines.write_text(text + "\n" + text.replace('"m"', '"n"').replace("1e400", "Infinity") + "\n")
+    doc = tmp_path / "big.json"
+    doc.write_text("[" + text.replace('"m"', '"j"') + "," + text.replace('"m"', '"k"').replace("1e400", "NaN") + "]")
+    report = ingest(store, lines, doc)
+    assert [(f.ingested, f.quarantined) for f in report.files] == [(1, 1), (1, 1)]
+    stored = dict(rows(store, "SELECT message_id, CAST(properties AS VARCHAR) FROM events"))
+    assert stored["m"] == stored["j"] and "1e400" in stored["m"] and "-1E+400" in stored["m"]
+    assert "1e400" in rows(store, "SELECT raw FROM events WHERE message_id = 'j'")[0][0]
+    assert set(reasons(store).values()) == {"invalid JSON: NaN and Infinity are not JSON numbers"}
