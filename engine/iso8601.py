@@ -34,26 +34,25 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def canonical_sql(s: str) -> str:
-    """SQL: the extended spelling DuckDB reads (``YYYY-MM-DD hh:mm:ss[.ffffff]±hh[:mm]``) of the
-    string expression ``s`` in any accepted spelling, else NULL. Fractions are cut to
-    microseconds (as DuckDB's own cast does)."""
+def parts_sql(s: str) -> str:
+    """SQL: the named parts (``y, mo, d, h, mi, sec, f, tz``) of the string expression ``s`` in
+    any accepted spelling, else NULL."""
     names = "[" + ", ".join(_sql_str(n) for n in _PARTS) + "]"
+    return " ".join(
+        f"WHEN regexp_matches({s}, {_sql_str(pattern)}) THEN regexp_extract({s}, {_sql_str(pattern)}, {names})"
+        for pattern in (EXTENDED, BASIC)
+    ).join(["CASE ", " END"])
 
-    def parts(pattern: str) -> str:
-        return f"regexp_extract({s}, {_sql_str(pattern)}, {names})"
 
-    def build(p: str) -> str:
-        return (
-            f"{p}.y || '-' || {p}.mo || '-' || {p}.d || ' ' || coalesce(nullif({p}.h, ''), '00') || ':' "
-            f"|| coalesce(nullif({p}.mi, ''), '00') || ':' || coalesce(nullif({p}.sec, ''), '00') "
-            f"|| CASE WHEN {p}.f <> '' THEN '.' || left({p}.f, 6) ELSE '' END "
-            f"|| CASE WHEN {p}.tz IN ('', 'Z', 'z') THEN '+00' ELSE {p}.tz END"
-        )
-
+def canonical_sql(p: str) -> str:
+    """SQL: the extended spelling DuckDB reads (``YYYY-MM-DD hh:mm:ss[.ffffff]±hh[:mm]``) of the
+    parts ``p`` (an expression or column holding :func:`parts_sql`). Fractions are cut to
+    microseconds (as DuckDB's own cast does)."""
     return (
-        f"CASE WHEN regexp_matches({s}, {_sql_str(EXTENDED)}) THEN {build(parts(EXTENDED))} "
-        f"WHEN regexp_matches({s}, {_sql_str(BASIC)}) THEN {build(parts(BASIC))} END"
+        f"{p}.y || '-' || {p}.mo || '-' || {p}.d || ' ' || coalesce(nullif({p}.h, ''), '00') || ':' "
+        f"|| coalesce(nullif({p}.mi, ''), '00') || ':' || coalesce(nullif({p}.sec, ''), '00') "
+        f"|| CASE WHEN {p}.f <> '' THEN '.' || left({p}.f, 6) ELSE '' END "
+        f"|| CASE WHEN {p}.tz IN ('', 'Z', 'z') THEN '+00' ELSE {p}.tz END"
     )
 
 
@@ -62,7 +61,7 @@ def timestamp_sql(s: str) -> str:
     an accepted spelling or not a real instant (a 13th month, a 61st second)."""
     return (
         f"CASE WHEN regexp_full_match({s}, {_sql_str(FAST)}) THEN TRY_CAST({s} AS TIMESTAMPTZ) "
-        f"ELSE TRY_CAST({canonical_sql(s)} AS TIMESTAMPTZ) END"
+        f"ELSE TRY_CAST({canonical_sql(parts_sql(s))} AS TIMESTAMPTZ) END"
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from engine import iso8601
 from engine.store import id_hash_sql
 
 #: Segment's own limit on one serialised message, in bytes.
@@ -158,51 +159,15 @@ def _epoch_ms(expr: str) -> str:
     )
 
 
-#: ISO-8601 date-times DuckDB's cast reads as they are: extended format, ``T`` or space, ``.``
-#: fractions, ``Z`` / ``±hh:mm`` / ``±hhmm`` / ``±hh`` (the common case, one regular expression).
-_OFFSET = "(?:[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)"
-_ISO_FAST = (
-    "[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]+)?)?(?:Z|" + _OFFSET + ")?)?"
-)
-#: Every other spelling accepted (events.md: "ISO-8601 with offset or Z"), as named parts:
-#: extended or basic format, ``T`` / ``t`` / space, reduced precision (``hh``, ``hh:mm``),
-#: ``.`` or ``,`` fractions, ``Z`` / ``z`` / offsets. Basic format needs its ``T`` (bare digits are
-#: epoch milliseconds). Week and ordinal dates are not accepted (docs/ingest.md).
-_ISO_PARTS = ["y", "mo", "d", "h", "mi", "sec", "f", "tz"]
-_ISO_TAIL = "(?:[.,]([0-9]+))?)?)?(Z|z|" + _OFFSET + ")?"
-_ISO_EXTENDED = "^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[Tt ]([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})" + _ISO_TAIL + ")?$"
-_ISO_BASIC = "^([0-9]{4})([0-9]{2})([0-9]{2})[Tt]([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})" + _ISO_TAIL + "$"
-
-
-def _iso_parts(s: str) -> str:
-    """The named parts (:data:`_ISO_PARTS`) of any accepted ISO-8601 spelling ``s``, else NULL."""
-    names = "[" + ", ".join(_sql_str(n) for n in _ISO_PARTS) + "]"
-    return " ".join(
-        f"WHEN regexp_matches({s}, {_sql_str(pattern)}) THEN regexp_extract({s}, {_sql_str(pattern)}, {names})"
-        for pattern in (_ISO_EXTENDED, _ISO_BASIC)
-    ).join(["CASE ", " END"])
-
-
-def _iso_canonical(p: str) -> str:
-    """The extended spelling DuckDB reads (``YYYY-MM-DD hh:mm:ss[.ffffff]±hh``) of the parts ``p``
-    (a column holding :func:`_iso_parts`). Fractions are cut to microseconds (as DuckDB's own cast does)."""
-    return (
-        f"{p}.y || '-' || {p}.mo || '-' || {p}.d || ' ' || coalesce(nullif({p}.h, ''), '00') || ':' "
-        f"|| coalesce(nullif({p}.mi, ''), '00') || ':' || coalesce(nullif({p}.sec, ''), '00') "
-        f"|| CASE WHEN {p}.f <> '' THEN '.' || left({p}.f, 6) ELSE '' END "
-        f"|| CASE WHEN {p}.tz IN ('', 'Z', 'z') THEN '+00' ELSE {p}.tz END"
-    )
-
-
 def _time_steps(f: Field) -> list[str]:
     """Helper columns of a time field, each computed once (repeating them inside one expression
     made the query text, and DuckDB's binding and planning of it per chunk, several times larger):
     ``r_``, a string not in the common spelling, trimmed; then ``e_``, its ISO-8601 parts."""
     t, s, r = f"t_{f.column}", f"s_{f.column}", f"r_{f.column}"
     return [
-        f"CASE WHEN {t} = 'VARCHAR' AND NOT regexp_full_match({s}, {_sql_str(_ISO_FAST)}) "
+        f"CASE WHEN {t} = 'VARCHAR' AND NOT regexp_full_match({s}, {_sql_str(iso8601.FAST)}) "
         f"THEN trim({s}, {_sql_str(_WS)}) END AS {r}",
-        f"{_iso_parts(r)} AS e_{f.column}",
+        f"{iso8601.parts_sql(r)} AS e_{f.column}",
     ]
 
 
@@ -217,7 +182,7 @@ def _time_value(f: Field) -> str:
         f"CASE WHEN {t} = 'VARCHAR' THEN CASE "
         f"WHEN {r} IS NULL THEN TRY_CAST({s} AS TIMESTAMPTZ) "
         f"WHEN regexp_full_match({r}, '-?[0-9]+') THEN {_epoch_ms(f'TRY_CAST({r} AS DOUBLE)')} "
-        f"ELSE TRY_CAST({_iso_canonical(e)} AS TIMESTAMPTZ) END "
+        f"ELSE TRY_CAST({iso8601.canonical_sql(e)} AS TIMESTAMPTZ) END "
         f"WHEN {t} = 'NUMBER' THEN {_epoch_ms(f'TRY_CAST({j} AS DOUBLE)')} END"
     )
 
@@ -304,7 +269,7 @@ KINDS: dict[str, Kind] = {
         common=f'"{_PLAIN_NON_WS}(?:{_PLAIN}*{_PLAIN_NON_WS})?"|-?[0-9]+', common_value=_common_identifier,
     ),
     "time": Kind(
-        value=_time_value, reasons=_time_reasons, common=f'"{_ISO_FAST}"|-?[0-9]+', common_value=_common_time,
+        value=_time_value, reasons=_time_reasons, common=f'"{iso8601.FAST}"|-?[0-9]+', common_value=_common_time,
         steps=_time_steps,
     ),
     "object": Kind(
