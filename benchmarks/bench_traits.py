@@ -267,7 +267,7 @@ def work_engine(store_path: Path, n_traits: int, *, keyed: bool = True) -> dict[
 
     defs = eight_traits() if n_traits == 8 else hundred_traits()
     plan = Plan.build(parsed(defs), as_of=as_of())
-    out = _timed_sql(store_path, plan.frame_sql(keyed="trait_events" if keyed else None))
+    out = _timed_sql(store_path, plan.frame_sql(keyed="trait_events" if keyed else None, seq="seq"))
     out["traits"] = len(defs)
     if n_traits != 8:
         out.pop("digest")

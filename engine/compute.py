@@ -127,7 +127,7 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
 
 # -- incremental bookkeeping -----------------------------------------------------------------------
 #: Version of the stored state layout; another value means a full rebuild.
-STATE_VERSION = 3  # 3: most_frequent keeps a histogram, not every value
+STATE_VERSION = 4  # 3: most_frequent keeps a histogram, not every value; 4: trait_events.seq
 _META = "traits_state"
 #: Temporary tables of one run.
 _TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_old", "__t_ren", "__t_orph", "__t_dl", "__t_fp", "__t_new", "__t_slice", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
@@ -206,14 +206,38 @@ def _change_log_usable(store: Store, prev: _Previous, run: int | None) -> bool:
     return prev.run is not None and run is not None and run > prev.run and store.has_table("identity_changes")
 
 
-def _trait_events_select(events: Sequence[str], columns: Sequence[str], *, mapped: str, where: str) -> str:
+#: ``trait_events.seq``: the row's place in the canonical order ``(timestamp, message_id)`` as one
+#: HUGEINT (epoch microseconds * 2^32 + its rank by message id among the rows at that instant), so
+#: first / last are one primitive ``arg_min/arg_max(value, seq)`` in the values pass, exact on ties.
+#: Only the order of two rows at one instant matters, not their profile: moved rows keep their seq.
+SEQ = "epoch_us(timestamp)::HUGEINT * 4294967296 + row_number() OVER (PARTITION BY timestamp ORDER BY message_id)"
+
+
+def _trait_events_select(
+    events: Sequence[str], columns: Sequence[str], *, mapped: str, where: str, seq: bool = True
+) -> str:
     """Rows of ``trait_events``: the traits' events with their profile (``mapped``: a relation of
-    ``message_id, profile_id`` LEFT JOINed, NULL = not resolved) and the derived columns."""
+    ``message_id, profile_id`` LEFT JOINed, NULL = not resolved), the derived columns and ``seq``
+    (NULL without ``seq``: new rows, ranked by :func:`_rank_new` once they are in the table)."""
     cols = "".join(f", e.{quote(c)}" for c in columns)
     names = ", ".join(sql_str(x) for x in sorted(events)) or "NULL"
-    return f"""SELECT ep.profile_id, e.ingest_id, e.timestamp, e.message_id, e.event{cols}
+    rows = f"""SELECT ep.profile_id, e.ingest_id, e.timestamp, e.message_id, e.event{cols}
         FROM events e LEFT JOIN {mapped} ep ON ep.message_id = e.message_id
         WHERE e.type IN ({", ".join(sql_str(t) for t in EVENT_TYPES)}) AND e.event IN ({names}) AND ({where})"""
+    return f"SELECT *, {SEQ if seq else 'NULL::HUGEINT'} AS seq FROM ({rows})"
+
+
+def _rank_new(store: Store, new: str) -> None:
+    """Give the rows of ``new`` (inserted into ``trait_events`` with a NULL seq) their seq: every
+    row at one of their instants is ranked again (a new event can come between two stored ones)."""
+    if not store.first_row(f"SELECT count(*) FROM {new}")[0]:
+        return
+    at = f"SELECT DISTINCT timestamp FROM {new}"
+    store.con.execute(
+        f"""UPDATE trait_events SET seq = r.seq FROM (
+            SELECT message_id, {SEQ} AS seq FROM trait_events WHERE timestamp IN ({at})
+        ) r WHERE trait_events.message_id = r.message_id AND trait_events.timestamp IN ({at})"""
+    )
 
 
 def _events_current(store: Store, plan: Plan) -> bool:
@@ -242,7 +266,7 @@ def _full_state(store: Store, plan: Plan, top: int, mapped: str = "event_profile
             where=f"e.ingest_id <= {top}",
         )
         # by time: a window edge's events (a slide) are then a few row groups, pruned by min/max
-        + " ORDER BY e.timestamp"
+        + " ORDER BY timestamp"
     )
     parts = ", ".join(["f.profile_id", "f._n", "f._fp", *(f"a.{c}" for c in plan.state_columns())])
     store.con.execute(
@@ -404,7 +428,7 @@ def _plan_update(
     # the new events of trait_events' event names, with their profile (NULL: not resolved)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE __t_nevt AS "
-        + _trait_events_select(prev.tev_events, prev.tev_columns, mapped="__t_new", where=new_events)
+        + _trait_events_select(prev.tev_events, prev.tev_columns, mapped="__t_new", where=new_events, seq=False)
     )
     recompute = "SELECT profile_id FROM __t_touched WHERE kind = 'recompute'"
     # the touched profiles' slice of the map; nothing to recompute (the usual append or slide)
@@ -630,6 +654,7 @@ def _write_update(
         """INSERT INTO trait_events BY NAME SELECT * FROM __t_nevt
         WHERE profile_id IS NULL OR profile_id NOT IN (SELECT profile_id FROM __t_touched WHERE kind = 'recompute')"""
     )
+    _rank_new(store, "__t_nevt")  # every new row is in (here or through __t_rev): rank them
     touched = "SELECT profile_id FROM __t_touched"
     con.execute(f"DELETE FROM trait_state WHERE profile_id IN ({touched})")
     con.execute("INSERT INTO trait_state BY NAME SELECT * FROM __t_r")
@@ -701,7 +726,7 @@ def trait_frame(
     emap = event_map(store, plan.as_of)
     if emap.latest:
         keyed = None if from_events or not _events_current(store, plan) else "trait_events"
-        return store.con.sql(plan.frame_sql(keyed=keyed)).pl()
+        return store.con.sql(plan.frame_sql(keyed=keyed, seq="seq")).pl()
     try:
         return store.con.sql(plan.frame_sql(**_identity_relations(emap))).pl()
     finally:

@@ -137,6 +137,13 @@ class Trait:
         """
         return None
 
+    def sql_ordered(self, flag: str, value: str | None, seq: str) -> dict[str, str] | None:
+        """One-shot partials in one aggregate when the rows carry ``seq`` (a primitive key in the
+        canonical order, unique per event), or ``None`` when the type has no such form. The
+        suffixes and :meth:`sql_final` are those of ``state=False``.
+        """
+        return None
+
     def sql_counted_values(self, n: str, value: str) -> dict[str, str] | None:
         """One-shot partials from one row per (profile, distinct value) with ``n`` = how many
         counting events carry it (``n`` may be 0), or ``None`` when the type's value needs the

@@ -36,6 +36,12 @@ class First(ValueTrait):
         return {"x": f"arg_{self._sql_fn}({value}, message_id) FILTER (WHERE {flag} AND {value} IS NOT NULL "
                      f"AND timestamp = {at})"}
 
+    def sql_ordered(self, flag: str, value: str | None, seq: str) -> dict[str, str] | None:
+        """The value in one aggregate, given ``seq``: a primitive key in canonical order (unique per
+        event), so ``arg_min/arg_max`` on it is exact on ties and costs what ``max(timestamp)`` does
+        plus a copy of the value (no second pass over the events)."""
+        return {"x": f"arg_{self._sql_fn}({value}, {seq}) FILTER (WHERE {flag} AND {value} IS NOT NULL)"}
+
     def sql_final(self, part: Callable[[str], str], *, state: bool = False) -> str:
         return f"{part('x')}.v" if state else part("x")
 

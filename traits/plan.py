@@ -144,15 +144,18 @@ class Plan:
 
     def source_sql(
         self, *, stats: bool, event_map: str = "event_profiles", keyed: str | None = None,
-        where: str = "true",
+        where: str = "true", seq: str | None = None,
     ) -> str:
         """``profile_id, timestamp, message_id, event, <typed columns>`` of the traits' events.
 
         From ``events`` joined to ``event_map`` (``message_id, profile_id``), or, with ``keyed``,
         from a profile-keyed copy of the events (``trait_events``: no join; NULL profile = not
-        resolved). ``where`` is a predicate on ``e`` (and ``ep`` when joined).
+        resolved; ``seq`` names its canonical-order column, read too). ``where`` is a predicate on
+        ``e`` (and ``ep`` when joined).
         """
         cols = "".join(f", e.{quote(c.name)}" for c in self.read_columns(stats=stats))
+        if keyed and seq:
+            cols += f", e.{seq}"
         if keyed:
             return f"""SELECT e.profile_id, e.timestamp, e.message_id, e.event{cols}
         FROM {keyed} e
@@ -165,6 +168,7 @@ class Plan:
     def relation_ctes(
         self, *, prefix: str = "", profile_filter: str | None = None, event_filter: str | None = None,
         stats: bool = True, event_map: str = "event_profiles", keyed: str | None = None,
+        seq: str | None = None,
     ) -> list[str]:
         """CTEs ending in ``<prefix>flags``: the events of the traits with one flag per trait.
 
@@ -178,7 +182,7 @@ class Plan:
             where += f" AND {'e' if keyed else 'ep'}.profile_id IN ({profile_filter})"
         if event_filter:
             where += f" AND ({event_filter})"
-        source = self.source_sql(stats=stats, event_map=event_map, keyed=keyed, where=where)
+        source = self.source_sql(stats=stats, event_map=event_map, keyed=keyed, where=where, seq=seq)
         ctes = [f"{prefix}ev AS (\n        {source}\n    )"]
         joins = []
         for i, t in enumerate(self.traits):
@@ -207,21 +211,23 @@ class Plan:
             "examples": f"min({{'t': timestamp, 'm': message_id}}, 5) FILTER (WHERE {rejected})",
         }
 
-    def partials(self, index: int, *, stats: bool, state: bool) -> dict[str, str]:
-        """Suffix -> partial aggregate SQL of one trait (mergeable forms when ``state``)."""
+    def partials(self, index: int, *, stats: bool, state: bool, seq: str | None = None) -> dict[str, str]:
+        """Suffix -> partial aggregate SQL of one trait (mergeable forms when ``state``; the
+        one-aggregate form of ``sql_ordered`` types when the source has a ``seq`` column)."""
         t = self.traits[index]
         v = quote(t.value_column().name) if isinstance(t, ValueTrait) else None
-        out = dict(t.sql_aggregates(self.flag(index), v, state=state))
+        ordered = t.sql_ordered(self.flag(index), v, seq) if seq and isinstance(t, ValueTrait) else None
+        out = dict(ordered or t.sql_aggregates(self.flag(index), v, state=state))
         if stats:
             out.update(self.stats_parts(index))
         return out
 
-    def agg_select(self, *, stats: bool, source: str = "flags", state: bool = False) -> str:
+    def agg_select(self, *, stats: bool, source: str = "flags", state: bool = False, seq: str | None = None) -> str:
         """``SELECT profile_id, <partial aggregates> FROM source GROUP BY profile_id``."""
         parts = [
             f"{sql} AS {self.part(i, suffix)}"
             for i in range(len(self.traits))
-            for suffix, sql in self.partials(i, stats=stats, state=state).items()
+            for suffix, sql in self.partials(i, stats=stats, state=state, seq=seq).items()
         ]
         body = ",\n        ".join(["profile_id", *parts])
         return f"SELECT {body}\n    FROM {source} GROUP BY profile_id"
@@ -407,7 +413,8 @@ SELECT {body}
         )
 
     def frame_sql(
-        self, *, keyed: str | None = None, profiles: str = "profiles", event_map: str = "event_profiles"
+        self, *, keyed: str | None = None, profiles: str = "profiles", event_map: str = "event_profiles",
+        seq: str | None = None,
     ) -> str:
         """Values in one statement (no temporary table, no diagnostics): one-shot aggregates.
 
@@ -418,10 +425,13 @@ SELECT {body}
           two levels, one pass per value column shared by all such traits reading it: GROUP BY
           (profile, value) counting each trait's events, then GROUP BY profile over those few
           rows (``v<k>``). Lists per profile and per trait cost several times more.
-        * ``sql_picked`` types (first / last) find the instant of the event they pick in the
-          main GROUP BY (``min/max(timestamp)``, cheap), then their value among the counting
-          events at that instant (``pick<k>``: the events joined to those few instants per
-          profile; the message id breaks ties there, exactly).
+        * ``sql_ordered`` types (first / last) over a keyed copy with a ``seq`` column (the
+          canonical order as one primitive key, unique per event: ``trait_events.seq``) are one
+          ``arg_min/arg_max(value, seq)`` in their event's GROUP BY: exact on ties, no second pass.
+        * otherwise (over the join), ``sql_picked`` types find the instant of the event they pick
+          in the main GROUP BY (``min/max(timestamp)``, cheap), then their value among the
+          counting events at that instant (``pick<k>``: the events joined to those few instants
+          per profile; the message id breaks ties there, exactly).
         """
         by_value: dict[str, list[int]] = {}
         main: list[int] = []
@@ -435,6 +445,7 @@ SELECT {body}
             by_event.setdefault(self.traits[i].event, []).append(i)
         ctes: list[str] = []
         if keyed is None:
+            seq = None  # only a keyed copy carries the order column
             # the passes below each scan their events: join the events to their profiles once
             where = f"e.timestamp <= {ts_literal(self.as_of)}"
             ctes.append(f"joined AS (\n        {self.source_sql(stats=False, where=where, event_map=event_map)}\n    )")
@@ -443,8 +454,8 @@ SELECT {body}
         for k, indices in enumerate(by_event.values() or [[]]):
             sub = self.subplan(indices)
             name = "agg" if k == 0 else f"e{k}"
-            ctes += sub.relation_ctes(prefix="" if k == 0 else f"{name}_", stats=False, keyed=keyed)
-            ctes.append(f"{name} AS (\n{sub.agg_select(stats=False, source='flags' if k == 0 else f'{name}_flags')}\n)")
+            ctes += sub.relation_ctes(prefix="" if k == 0 else f"{name}_", stats=False, keyed=keyed, seq=seq)
+            ctes.append(f"{name} AS (\n{sub.agg_select(stats=False, source='flags' if k == 0 else f'{name}_flags', seq=seq)}\n)")
             if k:
                 elsewhere.update({i: name for i in indices})
         for k, (column, indices) in enumerate(by_value.items()):
@@ -465,7 +476,7 @@ SELECT {body}
     )""")
             elsewhere.update({i: f"v{k}" for i in indices})
         for k, indices in enumerate(by_event.values()):
-            picked = [i for i in indices if self._picks(i)]
+            picked = [] if seq else [i for i in indices if self._picks(i)]
             if not picked:
                 continue
             # the events at each profile's picked instants: a join on the few instants per

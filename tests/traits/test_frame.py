@@ -49,7 +49,9 @@ def test_first_last_ties_only_in_some_profiles():
     traits = parse_traits(defs, path="t.toml")
     with make_store(evs, ["R"]) as store:
         got = frame(store, traits, from_events=True)
-    assert got == {"P": {"f": "A", "l": "C"}, "Q": {"f": "Z", "l": "X"}, "R": {"f": None, "l": None}}
+        compute_traits(store, traits, as_of=AS_OF)
+        keyed = frame(store, traits, from_events=False)  # one arg_min / arg_max over trait_events.seq
+    assert got == keyed == {"P": {"f": "A", "l": "C"}, "Q": {"f": "Z", "l": "X"}, "R": {"f": None, "l": None}}
 
 
 @SETTINGS
@@ -67,7 +69,10 @@ def test_first_last_many_ties(n, seed):
             {"name": "l", "type": "last", "event": "E", "property": "v", "value_type": "number"}]
     traits = parse_traits(defs, path="t.toml")
     store = shared_store(evs)
-    check(frame(store, traits, from_events=True), oracle.compute(traits, evs, ["p0"], AS_OF), traits)
+    want = oracle.compute(traits, evs, ["p0"], AS_OF)
+    check(frame(store, traits, from_events=True), want, traits)
+    compute_traits(store, traits, as_of=AS_OF)  # trait_events current: first / last by its seq
+    check(frame(store, traits, from_events=False), want, traits)
 
 
 def test_traits_of_several_events_and_values_in_their_own_passes():

@@ -85,6 +85,10 @@ def assert_trait_events_current(store: Store) -> None:
         WHERE e.type IN ('track', 'page', 'screen') AND e.event IN ({names}) AND e.ingest_id <= {meta["watermark"]}
         ORDER BY e.message_id""")
     assert got.fetchall() == want.fetchall()
+    # seq (first / last in one aggregate) is the canonical order, however the rows arrived
+    by_seq = store.con.sql("SELECT message_id FROM trait_events ORDER BY seq").fetchall()
+    assert by_seq == store.con.sql("SELECT message_id FROM trait_events ORDER BY timestamp, message_id").fetchall()
+    assert store.first_row("SELECT count(*) FROM trait_events WHERE seq IS NULL")[0] == 0
 
 
 def assert_same(got: dict, want: dict, traits) -> None:
@@ -133,6 +137,9 @@ def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(
             event("full" if report.full else f"merged {bool(report.merged)}, recomputed {bool(report.recomputed)}")
             assert_trait_events_current(store)
             assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at, from_events=True).to_dicts()},
+                        traits)
+            # and over trait_events when the run left it current (first / last by its seq)
+            assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at).to_dicts()},
                         traits)
             incremental_stats = trait_stats(store).drop("as_of").to_dicts()
         if unresolved < len(parts):  # the batch computed before it was resolved, resolved now
@@ -188,6 +195,31 @@ def test_appended_events_merge_without_recomputing_others():
         assert not report.full
         frame = trait_frame(store, traits, as_of=AS_OF + timedelta(days=1), from_events=True)
         assert values(store) == {r.pop("profile_id"): r for r in frame.to_dicts()}
+
+
+def test_a_late_event_at_a_stored_instant_takes_its_place_in_the_order():
+    """A new event at the instant of stored ones, with a smaller message id, comes first there:
+    the stored rows at that instant are ranked again (trait_events.seq), so the values pass, which
+    reads first / last from seq, still breaks the tie by message id."""
+    t = AS_OF - timedelta(days=2)
+    defs = [{"name": "f", "type": "first", "event": "A", "property": "k"},
+            {"name": "l", "type": "last", "event": "A", "property": "k"}]
+    traits = parse_traits(defs, path="i.toml")
+    ev = {"type": "track", "event": "A", "timestamp": t, "user_id": "u1", "anonymous_id": None}
+    with Store.open(None) as store:
+        insert(store, [{**ev, "message_id": "m5", "properties": {"k": "five"}},
+                       {**ev, "message_id": "m7", "properties": {"k": "seven"}}], 1)
+        resolve(store, RULES)
+        compute_traits(store, traits, as_of=AS_OF)
+        insert(store, [{**ev, "message_id": "m1", "properties": {"k": "one"}},
+                       {**ev, "message_id": "m9", "properties": {"k": "nine"}},
+                       {**ev, "message_id": "m6", "timestamp": t + timedelta(microseconds=1), "properties": {"k": "six"}}], 2)
+        resolve(store, RULES)
+        assert not compute_traits(store, traits, as_of=AS_OF).full
+        assert_trait_events_current(store)
+        keyed = trait_frame(store, traits, as_of=AS_OF).to_dicts()
+        assert [{k: v for k, v in r.items() if k != "profile_id"} for r in keyed] == [{"f": "one", "l": "six"}]
+        assert values(store) == {r.pop("profile_id"): r for r in keyed}
 
 
 CRASH = textwrap.dedent("""
