@@ -61,6 +61,7 @@ def _stdout_console() -> Console:
 
 _OPTIONS = _Options(None, None, False, False, _stdout_console())
 
+
 def _checked_as_of(value: str | None) -> str | None:
     """A malformed ``--as-of`` is a usage error (exit 2), like any other bad option value."""
     if value is not None:

@@ -244,9 +244,9 @@ def _training_rows(ev: pl.DataFrame, cutoffs: list[datetime], spec: FeatureSpec,
 
 def _sampled_profiles(store: Store, max_profiles: int) -> pl.Series | None:
     """The ``pid`` of a deterministic sample of about ``max_profiles`` of ``_pred_profiles``
-    (``None``: there are no more, all train). Membership hashes the profile id itself, so a
-    profile is in or out whatever other profiles exist (a profile created after a cutoff does
-    not reshuffle the sample at that cutoff)."""
+    (``None``: there are no more, all train). Membership hashes the profile id itself, so more
+    profiles (e.g. ones created after a cutoff) only lower the share sampled: they never swap
+    which of the others are in."""
     n_profiles = store.first_row("SELECT count(*) FROM _pred_profiles")[0]
     if n_profiles <= max_profiles:
         return None
