@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine, peak_rss_mib, publish, rss_budget_mib, run_capped
+from benchmarks.machine import machine, peak_rss_mib, publish, run_worker
 
 CACHE = Path(__file__).parent / "cache"
 
@@ -261,20 +261,10 @@ def work_oracle(store_path: Path, sample: int) -> dict[str, Any]:
 
 
 def _run_worker(name: str, store_path: Path, sample: int) -> dict[str, Any]:
-    """One contender in a fresh process. Under the runner's RSS budget, a contender that passes
-    90% of it is killed and reported as ``failed`` (the others still run)."""
-    budget = rss_budget_mib()
-    out = run_capped(
-        [sys.executable, "-m", "benchmarks.bench_identity", "--worker", name,
-         "--store", str(store_path), "--oracle-sample", str(sample)],
-        budget_mib=None if budget is None else 0.9 * budget, cwd=Path(__file__).resolve().parent.parent,
-    )
-    if out.over_budget:
-        return {"failed": f"over the RSS budget: killed at {out.peak_tree_mib:,.0f} MiB", "events": 0,
-                "seconds": None, "cpu_seconds": None, "peak_rss_mib": out.peak_tree_mib}
-    if out.returncode != 0:
-        raise RuntimeError(f"benchmark worker {name!r} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """One contender in a fresh process (:func:`benchmarks.machine.run_worker`)."""
+    cmd = [sys.executable, "-m", "benchmarks.bench_identity", "--worker", name,
+           "--store", str(store_path), "--oracle-sample", str(sample)]
+    return run_worker(cmd, name, cwd=Path(__file__).resolve().parent.parent)
 
 
 def _sum(a: float | None, b: float | None) -> float | None:

@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import machine, peak_rss_mib, publish, rss_budget_mib, run_capped
+from benchmarks.machine import machine, peak_rss_mib, publish, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).parent / "cache"
@@ -384,19 +384,10 @@ def work_pandas(flat: Path, *, join: bool = False) -> dict[str, Any]:
 
 
 def _run_worker(name: str, store_path: Path, flat: Path) -> dict[str, Any]:
-    """One contender in a fresh process. Under the runner's RSS budget (``--rss-budget``), a
-    contender that passes 90% of it is killed and reported as ``failed`` (the others still run);
-    any other failure stops the benchmark."""
-    budget = rss_budget_mib()
+    """One contender in a fresh process (:func:`benchmarks.machine.run_worker`)."""
     cmd = [sys.executable, "-m", "benchmarks.bench_traits", "--worker", name, "--store", str(store_path),
            "--flat", str(flat)]
-    out = run_capped(cmd, budget_mib=None if budget is None else 0.9 * budget, cwd=ROOT)
-    if out.over_budget:
-        return {"failed": f"over the RSS budget: killed at {out.peak_tree_mib:,.0f} MiB", "seconds": None,
-                "peak_rss_mib": out.peak_tree_mib}
-    if out.returncode != 0:
-        raise RuntimeError(f"traits worker {name!r} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_worker(cmd, name, cwd=ROOT)
 
 
 #: The ratios reported: name -> (numerator contender, denominator contender).
@@ -431,7 +422,7 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1) -> dic
     results: dict[str, dict[str, Any]] = {}
     for name in WORKERS:
         runs = [_run_worker(name, store_path, flat) for _ in range(repeat)]
-        results[name] = min(runs, key=lambda r: r["seconds"])
+        results[name] = min(runs, key=lambda r: (r["seconds"] is None, r["seconds"] or 0))  # a failed run last
     from engine.store import Store
 
     with Store.open(store_path, read_only=True) as store:

@@ -104,6 +104,28 @@ def _tree_rss_mib(proc: Any) -> float:
     return total / 2**20
 
 
+def run_worker(cmd: list[str], name: str, *, cwd: Path | None = None) -> dict[str, Any]:
+    """One benchmark contender in a fresh process, its result the JSON of its last stdout line.
+
+    Under the runner's RSS budget (``--rss-budget``, the big sizes) a contender that passes 90%
+    of it is killed, and one that fails otherwise (a full disk, DuckDB out of memory) is reported
+    as ``failed`` with the end of its error: either way the others still run and keep their
+    results (one failed contender of a 50M run must not cost the hour the others took). Without
+    a budget (development runs, tests) a failure stops the benchmark: there, it is a bug.
+    """
+    budget = rss_budget_mib()
+    out = run_capped(cmd, budget_mib=None if budget is None else 0.9 * budget, cwd=cwd)
+    failed = {"events": 0, "seconds": None, "cpu_seconds": None, "peak_rss_mib": out.peak_tree_mib}
+    if out.over_budget:
+        return {"failed": f"over the RSS budget: killed at {out.peak_tree_mib:,.0f} MiB", **failed}
+    if out.returncode != 0:
+        if budget is None:
+            raise RuntimeError(f"benchmark worker {name!r} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+        error = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
+        return {"failed": f"exit {out.returncode}: {error[:300]}", **failed}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_capped(
     cmd: list[str], *, budget_mib: float | None, cwd: Path | None = None, stdout: Any = subprocess.PIPE,
     stderr: Any = subprocess.PIPE, env: dict[str, str] | None = None, poll_seconds: float = 0.5,

@@ -533,6 +533,23 @@ def test_a_capped_run_is_killed_over_its_budget_and_untouched_under_it() -> None
     assert fine.peak_tree_mib > 500
 
 
+def test_a_failing_worker_is_a_failed_contender_under_a_budget_and_an_error_without(monkeypatch) -> None:
+    """A big run keeps the contenders that finished when one dies (a full disk); a small run stops."""
+    import sys
+
+    from benchmarks.machine import BUDGET_ENV, run_worker
+
+    crash = [sys.executable, "-c", "import sys; sys.exit('IO Error: No space left on device')"]
+    fine = [sys.executable, "-c", "print('{\"seconds\": 1.5}')"]
+    monkeypatch.delenv(BUDGET_ENV, raising=False)
+    assert run_worker(fine, "fine") == {"seconds": 1.5}
+    with pytest.raises(RuntimeError, match="No space left"):
+        run_worker(crash, "crash")
+    monkeypatch.setenv(BUDGET_ENV, str(8 * 1024))
+    failed = run_worker(crash, "crash")
+    assert failed["failed"] == "exit 1: IO Error: No space left on device" and failed["seconds"] is None
+
+
 def test_a_contender_over_budget_is_a_row_that_says_so_and_its_ratios_are_left_out() -> None:
     from benchmarks.__main__ import markdown, summarise
     from benchmarks.bench_traits import RATIOS, _ratios
