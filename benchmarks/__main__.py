@@ -305,11 +305,13 @@ def _keep_earlier(path: Path, raw: dict[str, Any], rows: list[Row], failures: di
     if not path.exists():
         return rows
     earlier = json.loads(path.read_text(encoding="utf-8"))
-    kept = [name for name in earlier.get("runs", {}) if name not in raw]
+    before, failed_before = earlier.get("runs", {}), earlier.get("failures", {})
+    kept = [name for name in {**before, **failed_before} if name not in raw and name not in failures]
     for name in kept:
-        raw[name] = earlier["runs"][name]
-        if name in earlier.get("failures", {}):
-            failures[name] = earlier["failures"][name]
+        if name in before:
+            raw[name] = before[name]
+        if name in failed_before:
+            failures[name] = failed_before[name]
     carried = [Row(**r) for r in earlier.get("table", []) if r["benchmark"] in kept]
     return sorted(rows + carried, key=lambda r: r.benchmark)
 

@@ -437,6 +437,18 @@ def test_runs_with_only_add_up_to_one_summary_per_day_and_size(tmp_path, monkeyp
     assert json.loads(written.read_text())["table"] == summary["table"]
     assert (tmp_path / "scaling.png").exists()
 
+    # a failed benchmark's row and reason are kept too when another one runs later
+    def broken(name, events, log, budget_gib=None):
+        if name == "alpha":
+            raise RuntimeError("benchmark alpha failed (exit 1): disk full")
+        return {"seconds": 3.0}
+
+    monkeypatch.setattr(runner, "run_once", broken)
+    runner.run(1000, only=["alpha"], repeat=1, results_dir=tmp_path)
+    summary = runner.run(1000, only=["beta"], repeat=1, results_dir=tmp_path)
+    assert [(r["benchmark"], r["seconds"]) for r in summary["table"]] == [("alpha", None), ("beta", 3.0)]
+    assert summary["failures"] == {"alpha": "benchmark alpha failed (exit 1): disk full"}
+
 
 def test_peak_rss_is_the_process_own_not_its_parents() -> None:
     import subprocess
