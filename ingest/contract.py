@@ -30,7 +30,7 @@ FUTURE_DAYS = 100
 #: Epoch-millisecond numbers beyond this magnitude are not read as times (year ~5138).
 _MAX_EPOCH_MS = 10**14
 #: Whitespace trimmed from identifiers and records (JSON whitespace plus form feed / vertical tab).
-_WS = " \t\n\r\f\v"
+_WS = iso8601.WHITESPACE
 
 MESSAGE_TYPES = ("track", "identify", "alias", "page", "screen", "group")
 

@@ -32,7 +32,7 @@ def path_problem(prop: object) -> str | None:
 
 
 #: Whitespace trimmed around numeric strings (ASCII only, so SQL and Python agree).
-WHITESPACE = " \t\n\r\f\v"
+WHITESPACE = iso8601.WHITESPACE
 #: A decimal number: what a numeric string must look like after trimming.
 NUMBER_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
 #: Epoch milliseconds representable as a timestamp (years 1..9999).
