@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+
+import duckdb
 
 from engine.identity.rules import (
     BUILTIN_BLOCKED,
@@ -301,15 +304,31 @@ def normalise(type_: str, value: Any) -> str | None:
         return None
     text = text.strip(WHITESPACE)
     if type_ == "email":
-        text = text.lower()
+        text = sql_lower(text)
     elif type_ == "phone":
         text = text.translate({ord(c): None for c in PHONE_DROP})
     return text or None
 
 
+@lru_cache(maxsize=4096)
+def sql_lower(text: str) -> str:
+    """``text`` lower-cased by DuckDB's ``lower``, the function the SQL side uses.
+
+    Python's ``str.lower`` differs on a few letters (a final ``Σ`` becomes ``ς``, ``İ`` becomes two
+    code points), so an e-mail typed into ``profiles show`` or listed in ``blocked_values`` would
+    never equal the stored one. Called for look-ups and configured values only, never per event.
+    """
+    return _lowering().execute("SELECT lower(?)", [text]).fetchall()[0][0]
+
+
+@lru_cache(maxsize=1)
+def _lowering() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect()
+
+
 def is_blocked(rules: IdentityRules, type_: str, value: str) -> bool:
     """Whether a normalised value of ``type_`` is blocked, exactly as :func:`blocked_sql` decides."""
-    if value.lower() in BUILTIN_BLOCKED or value in project_blocked(rules).get(type_, ()):
+    if sql_lower(value) in BUILTIN_BLOCKED or value in project_blocked(rules).get(type_, ()):
         return True
     if re.fullmatch(BUILTIN_BLOCKED_PATTERN, value):
         return True

@@ -48,13 +48,19 @@ def _text(v: Any) -> str | None:
     return None
 
 
+def _lower(s: str) -> str:
+    """Lower-casing per code point (Unicode's simple case mapping): a final sigma is no special
+    case, and the one letter whose full mapping is two code points (U+0130) maps to ``i``."""
+    return "".join("i" if c == "\u0130" else c.lower() for c in s)
+
+
 def _norm(type_: str, v: Any) -> str | None:
     s = _text(v)
     if s is None:
         return None
     s = s.strip(" \t\n\r\x0b\x0c")
     if type_ == "email":
-        s = s.lower()
+        s = _lower(s)
     if type_ == "phone":
         for ch in " -.()":
             s = s.replace(ch, "")

@@ -219,3 +219,24 @@ def test_top_level_integrations_can_be_mapped_with_a_source_path():
     )
     top = ev("o", anonymous_id="a", integrations={"Google Analytics": {"clientId": "GA.2"}})
     assert extracted(top, rules) == ok(("anonymous_id", "a"), ("ga_client_id", "GA.2"))
+
+
+def test_emails_are_lower_cased_alike_in_sql_and_python():
+    """A final capital sigma and a dotted capital I lower-case differently in Python's ``str.lower``
+    (context-dependent and two code points) than in SQL; look-ups and ``blocked_values`` use SQL's."""
+    greek, turkish = "ΣΟΦΙΑΣ@Example.gr", "İLKER@example.com"
+    assert normalise("email", greek) == "σοφιασ@example.gr"
+    assert normalise("email", turkish) == "ilker@example.com"
+    assert extracted(ev("g", traits={"email": greek})) == ok(("email", "σοφιασ@example.gr"))
+    rules = parse_identity({"identifiers": [{"type": "email", "limit": 5}], "blocked_values": [greek, turkish]})
+    assert extracted(ev("t", traits={"email": turkish}), rules) == {("email", "ilker@example.com", True)}
+    assert is_blocked(rules, "email", normalise("email", greek))
+
+
+def test_show_finds_a_profile_by_the_email_as_sent():
+    from engine.identity.resolve import find_profile, resolve
+
+    with Store.open(None) as s:
+        load(s, [ev("g", traits={"email": "ΣΟΦΙΑΣ@Example.gr"})])
+        resolve(s, default_rules())
+        assert find_profile(s, "email:ΣΟΦΙΑΣ@EXAMPLE.GR") == pid("g")
