@@ -179,7 +179,7 @@ def traits_sql(relation: str) -> str:
     return f"""SELECT profile_id, key, value, message_id, timestamp FROM (
             SELECT m.profile_id, k.key, k.value, ev.message_id, ev.timestamp,
                    row_number() OVER (PARTITION BY m.profile_id, k.key
-                                      ORDER BY ev.timestamp DESC, ev.message_id DESC, k.id DESC) AS rn
+                                      ORDER BY ev.timestamp DESC, ev.message_id DESC, k.id) AS rn
             FROM {relation} m JOIN events ev ON ev.message_id = m.message_id,
                  json_each(ev.traits) k
             WHERE ev.type = 'identify' AND json_type(ev.traits) = 'OBJECT'

@@ -831,7 +831,7 @@ def _profile_traits(
                             WHERE _rid IN (SELECT rowid FROM s))
         SELECT profile_id, key, value, message_id, timestamp FROM (
             SELECT *, row_number() OVER (PARTITION BY profile_id, key
-                                         ORDER BY timestamp DESC, message_id DESC, kid DESC) AS rn
+                                         ORDER BY timestamp DESC, message_id DESC, kid) AS rn
             FROM (
                 SELECT s.profile_id, k.key, k.value, ev.message_id, ev.timestamp, k.id::BIGINT AS kid
                 FROM s JOIN ev ON ev.rid = s.rowid, json_each(ev.traits) k

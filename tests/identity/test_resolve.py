@@ -254,3 +254,25 @@ def test_layout_columns_are_added_with_another_store_attached(tmp_path):
         load(s, EVENTS)
         resolve(s, EXAMPLE_RULES)
         assert_same(engine_result(s), oracle_resolve(EVENTS, EXAMPLE_RULES))
+
+
+def test_a_repeated_trait_key_reads_its_first_value_for_identifiers_and_profile_traits(tmp_path):
+    """Ingest's rule for a member named twice is "the first wins" (docs/ingest.md); the profile
+    trait and the identifier of one identify must not read different values of it."""
+    from datetime import datetime, timezone
+
+    from engine.identity.asof import traits_sql
+    from engine.store import Store
+    from ingest.load import ingest_paths
+
+    path = tmp_path / "dup.ndjson"
+    path.write_text('{"type":"identify","messageId":"m1","userId":"u1","timestamp":"2024-01-01T00:00:00Z",'
+                    '"traits":{"email":"first@x.com","plan":"a","plan":"b","email":"second@x.com"}}\n')
+    with Store.open(tmp_path / "s.duckdb") as s:
+        ingest_paths(s, [path], now=datetime(2024, 2, 1, tzinfo=timezone.utc))
+        resolve(s, parse_identity(None))
+        emails = s.con.execute("SELECT value FROM profile_identifiers WHERE type = 'email'").fetchall()
+        stored = dict(s.con.execute("SELECT key, value::VARCHAR FROM profile_traits").fetchall())
+        as_of = dict(s.con.execute(f"SELECT key, value::VARCHAR FROM ({traits_sql('event_profiles')})").fetchall())
+    assert emails == [("first@x.com",)]
+    assert stored == as_of == {"email": '"first@x.com"', "plan": '"a"'}
