@@ -165,12 +165,15 @@ def work(base: Path, new: Path, *, slide: bool = True, consume: bool = False) ->
             # ingest leaves a write-ahead log; DuckDB checkpoints it at the next commit that
             # crosses its threshold, which would bill the ingest's writes to the next step
             _, out["ingest_checkpoint"] = _timed(lambda: store.con.execute("CHECKPOINT"))
-            _, out["resolve"] = _timed(lambda: resolve(store, rules))
+            ident, out["resolve"] = _timed(lambda: resolve(store, rules))
+            out["resolve"].update(mode=ident.mode, continued=ident.continued_events, absorbed=ident.absorbed_events,
+                                  reresolved=ident.reresolved_events)
             # the same for resolve's writes and the traits step (timed apart, counted in the update)
             _, out["checkpoint"] = _timed(lambda: store.con.execute("CHECKPOINT"))
             report, out["append_incremental"] = _timed(lambda: compute_traits(store, traits, as_of=at))
             out["append_incremental"].update(
-                merged=report.merged, recomputed=report.recomputed, dropped=report.dropped, full=report.full)
+                merged=report.merged, recomputed=report.recomputed, dropped=report.dropped, full=report.full,
+                identity_pass=report.identity_pass)
             incremental = _values(store)
             _, out["resolve_full"] = _timed(lambda: _full_resolve(store, rules))
             _, out["checkpoint_full"] = _timed(lambda: store.con.execute("CHECKPOINT"))

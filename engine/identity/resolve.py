@@ -871,9 +871,11 @@ def _register(con: duckdb.DuckDBPyConnection, frames: dict[str, pa.Table]) -> No
 
 
 def _check_ids(con: duckdb.DuckDBPyConnection, pid_table: str, where: str = "true") -> None:
+    # an inner join, not ``IN (SELECT ... FROM profiles)``: the hash table is built on the run's
+    # few profiles rather than on every stored one
     n, distinct, clash = con.execute(
         f"""SELECT count(*), count(DISTINCT profile_id),
-                  count(*) FILTER (WHERE profile_id IN (SELECT profile_id FROM profiles))
+                  (SELECT count(*) FROM {pid_table} x JOIN profiles p ON p.profile_id = x.profile_id WHERE {where})
         FROM {pid_table} WHERE {where}"""
     ).fetchall()[0]
     if n != distinct or clash:

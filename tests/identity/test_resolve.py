@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from engine.errors import NotFoundError
+from engine.errors import IdentityError, NotFoundError
 from engine.identity.extract import documents
 from engine.identity.resolve import FEED_KEY, IdentityReport, find_profile, resolve
 from engine.identity.rules import parse_identity
@@ -225,6 +225,18 @@ def test_custom_sources_in_properties_and_the_message_resolve_incrementally(stor
     report = resolve(store, rules)
     assert report.mode == "incremental" and report.reresolved_events > len(late)
     assert_same(engine_result(store), oracle_resolve([*events, *late], rules))
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_new_profile_id_that_is_already_stored_is_an_error(store, late):
+    """The sha256-prefix clash check, on the continued path and on a re-resolution."""
+    load(store, EVENTS, ingest_id=1)
+    resolve(store, EXAMPLE_RULES)
+    new = ev("z0", 0.5 if late else 9, anonymous_id="x" if late else "fresh")
+    store.con.execute("INSERT INTO profiles VALUES (?, 'other', TIMESTAMPTZ '2020-01-01')", [pid("z0")])
+    load(store, [new], ingest_id=2)
+    with pytest.raises(IdentityError, match="collision"):
+        resolve(store, EXAMPLE_RULES)
 
 
 def test_empty_store_resolves_to_nothing(store):
