@@ -16,7 +16,9 @@ events, anywhere in the past); the other 99% are ingested, resolved and computed
    compared again (identity does not change: traits only).
 
 Issue 7's goals: the 1% append's update of profiles and traits (2. vs 3.: ``speedup.append_update``,
-the headline) >= 20x faster; sliding >= 10x. Beside it: the traits step alone
+the headline) >= 20x faster; sliding >= 10x. Each run records the resolve's mode and paths
+(continued, absorbed, re-resolved events) and the traits step's identity pass (``feed``: the
+identity's event-level change feed, docs/incremental.md). Beside it: the traits step alone
 (``append_compute``) and end to end with the ingest (``append_end_to_end``). Wall time is noisy on
 the shared 2-core machine, so CPU seconds are reported for every step and ratio.
 The base store is cached in two stages: ``incr-N-resolved-i<identity layout>.duckdb`` (ingest + resolve, slow) and

@@ -327,7 +327,10 @@ def _plan_update(
 
     ``mapped`` is the identity the run uses (``event_profiles``, or the map as of a past
     ``as_of``); the identity change log only describes ``event_profiles``, so it is used only
-    when this run and the stored state both use it.
+    when this run and the stored state both use it. Its event-level feed
+    (``identity_event_changes``), when it covers every run since the state's, gives the fresh
+    fingerprints and the recomputed profiles' rows without reading the map; otherwise one scan
+    of the map restricted to the profiles the change log names does (``__t_slice``).
     """
     con = store.con
     kplan = plan.subplan(kept)
