@@ -16,7 +16,9 @@ events, anywhere in the past); the other 99% are ingested, resolved and computed
    compared again (identity does not change: traits only).
 
 Issue 7's goals: the 1% append's update of profiles and traits (2. vs 3.: ``speedup.append_update``,
-the headline) >= 20x faster; sliding >= 10x. Beside it: the traits step alone
+the headline) >= 20x faster; sliding >= 10x. Each run records the resolve's mode and paths
+(continued, absorbed, re-resolved events) and the traits step's identity pass (``feed``: the
+identity's event-level change feed, docs/incremental.md). Beside it: the traits step alone
 (``append_compute``) and end to end with the ingest (``append_end_to_end``). Wall time is noisy on
 the shared 2-core machine, so CPU seconds are reported for every step and ratio.
 The base store is cached in two stages: ``incr-N-resolved-i<identity layout>.duckdb`` (ingest + resolve, slow) and
@@ -165,12 +167,15 @@ def work(base: Path, new: Path, *, slide: bool = True, consume: bool = False) ->
             # ingest leaves a write-ahead log; DuckDB checkpoints it at the next commit that
             # crosses its threshold, which would bill the ingest's writes to the next step
             _, out["ingest_checkpoint"] = _timed(lambda: store.con.execute("CHECKPOINT"))
-            _, out["resolve"] = _timed(lambda: resolve(store, rules))
+            ident, out["resolve"] = _timed(lambda: resolve(store, rules))
+            out["resolve"].update(mode=ident.mode, continued=ident.continued_events, absorbed=ident.absorbed_events,
+                                  reresolved=ident.reresolved_events)
             # the same for resolve's writes and the traits step (timed apart, counted in the update)
             _, out["checkpoint"] = _timed(lambda: store.con.execute("CHECKPOINT"))
             report, out["append_incremental"] = _timed(lambda: compute_traits(store, traits, as_of=at))
             out["append_incremental"].update(
-                merged=report.merged, recomputed=report.recomputed, dropped=report.dropped, full=report.full)
+                merged=report.merged, recomputed=report.recomputed, dropped=report.dropped, full=report.full,
+                identity_pass=report.identity_pass)
             incremental = _values(store)
             _, out["resolve_full"] = _timed(lambda: _full_resolve(store, rules))
             _, out["checkpoint_full"] = _timed(lambda: store.con.execute("CHECKPOINT"))

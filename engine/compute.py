@@ -22,6 +22,7 @@ from rich.table import Table
 
 from engine.errors import NotFoundError, StoreError
 from engine.identity.asof import EventMap, drop_temps, event_map, profile_as_of
+from engine.identity.resolve import FEED_KEY
 from engine.progress import Progress
 from engine.store import Store, quote
 from traits.base import Trait, ValueTrait
@@ -53,6 +54,10 @@ class ComputeReport:
     merged: int | None = None
     dropped: int | None = None
     rebuilt: tuple[str, ...] = ()
+    #: How an incremental run learnt what identity moved: ``feed`` (the identity's event-level
+    #: change feed), ``change log`` (its profile change log, then one scan of the map restricted
+    #: to those profiles), ``map`` (fingerprints over the whole map); None: identity unchanged.
+    identity_pass: str | None = None
 
     def __rich__(self) -> Table:
         table = Table(
@@ -130,7 +135,7 @@ def _with_value_sql(traits: Sequence[Trait]) -> str:
 STATE_VERSION = 4  # 3: most_frequent keeps a histogram, not every value; 4: trait_events.seq
 _META = "traits_state"
 #: Temporary tables of one run.
-_TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_old", "__t_ren", "__t_orph", "__t_dl", "__t_fp", "__t_new", "__t_slice", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
+_TEMPS = ("__t_ids", "__t_nev", "__t_nevt", "__t_rev", "__t_old", "__t_ren", "__t_orph", "__t_dl", "__t_fp", "__t_new", "__t_slice", "__t_feed", "__t_rmap", "__t_newfp", "__t_touched", "__t_r", "__t_d", "__t_m", "__t_rb", _AGG)
 
 
 def state_key(trait: Trait) -> str:
@@ -204,6 +209,15 @@ def _change_log_usable(store: Store, prev: _Previous, run: int | None) -> bool:
     decides instead. A run may list no profile (nothing moved), so gaps in ``run_id`` are fine.
     """
     return prev.run is not None and run is not None and run > prev.run and store.has_table("identity_changes")
+
+
+def _feed_usable(store: Store, prev: _Previous) -> bool:
+    """Whether every resolve since the state's run wrote its rows of ``identity_event_changes``
+    (a full resolve writes none, and stores from before the feed have none before their first
+    run with it): then the feed, not a scan of the map, says which events moved."""
+    start = store.get_meta(FEED_KEY)
+    return start is not None and prev.run is not None and prev.run + 1 >= int(start) and store.has_table(
+        "identity_event_changes")
 
 
 #: ``trait_events.seq``: the row's place in the canonical order ``(timestamp, message_id)`` as one
@@ -288,6 +302,8 @@ class _Update:
     identity_changed: bool
     as_of_moved: bool
     log_used: bool = False
+    #: The identity's event-level change feed replaced the scan of the map (docs/identity.md).
+    feed_used: bool = False
     renamed: int = 0
     #: Rows of trait_events without a profile whose event now maps to a recomputed profile.
     now_mapped: int = 0
@@ -311,7 +327,10 @@ def _plan_update(
 
     ``mapped`` is the identity the run uses (``event_profiles``, or the map as of a past
     ``as_of``); the identity change log only describes ``event_profiles``, so it is used only
-    when this run and the stored state both use it.
+    when this run and the stored state both use it. Its event-level feed
+    (``identity_event_changes``), when it covers every run since the state's, gives the fresh
+    fingerprints and the recomputed profiles' rows without reading the map; otherwise one scan
+    of the map restricted to the profiles the change log names does (``__t_slice``).
     """
     con = store.con
     kplan = plan.subplan(kept)
@@ -327,11 +346,47 @@ def _plan_update(
         identity_changed and mapped == "event_profiles" and prev.map_as_of is None
         and _change_log_usable(store, prev, run)
     )
+    use_feed = use_log and _feed_usable(store, prev)
     if identity_changed:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE __t_nev AS SELECT message_id, ingest_id FROM events e WHERE {new_events}"
         )
-        if use_log:
+        if use_feed:
+            # the event-level change feed of the runs since the state's (docs/identity.md): per
+            # event moved, its profile now and at the state's run; fresh fingerprints are the
+            # stored ones plus the events moved in minus those moved out: no scan of the map
+            runs = f"identity_event_changes WHERE run_id > {int(prev.run)} AND run_id <= {int(run)}"
+            con.execute(
+                # one run lists an event once; over several, its last profile and its first previous
+                f"""CREATE OR REPLACE TEMP TABLE __t_feed AS SELECT message_id, profile_id,
+                previous_profile_id AS previous_id FROM {runs}"""
+                if run == prev.run + 1 else
+                f"""CREATE OR REPLACE TEMP TABLE __t_feed AS SELECT * FROM (
+                    SELECT message_id, list(profile_id ORDER BY run_id DESC)[1] AS profile_id,
+                           list(previous_profile_id ORDER BY run_id)[1] AS previous_id
+                    FROM {runs} GROUP BY message_id
+                ) WHERE profile_id IS DISTINCT FROM previous_id"""
+            )
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE __t_fp AS
+                WITH d AS (
+                    SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS h FROM (
+                        SELECT profile_id, message_id FROM __t_feed WHERE profile_id IS NOT NULL) GROUP BY 1
+                    UNION ALL
+                    SELECT previous_id, -count(*), -sum(hash(message_id)) FROM __t_feed
+                    WHERE previous_id IS NOT NULL GROUP BY 1
+                ), dd AS (SELECT profile_id, sum(n) AS n, sum(h) AS h FROM d GROUP BY 1)
+                SELECT dd.profile_id, coalesce(s._n, 0) + dd.n AS _n, coalesce(s._fp, 0) + dd.h AS _fp
+                FROM dd LEFT JOIN trait_state s ON s.profile_id = dd.profile_id
+                WHERE coalesce(s._n, 0) + dd.n > 0"""
+            )
+            stored = """(SELECT profile_id, _n, _fp FROM trait_state WHERE profile_id IN (
+                SELECT profile_id FROM __t_feed UNION SELECT previous_id FROM __t_feed))"""
+            con.execute(
+                """INSERT INTO __t_new SELECT f.message_id, f.profile_id, n.ingest_id
+                FROM __t_feed f JOIN __t_nev n ON n.message_id = f.message_id WHERE f.profile_id IS NOT NULL"""
+            )
+        elif use_log:
             # only the profiles the identity change log names since the state's run can differ
             # (docs/identity.md): one scan of the map restricted to them, kept (``__t_slice``:
             # their events, the new ones marked), gives their fingerprints, their new events'
@@ -353,11 +408,12 @@ def _plan_update(
             everyone = mapped
             new_ones = f"""(SELECT ep.message_id, ep.profile_id, n.ingest_id FROM {mapped} ep
                 JOIN __t_nev n ON n.message_id = ep.message_id)"""
-        con.execute(f"INSERT INTO __t_new SELECT message_id, profile_id, ingest_id FROM {new_ones}")
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE __t_fp AS SELECT profile_id, count(*) AS _n,
-            sum(hash(message_id)) AS _fp FROM {everyone} GROUP BY profile_id"""
-        )
+        if not use_feed:
+            con.execute(f"INSERT INTO __t_new SELECT message_id, profile_id, ingest_id FROM {new_ones}")
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE __t_fp AS SELECT profile_id, count(*) AS _n,
+                sum(hash(message_id)) AS _fp FROM {everyone} GROUP BY profile_id"""
+            )
         con.execute(
             f"""INSERT INTO __t_touched
             WITH nf AS (SELECT profile_id, count(*) AS n, sum(hash(message_id)) AS fp FROM __t_new GROUP BY 1)
@@ -434,15 +490,6 @@ def _plan_update(
     # the touched profiles' slice of the map; nothing to recompute (the usual append or slide)
     # scans nothing
     rows = recompute if counts.get("recompute") else f"{recompute} LIMIT 0"
-    # from the slice when it holds every recomputed profile (it holds every profile the identity
-    # change touched; a moved ``as_of`` can add others)
-    in_slice = use_log and not store.first_row(
-        f"SELECT count(*) FROM ({rows}) r WHERE r.profile_id NOT IN (SELECT profile_id FROM __t_ids)"
-    )[0]
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS
-        SELECT message_id, profile_id FROM {"__t_slice" if in_slice else mapped} WHERE profile_id IN ({rows})"""
-    )
     # a recomputed profile's events were, at the last run, in a profile now recomputed or gone,
     # or not resolved, or are new (docs/incremental.md): those rows of trait_events, re-keyed
     # by the map, are all its events, read without scanning ``events``
@@ -455,6 +502,28 @@ def _plan_update(
            OR profile_id IS NULL"""
         if rewrite else "CREATE OR REPLACE TEMP TABLE __t_old AS SELECT * FROM trait_events LIMIT 0"
     )
+    if use_feed:
+        # the map of those rows and the new ones is their stored profile unless the feed moved
+        # them: every recomputed profile's rows are among them, so nothing else is read
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS SELECT * FROM (
+                SELECT c.message_id, CASE WHEN f.message_id IS NULL THEN c.profile_id ELSE f.profile_id END
+                    AS profile_id
+                FROM (SELECT message_id, profile_id FROM __t_old
+                      UNION ALL SELECT message_id, profile_id FROM __t_nevt) c
+                LEFT JOIN __t_feed f ON f.message_id = c.message_id
+            ) WHERE profile_id IN ({rows})"""
+        )
+    else:
+        # from the slice when it holds every recomputed profile (it holds every profile the
+        # identity change touched; a moved ``as_of`` can add others)
+        in_slice = use_log and not store.first_row(
+            f"SELECT count(*) FROM ({rows}) r WHERE r.profile_id NOT IN (SELECT profile_id FROM __t_ids)"
+        )[0]
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __t_rmap AS
+            SELECT message_id, profile_id FROM {"__t_slice" if in_slice else mapped} WHERE profile_id IN ({rows})"""
+        )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE __t_rev AS
         SELECT m.profile_id, c.* EXCLUDE (profile_id) FROM (
@@ -511,7 +580,7 @@ def _plan_update(
     return _Update(
         recomputed=counts.get("recompute", 0), merged=counts.get("merge", 0), dropped=counts.get("gone", 0),
         rebuilt=(), watermark=top, identity_changed=identity_changed, as_of_moved=as_of_moved,
-        log_used=use_log, renamed=renamed,
+        log_used=use_log, feed_used=use_feed, renamed=renamed,
         now_mapped=store.first_row(
             "SELECT count(*) FROM __t_old WHERE profile_id IS NULL AND message_id IN (SELECT message_id FROM __t_rmap)"
         )[0],
@@ -623,6 +692,8 @@ def compute_traits(
         merged=None if update is None else update.merged,
         dropped=None if update is None else update.dropped,
         rebuilt=() if update is None else update.rebuilt,
+        identity_pass=None if update is None or not update.identity_changed else (
+            "feed" if update.feed_used else "change log" if update.log_used else "map"),
     )
 
 

@@ -229,6 +229,15 @@ def needs_raw(rules: IdentityRules) -> bool:
     )
 
 
+def documents(rules: IdentityRules) -> tuple[str, ...]:
+    """The JSON columns of ``events`` that :func:`identifiers_sql` reads for ``rules``:
+    ``traits`` and ``context`` always, ``properties`` and ``raw`` only for custom sources there
+    (a JSON column is the costliest thing a scan of ``events`` reads)."""
+    roots = {src.split(".")[0] for rule in rules.identifiers for src in rule.sources}
+    return ("traits", "context", *(["properties"] if "properties" in roots else []),
+            *(["raw"] if needs_raw(rules) else []))
+
+
 def trim_sql(value_sql: str) -> str:
     """SQL trimming :data:`WHITESPACE`; the cheap end-character test skips most values."""
     return (

@@ -27,7 +27,7 @@ from scipy.sparse.csgraph import connected_components
 from engine.config import definition_hash
 from engine.errors import IdentityError, NotFoundError
 from engine.identity.asof import merge_roots
-from engine.identity.extract import identifiers_sql, needs_raw, normalise, sql_literal
+from engine.identity.extract import documents, identifiers_sql, normalise, sql_literal
 from engine.identity.graph import (
     Continued,
     GraphInput,
@@ -62,6 +62,9 @@ _RETIRED_TABLES = ("identity_components",)
 #: 6: event_profiles.event_rowid, profile_identifiers.origin_profile_id, identity_trait_nulls
 LAYOUT_VERSION = 6
 _STATE_KEY = "identity_state"
+#: The first run from which every run wrote its rows of ``identity_event_changes`` (a full run
+#: writes none: the feed starts again after it).
+FEED_KEY = "identity_feed_from"
 _RULES_KEY = "identity_rules"
 _RUN_KEY = "identity_run"
 _TEMP_VIEWS = ("_id_rows", "_new_occ", "_run_ev", "_g_pi", "_c_pi")
@@ -225,6 +228,8 @@ def resolve(store: Store, rules: IdentityRules, *, progress: Progress | None = N
                     _write(con, result, full=full, run_id=run_id)
                 if continued is not None:
                     _write_continued(con, run_id=run_id)
+                _write_feed(store, run_id=run_id, full=full, continued=continued is not None,
+                            reresolved=result is not None)
                 _write_counts(con, full=full)
                 store.set_meta(_STATE_KEY, state)
                 store.set_meta(_RULES_KEY, rules_hash)
@@ -615,10 +620,9 @@ def _occurrences(con: duckdb.DuckDBPyConnection, rules: IdentityRules, name: str
 
 
 def _event_columns(rules: IdentityRules) -> str:
-    """The columns of ``events`` identity reads (``raw`` only when a custom source needs it),
-    with the ``rowid`` as ``_rid``."""
-    raw = ", raw" if needs_raw(rules) else ""
-    return f"rowid AS _rid, message_id, timestamp, type, user_id, anonymous_id, traits, context, properties{raw}"
+    """The columns of ``events`` identity reads (``properties`` and ``raw`` only when a custom
+    source needs them), with the ``rowid`` as ``_rid``."""
+    return f"rowid AS _rid, message_id, timestamp, type, user_id, anonymous_id, {', '.join(documents(rules))}"
 
 
 def _type_table(rules: IdentityRules) -> str:
@@ -867,9 +871,11 @@ def _register(con: duckdb.DuckDBPyConnection, frames: dict[str, pa.Table]) -> No
 
 
 def _check_ids(con: duckdb.DuckDBPyConnection, pid_table: str, where: str = "true") -> None:
+    # an inner join, not ``IN (SELECT ... FROM profiles)``: the hash table is built on the run's
+    # few profiles rather than on every stored one
     n, distinct, clash = con.execute(
         f"""SELECT count(*), count(DISTINCT profile_id),
-                  count(*) FILTER (WHERE profile_id IN (SELECT profile_id FROM profiles))
+                  (SELECT count(*) FROM {pid_table} x JOIN profiles p ON p.profile_id = x.profile_id WHERE {where})
         FROM {pid_table} WHERE {where}"""
     ).fetchall()[0]
     if n != distinct or clash:
@@ -890,7 +896,8 @@ _ADDED_COLUMNS = (
 
 
 def _ensure_layout(store: Store) -> None:
-    """The added columns and ``identity_trait_nulls`` (identify keys removed by a null)."""
+    """The added columns, ``identity_trait_nulls`` (identify keys removed by a null) and
+    ``identity_event_changes`` (the event-level change feed)."""
     for table, column, type_ in _ADDED_COLUMNS:
         if not store.first_row(
             "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() "
@@ -902,6 +909,13 @@ def _ensure_layout(store: Store) -> None:
         """CREATE TABLE IF NOT EXISTS identity_trait_nulls (
             profile_id VARCHAR NOT NULL, key VARCHAR NOT NULL,
             message_id VARCHAR NOT NULL, timestamp TIMESTAMPTZ NOT NULL)"""
+    )
+    # the event-level change feed (:func:`_write_feed`); a store without it gets it here, and
+    # its feed starts with that run (nothing to back-fill: consumers fall back before it)
+    store.con.execute(
+        """CREATE TABLE IF NOT EXISTS identity_event_changes (
+            run_id BIGINT NOT NULL, message_id VARCHAR NOT NULL,
+            profile_id VARCHAR, previous_profile_id VARCHAR)"""
     )
 
 
@@ -1149,6 +1163,40 @@ def _write_continued(con: duckdb.DuckDBPyConnection, *, run_id: int) -> None:
             UNION ALL SELECT old_id, 'removed' FROM _c_remap
         ) ORDER BY 2"""
     )
+
+
+def _write_feed(store: Store, *, run_id: int, full: bool, continued: bool, reresolved: bool) -> None:
+    """``identity_event_changes``: every event whose ``event_profiles`` row this run added, moved
+    or removed, as ``(run_id, message_id, profile_id, previous_profile_id)`` (NULL: no row), so
+    that consumers keeping state per profile (incremental traits) read the moves instead of
+    scanning ``event_profiles``. Made from the rows in hand: the continued and absorbed events,
+    the rows of stored profiles merged away, and the re-resolved components' rows before and
+    after. A full run lists nothing (diffing every row would cost the rebuild a scan of the
+    old table): it empties the feed and it starts again with the next run (``FEED_KEY``)."""
+    con = store.con
+    if full:
+        con.execute("DELETE FROM identity_event_changes")
+        store.set_meta(FEED_KEY, str(run_id + 1))
+        return
+    after, before = [], []
+    if continued:
+        after += ["SELECT message_id, profile_id FROM _c_ep",
+                  "SELECT message_id, profile_id FROM _absorbed_f",
+                  "SELECT r.message_id, m.new_id FROM _ep_rows r JOIN _c_remap m ON m.old_id = r.profile_id"]
+        before.append("SELECT message_id, profile_id FROM _ep_rows WHERE profile_id IN (SELECT old_id FROM _c_remap)")
+    if reresolved:
+        after.append("SELECT message_id, profile_id FROM _g_ep")
+        before.append("SELECT message_id, profile_id FROM _ep_rows WHERE profile_id IN (SELECT profile_id FROM _old_prof)")
+    if after:
+        con.execute(
+            f"""INSERT INTO identity_event_changes
+            SELECT {int(run_id)}, coalesce(a.message_id, b.message_id), a.profile_id, b.profile_id
+            FROM ({" UNION ALL ".join(after)}) a FULL JOIN ({" UNION ALL ".join(before)}) b
+                ON a.message_id = b.message_id
+            WHERE a.profile_id IS DISTINCT FROM b.profile_id ORDER BY 2"""
+        )
+    if store.get_meta(FEED_KEY) is None:
+        store.set_meta(FEED_KEY, str(run_id))
 
 
 def _write_counts(con: duckdb.DuckDBPyConnection, *, full: bool) -> None:

@@ -138,3 +138,24 @@ def assert_same(engine: OracleResult, oracle: OracleResult) -> None:
     assert engine.violations == oracle.violations
     assert engine.blocked == oracle.blocked
     assert engine.traits == oracle.traits
+
+
+def event_map(store: Store) -> dict[str, str]:
+    """``event_profiles`` as ``message_id -> profile_id`` (empty before the first resolve)."""
+    if not store.has_table("event_profiles"):
+        return {}
+    return dict(store.con.execute("SELECT message_id, profile_id FROM event_profiles").fetchall())
+
+
+def assert_feed_is_the_diff(store: Store, run_id: int, before: dict[str, str], after: dict[str, str]) -> None:
+    """The change feed of an incremental run lists exactly the events whose row it added, moved
+    or removed, with their profile before and after (None: no row), once each."""
+    rows = store.con.execute(
+        "SELECT message_id, profile_id, previous_profile_id FROM identity_event_changes WHERE run_id = ?",
+        [run_id],
+    ).fetchall()
+    feed = {m: (p, q) for m, p, q in rows}
+    assert len(feed) == len(rows)
+    diff = {m: (after.get(m), before.get(m)) for m in before.keys() | after.keys()
+            if after.get(m) != before.get(m)}
+    assert feed == diff

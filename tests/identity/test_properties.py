@@ -14,7 +14,7 @@ from engine.identity.graph import GraphInput, GraphState, continue_graph, resolv
 from engine.identity.resolve import resolve
 from engine.identity.rules import PERIODS, parse_identity
 from engine.store import Store
-from tests.identity.helpers import T0, assert_same, engine_result, ev, load
+from tests.identity.helpers import T0, assert_feed_is_the_diff, assert_same, engine_result, ev, event_map, load
 from tests.identity.oracle import oracle_resolve
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,8 +121,11 @@ def test_batch_by_batch_resolution_equals_from_scratch_and_the_oracle(evs, rule,
     with Store.open(None) as s:
         for k, batch in enumerate(batches(evs, data, max_cuts=4)):
             load(s, batch, ingest_id=k + 1)
+            before = event_map(s)
             report = resolve(s, rule)
             assert report.mode == ("full" if k == 0 else "incremental") or report.up_to_date
+            if k and report.run_id:
+                assert_feed_is_the_diff(s, report.run_id, before, event_map(s))
             if k and report.continued_events:
                 hypothesis.event("continued from the stored state")
             if k and report.absorbed_events:
@@ -156,9 +159,11 @@ def test_batches_in_canonical_order_continue_from_the_stored_state(evs, rule, da
     with Store.open(None) as s:
         for k in range(len(bounds) - 1):
             load(s, ordered[bounds[k] : bounds[k + 1]], ingest_id=k + 1)
+            before = event_map(s)
             report = resolve(s, rule)
             if k and not report.up_to_date:
                 assert report.mode == "incremental"
+                assert_feed_is_the_diff(s, report.run_id, before, event_map(s))
                 assert report.reresolved_events == report.continued_events <= report.new_events
                 resolved = s.con.execute(
                     f"SELECT count(*) FROM event_profiles JOIN events USING (message_id) WHERE ingest_id = {k + 1}"
@@ -188,7 +193,10 @@ def test_late_copies_of_known_identifiers_are_absorbed_exactly(evs, rule, data):
         load(s, evs, ingest_id=1)
         resolve(s, rule)
         load(s, late, ingest_id=2)
+        before = event_map(s)
         report = resolve(s, rule)
+        if report.run_id and report.mode == "incremental":
+            assert_feed_is_the_diff(s, report.run_id, before, event_map(s))
         if report.absorbed_events:
             hypothesis.event("late events absorbed")
         if report.reresolved_events > report.continued_events:

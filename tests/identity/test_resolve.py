@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from engine.errors import NotFoundError
-from engine.identity.resolve import IdentityReport, find_profile, resolve
+from engine.errors import IdentityError, NotFoundError
+from engine.identity.extract import documents
+from engine.identity.resolve import FEED_KEY, IdentityReport, find_profile, resolve
 from engine.identity.rules import parse_identity
 from tests.identity.conftest import EXAMPLE_RULES
-from tests.identity.helpers import assert_same, engine_result, ev, load
+from tests.identity.helpers import assert_feed_is_the_diff, assert_same, engine_result, ev, event_map, load
 from tests.identity.oracle import oracle_resolve
 from tests.identity.oracle import profile_id as pid
 
@@ -176,6 +177,66 @@ def test_rules_change_or_a_changed_ingest_rebuilds_everything(store):
     report = resolve(store, loose)
     assert report.mode == "full"
     assert_same(engine_result(store), oracle_resolve([e for e in EVENTS if e["message_id"] != "e5"], loose))
+
+
+def test_the_event_feed_lists_each_incremental_run_and_restarts_after_a_full_one(store):
+    """A store resolved before the feed existed gets the table on its next run and the feed
+    starts there; a full run empties it and the feed starts again with the next run."""
+    load(store, EVENTS, ingest_id=1)
+    resolve(store, EXAMPLE_RULES)
+    store.con.execute("DROP TABLE identity_event_changes")  # as a store of the previous code
+    store.con.execute(f"DELETE FROM meta WHERE key = '{FEED_KEY}'")
+    before = event_map(store)
+    # e0 comes before x's first event: x's profile is re-resolved under a new id (a move)
+    load(store, [ev("e0", 0.5, anonymous_id="x"), ev("e9", 9, anonymous_id="q")], ingest_id=2)
+    report = resolve(store, EXAMPLE_RULES)
+    assert report.mode == "incremental" and store.get_meta(FEED_KEY) == str(report.run_id)
+    assert_feed_is_the_diff(store, report.run_id, before, event_map(store))
+    moved = store.con.execute(
+        "SELECT count(*) FROM identity_event_changes WHERE previous_profile_id IS NOT NULL").fetchall()[0][0]
+    assert moved == sum(p == pid("e1") for p in before.values()) > 0  # they left pid(e1) for pid(e0)
+    loose = parse_identity({"identifiers": [{"type": "user_id", "limit": 2}, {"type": "anonymous_id", "limit": 5}]})
+    report = resolve(store, loose)
+    assert report.mode == "full" and store.get_meta(FEED_KEY) == str(report.run_id + 1)
+    assert store.con.execute("SELECT count(*) FROM identity_event_changes").fetchall()[0][0] == 0
+    before = event_map(store)
+    load(store, [ev("e10", 10, anonymous_id="q")], ingest_id=3)
+    report = resolve(store, loose)
+    assert report.mode == "incremental" and store.get_meta(FEED_KEY) == str(report.run_id)
+    assert_feed_is_the_diff(store, report.run_id, before, event_map(store))
+
+
+def test_custom_sources_in_properties_and_the_message_resolve_incrementally(store):
+    """Identity reads ``properties`` / ``raw`` only for custom sources there (``documents``); a
+    late event re-resolves stored events through them, as the oracle does."""
+    rules = parse_identity({"identifiers": [
+        {"type": "user_id", "limit": 1},
+        {"type": "crm_id", "limit": 1, "sources": ["properties.crm", "integrations.crm"]},
+        {"type": "anonymous_id", "limit": 5}]})
+    assert documents(rules) == ("traits", "context", "properties", "raw")
+    assert documents(EXAMPLE_RULES) == ("traits", "context")
+    events = [ev("c1", 1, anonymous_id="x", properties={"crm": "C1"}),
+              ev("c2", 2, anonymous_id="y", integrations={"crm": "C1"}),
+              ev("c3", 3, anonymous_id="z", properties={"crm": "C2"})]
+    load(store, events, ingest_id=1)
+    resolve(store, rules)
+    late = [ev("c0", 0.5, anonymous_id="z", user_id="u1"), ev("c4", 4, anonymous_id="y", properties={"crm": "C2"})]
+    load(store, late, ingest_id=2)
+    report = resolve(store, rules)
+    assert report.mode == "incremental" and report.reresolved_events > len(late)
+    assert_same(engine_result(store), oracle_resolve([*events, *late], rules))
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_new_profile_id_that_is_already_stored_is_an_error(store, late):
+    """The sha256-prefix clash check, on the continued path and on a re-resolution."""
+    load(store, EVENTS, ingest_id=1)
+    resolve(store, EXAMPLE_RULES)
+    new = ev("z0", 0.5 if late else 9, anonymous_id="x" if late else "fresh")
+    store.con.execute("INSERT INTO profiles VALUES (?, 'other', TIMESTAMPTZ '2020-01-01')", [pid("z0")])
+    load(store, [new], ingest_id=2)
+    with pytest.raises(IdentityError, match="collision"):
+        resolve(store, EXAMPLE_RULES)
 
 
 def test_empty_store_resolves_to_nothing(store):

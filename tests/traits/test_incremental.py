@@ -135,6 +135,7 @@ def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(
             at = AS_OF + as_ofs[b]
             report = compute_traits(store, traits, as_of=at)
             event("full" if report.full else f"merged {bool(report.merged)}, recomputed {bool(report.recomputed)}")
+            event(f"identity pass: {report.identity_pass}")
             assert_trait_events_current(store)
             assert_same(values(store), {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at, from_events=True).to_dicts()},
                         traits)
@@ -169,6 +170,37 @@ def test_incremental_equals_full_for_any_batches_merges_as_of_and_edits(
         assert incremental_stats == trait_stats(store).drop("as_of").to_dicts()
 
 
+@SETTINGS
+@given(
+    evs=stream(),
+    defs=st.lists(st.integers(0, 10**6), min_size=1, max_size=3).flatmap(
+        lambda seeds: st.tuples(*[definition(i) for i in range(len(seeds))])),
+    data=st.data(),
+)
+def test_several_resolves_between_computes_compose_the_identity_feed(evs, defs, data):
+    """Batches in any arrival order, each resolved, but computed only after some of them: the
+    feed of every run since the state's is composed (an event moved twice, moved back, resolved
+    late) and the values equal a one-shot frame, ``trait_events`` the join it replaces."""
+    order = data.draw(st.permutations(evs))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(order)), min_size=1, max_size=4)))
+    parts = [order[a:b] for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)]
+    computed = data.draw(st.lists(st.booleans(), min_size=len(parts), max_size=len(parts)))
+    traits = parse_traits(list(defs), path="s.toml")
+    at = max([AS_OF, *(e["timestamp"] for e in evs)])  # after every event: the latest identity
+    with Store.open(None) as store:
+        for b, part in enumerate(parts):
+            insert(store, part, b + 1)
+            resolve(store, RULES)
+            if b == 0 or computed[b] or b == len(parts) - 1:
+                report = compute_traits(store, traits, as_of=at)
+                event(f"identity pass: {report.identity_pass}")
+                assert report.full == (b == 0)
+                assert report.identity_pass in (None, "feed")
+                assert_trait_events_current(store)
+                want = trait_frame(store, traits, as_of=at, from_events=True).to_dicts()
+                assert_same(values(store), {r.pop("profile_id"): r for r in want}, traits)
+
+
 def test_appended_events_merge_without_recomputing_others():
     defs = [{"name": "n", "type": "event_counter", "event": "A"},
             {"name": "last_k", "type": "last", "event": "A", "property": "k"}]
@@ -185,6 +217,7 @@ def test_appended_events_merge_without_recomputing_others():
         resolve(store, RULES)
         report = compute_traits(store, traits, as_of=AS_OF)
         assert (report.full, report.merged, report.recomputed, report.dropped) == (False, 2, 0, 0)
+        assert report.identity_pass == "feed"  # the moves come from identity's feed, no scan
         got = values(store)
         assert sorted(v["n"] for v in got.values()) == [2, 3, 3]
         # a new anonymous event linking u0's and u1's events through one anonymous id: a merge
@@ -403,9 +436,20 @@ def test_a_full_identity_rebuild_after_a_rules_edit_updates_exactly():
         user_ids_only = parse_identity({"identifiers": [{"type": "user_id", "limit": 1}]})
         resolve(store, user_ids_only)  # m0 (anonymous only) is now unresolved: prf(m0) is gone
         report = compute_traits(store, traits, as_of=AS_OF)
-        assert not report.full
+        # a full resolve writes no event feed: the change log and a scan of its profiles decide
+        assert not report.full and report.identity_pass == "change log"
         want = {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
         assert values(store) == want and len(want) == 2
+        assert_trait_events_current(store)
+        # the feed starts again with the next (incremental) resolve: a late event of u0 moves
+        # nothing but joins u0's profile, a new anonymous-only event stays unresolved
+        insert(store, [{**evs[1], "message_id": "m3", "timestamp": AS_OF - timedelta(days=4)},
+                       {**evs[0], "message_id": "m4"}], 2)
+        resolve(store, user_ids_only)
+        report = compute_traits(store, traits, as_of=AS_OF)
+        assert not report.full and report.identity_pass == "feed"
+        want = {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=AS_OF, from_events=True).to_dicts()}
+        assert values(store) == want and sorted(v["n"] for v in want.values()) == [1, 2]
         assert_trait_events_current(store)
 
 
