@@ -428,7 +428,7 @@ def _depth(raw: str, parsed: str) -> str:
     )
 
 
-def chunk_sql(source: str, now: datetime, *, common: bool = True, blanks: bool = False) -> str:
+def chunk_sql(source: str, now: datetime, *, common: bool = True) -> str:
     """The query that turns ``source(line BIGINT, text VARCHAR)`` into validated event rows.
 
     Output columns: ``line``, ``raw`` (the record text, trimmed), ``reasons`` (``NULL`` when the
@@ -436,8 +436,8 @@ def chunk_sql(source: str, now: datetime, *, common: bool = True, blanks: bool =
     ``events`` except the bookkeeping ones, then ``id_hash`` (:func:`engine.store.id_hash_sql`),
     then ``common`` (whether the record took the common-shape path, :func:`_common_shape`);
     ``message_id`` and ``id_hash`` are ``NULL`` when the message has no id (the caller derives
-    both, see :func:`derived_message_id`). Blank records are dropped (``blanks=False``) or kept
-    with ``blank`` true as a last column. Rows come back in no fixed order: match them by ``line``.
+    both, see :func:`derived_message_id`). Blank records are dropped. Rows come back in no fixed
+    order (the known-type test is planned as a join): match them by ``line``.
 
     Parameters
     ----------
@@ -449,10 +449,6 @@ def chunk_sql(source: str, now: datetime, *, common: bool = True, blanks: bool =
     common
         Read records of the common shape without kinds and reasons (the default); ``False``
         sends every record through the full formulation (the tests compare the two).
-    blanks
-        Keep blank records (one output row per input row, ``blank`` says which to ignore), so
-        that a caller streaming many batches through one query can tell when a batch is
-        complete (:class:`ingest.load._InOrder`).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -495,18 +491,16 @@ def chunk_sql(source: str, now: datetime, *, common: bool = True, blanks: bool =
     field_reasons = [r for f in FIELDS for r in KINDS[f.kind].reasons(f)]
     all_reasons = ",\n            ".join(field_reasons + message_reasons())
     big = MAX_MESSAGE_BYTES
-    blank = f"CASE WHEN strlen(raw) > 16 THEN false ELSE trim(raw, {_sql_str(_WS)}) = '' END"
-    blank_column = f", {blank} AS blank" if blanks else ""
     return f"""
 WITH k0 AS (
-    SELECT line, raw, strlen(raw) AS nbytes, strlen(raw) <= {big} AND json_valid(raw) AS parsed{blank_column}
+    SELECT line, raw, strlen(raw) AS nbytes, strlen(raw) <= {big} AND json_valid(raw) AS parsed
     FROM (SELECT line, CASE WHEN ends_with(text, chr(13)) THEN rtrim(text, chr(13)) ELSE text END AS raw
           FROM {source})
-    {"" if blanks else f"WHERE NOT {blank}"}
+    WHERE CASE WHEN strlen(raw) > 16 THEN true ELSE trim(raw, {_sql_str(_WS)}) <> '' END
 ), k1 AS (
     SELECT *, {_lenient_reasons("raw", "parsed")} AS lenient, {_depth("raw", "parsed")} AS depth FROM k0
 ), k AS (
-    SELECT line, raw, nbytes, lenient, depth,{" blank," if blanks else ""}
+    SELECT line, raw, nbytes, lenient, depth,
         CASE WHEN nbytes > {big} THEN 'big'
              WHEN NOT parsed THEN 'invalid'
              WHEN lenient IS NOT NULL THEN 'lenient'
@@ -515,12 +509,12 @@ WITH k0 AS (
              ELSE 'ok' END AS status
     FROM k1
 ), x AS (
-    SELECT line, raw, nbytes, status, lenient, depth,{" blank," if blanks else ""}
+    SELECT line, raw, nbytes, status, lenient, depth,
         CASE WHEN status = 'ok' THEN json_transform(raw, {shape}) END AS x,
         CASE WHEN status = 'notobj' THEN json_type(raw) END AS top_type
     FROM k
 ), t AS (
-    SELECT line, raw, nbytes, status, lenient, depth,{" blank," if blanks else ""} top_type, {", ".join(picks)}, {now_lit} AS now_ FROM x
+    SELECT line, raw, nbytes, status, lenient, depth, top_type, {", ".join(picks)}, {now_lit} AS now_ FROM x
 ), c0 AS (
     SELECT *, {f"coalesce({shaped}, false)" if common else "false"} AS common0 FROM t
 ), c1 AS (
@@ -582,7 +576,7 @@ SELECT
     v_context AS context,
     CASE WHEN reasons IS NULL THEN md5(raw) END AS payload_hash,
     CASE WHEN reasons IS NULL THEN {id_hash_sql('v_message_id')} END AS id_hash,
-    common{", blank" if blanks else ""}
+    common
 FROM q
 """
 

@@ -6,11 +6,9 @@ Why this shape
   its duplicate conflicts and its ``ingest_log`` row; a crash leaves the store as before that
   file, and re-running the same command finishes the job (files already logged are skipped by
   content hash).
-* **Streaming.** Readers yield chunks, streamed through one DuckDB query per file
-  (:func:`ingest.contract.chunk_sql`, :func:`_checked_chunks`: its planning is paid once, not per
-  chunk); its rows come back in file order a chunk at a time and are appended to ``events``
-  straight away, so memory is bounded by the chunk, not the file (DuckDB writes large
-  uncommitted appends to the database file).
+* **Streaming.** Readers yield chunks; each chunk is validated by one DuckDB query
+  (:func:`ingest.contract.chunk_sql`) and appended to ``events`` straight away, so memory is
+  bounded by the chunk, not the file (DuckDB writes large uncommitted appends to the database file).
 * **Append only.** Each chunk's duplicates (``message_id`` already stored, by an earlier file or
   an earlier chunk of this file, or repeating an earlier line of the chunk) are found by one
   set-based query and never inserted, and derived columns are computed by the insert itself: a
@@ -24,7 +22,6 @@ import glob
 import hashlib
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -45,13 +42,10 @@ from engine.errors import InputError
 from engine.progress import Progress
 from engine.store import DerivedColumn, Store, id_hash, id_hash_sql, quote
 from ingest.contract import chunk_sql, derived_message_id, same_payload
-from ingest.readers import READERS, Chunk, FileProblem, ReadFailure, Source, _int64s, cut_text, detect_format
+from ingest.readers import READERS, Chunk, FileProblem, Source, _int64s, cut_text, detect_format
 
 #: Records per chunk: large enough to amortise a query, small enough to bound memory.
 CHUNK_RECORDS = 100_000
-#: Records per chunk read from a file (at most): the contract query streams over the chunks, so
-#: smaller pieces cost no more queries, only less memory held ahead of the query.
-READ_RECORDS = 32_768
 #: DuckDB memory cap while ingesting into a store file (bytes). DuckDB keeps the blocks it has
 #: written cached up to its limit (80% of RAM by default), so without a cap a 10M-event file
 #: would hold gigabytes of already-written pages; above the cap it evicts them (it can: they are
@@ -352,16 +346,11 @@ class StoredIds:
         self._scan = False
 
 
-def _numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def _numpy(column: pa.ChunkedArray) -> np.ndarray:
     """A fixed-width column without nulls as numpy, read from its buffer: ``to_numpy`` imports
     pandas (about a second of CPU per process, see :mod:`ingest.readers`)."""
-    dtype = np.uint64 if pa.types.is_unsigned_integer(column.type) else np.int64
-    if isinstance(column, pa.ChunkedArray):
-        if not column.num_chunks:  # combine_chunks() of no chunks imports pandas too
-            return np.empty(0, dtype)
-        array = column.combine_chunks()
-    else:
-        array = column
+    array = column.combine_chunks()
+    dtype = np.uint64 if pa.types.is_unsigned_integer(array.type) else np.int64
     if array.null_count or array.type.bit_width != 64:
         raise ValueError(f"expected 64-bit integers without nulls, got {array.type} with {array.null_count} null(s)")
     return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * 8)
@@ -379,192 +368,6 @@ def _merge(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -
     return keys, values
 
 
-# -- one contract query per file --------------------------------------------------------------------
-#: Rows per batch fetched from a file's contract query (chunks of ``chunk_records`` are built from them).
-_RESULT_BATCH = 1 << 15
-_STREAM_SCHEMA = pa.schema([("line", pa.int64()), ("text", pa.large_string())])
-
-
-class _Feed:
-    """A reader's chunks as one Arrow stream for the file's contract query, remembering what it sent.
-
-    Why one query per file: parsing, binding and planning the contract query (35 kB of SQL) costs
-    about 0.2 s of CPU whatever the number of rows, paid by every chunk when each chunk was a query
-    (about 2.4 s of a 1M-event ingest). The stream is pulled by DuckDB's scan threads, so the
-    feed records the last line and the size of every batch it hands over (for :class:`_InOrder`),
-    keeps the chunks' read failures, and keeps a :class:`FileProblem` instead of raising it inside
-    DuckDB's scan (where it would become a DuckDB error): the caller raises it after the rows
-    read before it are stored. Built from record batches, never from Python objects (``pa.array``
-    of a Python object imports pandas, see :mod:`ingest.readers`).
-    """
-
-    def __init__(self, chunks: Iterator[Chunk]) -> None:
-        self._chunks = chunks
-        self.ends: list[int] = []
-        self.sizes: list[int] = []
-        self.failures: deque[ReadFailure] = deque()
-        self.problem: FileProblem | None = None
-        self.error: BaseException | None = None
-
-    def reader(self) -> pa.RecordBatchReader:
-        return pa.RecordBatchReader.from_batches(_STREAM_SCHEMA, self._batches())
-
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        try:
-            for chunk in self._chunks:
-                self.failures.extend(chunk.failures)
-                for batch in chunk.table().to_batches():
-                    numbers = batch.column(0).cast(pa.int64())
-                    lines = _numpy(numbers)
-                    if not len(lines):
-                        continue
-                    if (self.ends and lines[0] <= self.ends[-1]) or bool((np.diff(lines) <= 0).any()):
-                        raise RuntimeError("a reader yielded record numbers out of order")
-                    self.ends.append(int(lines[-1]))
-                    self.sizes.append(len(lines))  # after ends: a reader of sizes finds its ends
-                    yield pa.RecordBatch.from_arrays([numbers, batch.column(1).cast(pa.large_string())], schema=_STREAM_SCHEMA)
-        except FileProblem as exc:
-            self.problem = exc
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    @contextmanager
-    def errors_as_themselves(self) -> Iterator[None]:
-        """An error the reader raised inside DuckDB's scan (a DuckDB error there) raised as itself."""
-        try:
-            yield
-        except (duckdb.Error, pa.ArrowException):
-            if self.error is not None:
-                raise self.error from None
-            raise
-
-    def take_failures(self) -> tuple[ReadFailure, ...]:
-        """The read failures recorded since the last call (the stream's thread may add more meanwhile)."""
-        taken = []
-        while self.failures:
-            taken.append(self.failures.popleft())
-        return tuple(taken)
-
-
-class _InOrder:
-    """The rows of a file's contract query, released in file order a complete batch at a time.
-
-    DuckDB scans the stream on several threads, so its rows come back in no fixed order, while
-    duplicates are decided in file order (the first occurrence wins): every row of a chunk must
-    come after every row of the chunks stored before it. The query returns exactly one row per
-    record fed (blank ones too, ``chunk_sql(blanks=True)``), so a batch fed is complete once as
-    many rows with its lines came back as it had records; the rows of the longest complete
-    prefix of batches are released. Rows are not sorted inside a chunk (the insert orders by
-    line, the duplicate query groups by it), and released batches are not copied unless they
-    straddle the boundary: numpy and ``take`` only (comparing an Arrow column with a Python
-    number would make pyarrow import pandas, see :mod:`ingest.readers`).
-    """
-
-    def __init__(self, feed: _Feed) -> None:
-        self._feed = feed
-        self._held: list[tuple[pa.RecordBatch, np.ndarray]] = []
-        self._got = np.zeros(0, np.int64)
-        self._done = 0
-
-    def add(self, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
-        """Take one result batch; return the batches of rows now released (blank records dropped)."""
-        n = len(self._feed.sizes)
-        ends = np.array(self._feed.ends[:n], np.int64)
-        sizes = np.array(self._feed.sizes[:n], np.int64)
-        lines = _numpy(batch.column("line"))
-        got = np.bincount(np.searchsorted(ends, lines), minlength=n)
-        if len(got) > n:
-            raise RuntimeError("the contract query returned a line that was not fed")
-        self._got = np.concatenate([self._got, np.zeros(n - len(self._got), np.int64)]) + got
-        if len(lines):
-            self._held.append((batch, lines))
-        complete = self._got[self._done :] == sizes[self._done :]
-        done = self._done + (len(complete) if complete.all() else int(np.argmin(complete)))
-        if done == self._done:
-            return []
-        self._done = done
-        return self._release(int(ends[done - 1]))
-
-    def rest(self) -> list[pa.RecordBatch]:
-        """The rows left at the end of the stream (every batch fed must be complete by then)."""
-        if not (self._got == np.array(self._feed.sizes, np.int64)).all():
-            raise RuntimeError("the contract query returned fewer rows than were fed")
-        return self._release(None)
-
-    def _release(self, last_line: int | None) -> list[pa.RecordBatch]:
-        out: list[pa.RecordBatch] = []
-        kept: list[tuple[pa.RecordBatch, np.ndarray]] = []
-        for batch, lines in self._held:
-            if last_line is None or lines.max() <= last_line:
-                out.append(batch)
-            elif lines.min() > last_line:
-                kept.append((batch, lines))
-            else:
-                ready = lines <= last_line
-                out.append(batch.take(_int64s(np.flatnonzero(ready))))
-                later = np.flatnonzero(~ready)
-                kept.append((batch.take(_int64s(later)), lines[later]))
-        self._held = kept
-        return [_without_blanks(b) for b in out]
-
-
-def _without_blanks(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """A result batch without its blank records and without the ``blank`` column (its last)."""
-    blank = batch.column(batch.num_columns - 1)
-    if blank.true_count:
-        batch = batch.filter(pc.invert(blank))
-    return batch.select(batch.schema.names[:-1])
-
-
-def _checked_chunks(
-    store: Store, chunks: Iterator[Chunk], now: datetime, chunk_records: int
-) -> Iterator[tuple[pa.Table, tuple[ReadFailure, ...]]]:
-    """A reader's chunks through one contract query: ``(checked rows, read failures)`` of about
-    ``chunk_records`` rows at a time, in file order (:class:`_InOrder`); a :class:`FileProblem`
-    is raised after the rest.
-
-    The query runs on a cursor (a second connection to the same database) so that its open,
-    streaming result does not block the file's transaction on ``store.con``; it reads no table.
-    """
-    feed = _Feed(chunks)
-    cursor = store.con.cursor()
-    try:
-        _ingest_stream = feed.reader()  # noqa: F841 (read by DuckDB's replacement scan)
-        with feed.errors_as_themselves():  # making the reader already pulls the first batches
-            result = cursor.sql(chunk_sql("_ingest_stream", now, blanks=True)).to_arrow_reader(
-                min(_RESULT_BATCH, chunk_records)
-            )
-        schema = pa.schema([f for f in result.schema if f.name != "blank"])
-        order = _InOrder(feed)
-        ready: list[pa.RecordBatch] = []
-        rows = 0
-        while (batch := _next_batch(result, feed)) is not None:
-            for released in order.add(batch):
-                ready.append(released)
-                rows += released.num_rows
-            if rows >= chunk_records:
-                yield pa.Table.from_batches(ready, schema=schema), feed.take_failures()
-                ready, rows = [], 0
-        ready.extend(order.rest())
-        failures = feed.take_failures()
-        if ready or failures:
-            yield pa.Table.from_batches(ready, schema=schema), failures
-    finally:
-        cursor.close()
-    if feed.problem is not None:
-        raise feed.problem
-
-
-def _next_batch(result: pa.RecordBatchReader, feed: _Feed) -> pa.RecordBatch | None:
-    """The next result batch, None at the end."""
-    with feed.errors_as_themselves():
-        try:
-            return result.read_next_batch()
-        except StopIteration:
-            return None
-
-
 # -- one file ----------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Counts:
@@ -575,17 +378,16 @@ class _Counts:
 
 
 def _quarantine_chunk(
-    store: Store, failures: tuple[ReadFailure, ...], checked: pa.Table, *, ingest_id: int, source: str, now: datetime,
-    counts: _Counts,
+    store: Store, chunk: Chunk, checked: pa.Table, *, ingest_id: int, source: str, now: datetime, counts: _Counts
 ) -> None:
     """Read failures and contract failures of one chunk into ``quarantine`` (raw cut at 32 KiB)."""
     con = store.con
-    if failures:
+    if chunk.failures:
         _ingest_failures = pa.table(  # noqa: F841 (read by DuckDB's replacement scan)
             {
-                "line": pa.array([f.line for f in failures], pa.int64()),
-                "raw": pa.array([f.raw for f in failures], pa.string()),
-                "reason": pa.array([f.reason for f in failures], pa.string()),
+                "line": pa.array([f.line for f in chunk.failures], pa.int64()),
+                "raw": pa.array([f.raw for f in chunk.failures], pa.string()),
+                "reason": pa.array([f.reason for f in chunk.failures], pa.string()),
             }
         )
         con.execute(
@@ -593,8 +395,8 @@ def _quarantine_chunk(
             "SELECT ?, ?, line, raw, reason, ? FROM _ingest_failures",
             [ingest_id, source, now],
         )
-        counts.quarantined += len(failures)
-        counts.records += len(failures)
+        counts.quarantined += len(chunk.failures)
+        counts.records += len(chunk.failures)
     if checked.column("reasons").null_count == checked.num_rows:
         return
     _ingest_chunk = checked  # noqa: F841
@@ -632,11 +434,10 @@ def _derive_ids(checked: pa.Table) -> pa.Table:
 
 
 def _process_chunk(
-    store: Store, checked: pa.Table, failures: tuple[ReadFailure, ...], *, ingest_id: int, source: str,
-    now: datetime, counts: _Counts, derived: tuple[DerivedColumn, ...], ids: StoredIds,
+    store: Store, chunk: Chunk, *, ingest_id: int, source: str, now: datetime, counts: _Counts,
+    derived: tuple[DerivedColumn, ...], ids: StoredIds,
 ) -> None:
-    """Store one checked chunk (:func:`_checked_chunks`): quarantine its failures, drop its
-    duplicates, append the rest to ``events``.
+    """Validate one chunk, quarantine its failures, drop its duplicates, append the rest to ``events``.
 
     Arrow data reaches DuckDB through replacement scans of local variables, never through
     ``register``: a view registered (even unregistered) inside the file's transaction, like a
@@ -646,10 +447,13 @@ def _process_chunk(
     rewrite every appended row at commit, which doubled the cost of writing.
     """
     con = store.con
+    _ingest_in = chunk.table()  # noqa: F841 (read by DuckDB's replacement scan)
+    checked = con.sql(chunk_sql("_ingest_in", now)).to_arrow_table()
+    del _ingest_in
     counts.records += checked.num_rows
     counts.quarantined += checked.num_rows - checked.column("reasons").null_count
     checked = _derive_ids(checked)
-    _quarantine_chunk(store, failures, checked, ingest_id=ingest_id, source=source, now=now, counts=counts)
+    _quarantine_chunk(store, chunk, checked, ingest_id=ingest_id, source=source, now=now, counts=counts)
     duplicate_lines = _duplicates(store, checked, ids, ingest_id=ingest_id, source=source, counts=counts)
     _ingest_chunk = _as_json(checked, _JSON_COLUMNS)  # noqa: F841
     _ingest_dups = duplicate_lines  # noqa: F841
@@ -888,10 +692,10 @@ def ingest_file(
         source = Source(path=path, format=fmt, compressed=compressed, on_bytes=step.advance)
         derived = tuple(store.derived_columns())
         try:
-            for checked, failures in _checked_chunks(store, READERS[fmt](source, min(chunk_records, READ_RECORDS)), now, chunk_records):
+            for chunk in READERS[fmt](source, chunk_records):
                 _process_chunk(
-                    store, checked, failures, ingest_id=ingest_id, source=shown, now=now, counts=counts,
-                    derived=derived, ids=ids,
+                    store, chunk, ingest_id=ingest_id, source=shown, now=now, counts=counts, derived=derived,
+                    ids=ids,
                 )
         except FileProblem as exc:
             problem = exc
