@@ -382,7 +382,15 @@ _STRING = '"(?:[^"\\\\]|\\\\.)*"'
 #: Infinity in any case (DuckDB reads ``nan``, ``Inf``, ``-Infinity``) at a value position, and
 #: trailing commas. A superset of the exact tests below (a word like "Info" inside a string does
 #: not start after ``:``, ``[`` or ``,``), so only the rare hinted rows pay for emptying strings.
-_LENIENT_HINT = "(?:^|[:\\[,])[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])|,[ \\t\\n\\r]*[\\]}]"
+#: One regular expression per first byte (RE2 then looks for that byte first): 0.077 instead of
+#: 0.135 s of CPU per 100k records for the same set as one alternation
+#: ``(?:^|[:\\[,])WS*NF|,WS*[\\]}]``.
+_LENIENT_HINTS = (
+    "^[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])",
+    ":[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])",
+    "\\[[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])",
+    ",[ \\t\\n\\r]*(?:-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])|[\\]}])",
+)
 #: The same, exact, on the text with its strings emptied (a value position, outside strings).
 _NON_FINITE = "(?:^|[:\\[,])[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])"
 _TRAILING_COMMA = ",[ \\t\\n\\r]*[\\]}]"
@@ -395,8 +403,9 @@ MAX_DEPTH = 512
 def _lenient_reasons(raw: str, parsed: str) -> str:
     """NULL, or why a text DuckDB parsed is not JSON (RFC 8259): NaN/Infinity, trailing commas."""
     bare = f"regexp_replace({raw}, {_sql_str(_STRING)}, '\"\"', 'g')"
+    hinted = " OR ".join(f"regexp_matches({raw}, {_sql_str(h)})" for h in _LENIENT_HINTS)
     return (
-        f"CASE WHEN {parsed} AND regexp_matches({raw}, {_sql_str(_LENIENT_HINT)}) THEN nullif(concat_ws('; ', "
+        f"CASE WHEN {parsed} AND ({hinted}) THEN nullif(concat_ws('; ', "
         f"CASE WHEN regexp_matches({bare}, {_sql_str(_NON_FINITE)}) "
         f"THEN 'invalid JSON: NaN and Infinity are not JSON numbers' END, "
         f"CASE WHEN regexp_matches({bare}, {_sql_str(_TRAILING_COMMA)}) "

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ingest.contract import derived_message_id
+from ingest.contract import _LENIENT_HINTS, derived_message_id
 from tests.ingest.conftest import CASES, event, ingest, reasons, rows, write_lines
 
 OK = {"type": "track", "event": "E", "userId": "u1", "timestamp": "2024-03-01T10:00:00Z"}
@@ -361,3 +364,15 @@ def test_every_field_of_the_skew_correction_must_parse(store, tmp_path):
     ingest(store, write_lines(tmp_path / "t.ndjson", [msg]))
     assert reasons(store) == {1: "originalTimestamp 'x' is not ISO-8601 or epoch milliseconds; "
                                  "receivedAt 'y' is not ISO-8601 or epoch milliseconds"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=' \t\n\r:[],{}"-nNaAiIfFx0', max_size=14))
+def test_the_rfc_8259_hints_are_the_one_alternation_they_replace(text):
+    """The four per-first-byte regular expressions hint exactly the texts the single one did."""
+    one = "(?:^|[:\\[,])[ \\t\\n\\r]*-?(?:[Nn][Aa][Nn]|[Ii][Nn][Ff])|,[ \\t\\n\\r]*[\\]}]"
+    con = duckdb.connect()
+    hinted = " OR ".join("regexp_matches($1, $" + str(i + 2) + ")" for i in range(len(_LENIENT_HINTS)))
+    got = con.execute(f"SELECT {hinted}", [text, *_LENIENT_HINTS]).fetchall()[0][0]
+    want = con.execute("SELECT regexp_matches($1, $2)", [text, one]).fetchall()[0][0]
+    assert got == want
