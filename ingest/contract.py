@@ -90,7 +90,7 @@ def _quote(key: str) -> str:
 
 _A_TYPE = (
     "CASE {t} WHEN 'BOOLEAN' THEN 'a boolean' WHEN 'OBJECT' THEN 'an object' "
-    "WHEN 'ARRAY' THEN 'an array' WHEN 'VARCHAR' THEN 'a string' ELSE 'a number' END"
+    "WHEN 'ARRAY' THEN 'an array' WHEN 'VARCHAR' THEN 'a string' WHEN 'NULL' THEN 'null' ELSE 'a number' END"
 )
 
 

@@ -28,6 +28,8 @@ SPELLINGS = {
 
 
 def a_kind(value: Any) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, dict):

@@ -127,6 +127,15 @@ def test_skew_corrected_time_out_of_range_names_its_source(store, tmp_path):
     assert reasons(store)[1].startswith("clock-skew-corrected time (receivedAt - (sentAt - originalTimestamp)) 1969-12-31T23:30:00")
 
 
+def test_a_null_record_is_named_null_in_its_reason(store, tmp_path):
+    nd = write_lines(tmp_path / "t.ndjson", ["null", OK])
+    doc = tmp_path / "n.json"
+    doc.write_text("null")
+    ingest(store, nd, doc)
+    got = rows(store, "SELECT source_file, line, reason FROM quarantine ORDER BY source_file")
+    assert [(r[1], r[2]) for r in got] == [(1, "message is null, not a JSON object")] * 2
+
+
 # -- normalisation and columns ---------------------------------------------------------------------------
 def test_numeric_identifiers_become_their_json_text_and_strings_are_trimmed(store, tmp_path):
     msg = {"type": "group", "messageId": 991, "userId": 123, "anonymousId": "  a 1 ", "groupId": 7.5,
