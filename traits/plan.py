@@ -16,6 +16,7 @@ for every profile. Lists past a ``unique_list`` cap are recomputed from their pr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -93,6 +94,30 @@ STATS_MERGE = {
 RARE_STATS = frozenset({"missing", "rejected", "examples"})
 
 
+def shared_flags(traits: tuple[Trait, ...], as_of: datetime) -> tuple[int, ...]:
+    """Per trait, the first trait whose counting events are the same (same event, conditions and
+    window at ``as_of``): they share its flag column, so the flag is computed once per row and
+    DuckDB folds their identical aggregates into one (a counter and a ``last`` over one selection,
+    or a definition repeated under two names: 44 of the 100 benchmark traits repeat another).
+    A session window's flag reads its own trait's session start: never shared."""
+    try:
+        return _shared_flags(traits, as_of)
+    except TypeError:  # a definition holding an unhashable value: not cached
+        return _shared_flags.__wrapped__(traits, as_of)
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_flags(traits: tuple[Trait, ...], as_of: datetime) -> tuple[int, ...]:
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for i, t in enumerate(traits):
+        if t.window.is_session:
+            out.append(i)
+        else:
+            out.append(seen.setdefault((selection_sql(t, as_of), t.window.sql("timestamp", as_of)), i))
+    return tuple(out)
+
+
 def window_sql(trait: Trait, index: int, as_of: datetime, prefix: str = "") -> str:
     if trait.window.is_session:
         return f"coalesce(timestamp >= {prefix}s{index}.start, false)"
@@ -140,7 +165,16 @@ class Plan:
         return quote(f"{self.keys[index]}_{suffix}")
 
     def flag(self, index: int) -> str:
-        return quote(f"f{index}")
+        """The counting flag of trait ``index``: traits selecting the same events share one (see
+        :func:`shared_flags`)."""
+        return quote(f"f{shared_flags(self.traits, self.as_of)[index]}")
+
+    def leave_flag(self, index: int) -> str:
+        """:meth:`delta_sql`'s "stopped counting" flag of trait ``index`` (shared like :meth:`flag`)."""
+        return quote(f"l{shared_flags(self.traits, self.as_of)[index]}")
+
+    def owns_flag(self, index: int) -> bool:
+        return shared_flags(self.traits, self.as_of)[index] == index
 
     # -- the relation of counting flags ------------------------------------------------------
     def event_names_sql(self) -> str:
@@ -195,7 +229,7 @@ class Plan:
                 joins.append(f" LEFT JOIN {prefix}s{i} ON {prefix}s{i}.profile_id = {prefix}ev.profile_id")
         flags = "".join(
             f",\n            ({selection_sql(t, self.as_of)} AND {window_sql(t, i, self.as_of, prefix)}) AS {self.flag(i)}"
-            for i, t in enumerate(self.traits)
+            for i, t in enumerate(self.traits) if self.owns_flag(i)
         )
         ctes.append(f"{prefix}flags AS (\n        SELECT {prefix}ev.*{flags}\n        FROM {prefix}ev{''.join(joins)}\n    )")
         return ctes
@@ -408,18 +442,20 @@ class Plan:
 
         flags = "".join(
             f",\n            ({flag(t, b)} AND NOT {flag(t, a)}) AS {self.flag(i)}"
-            f",\n            ({flag(t, a)} AND NOT {flag(t, b)}) AS {quote(f'l{i}')}"
-            for i, t in enumerate(self.traits)
+            f",\n            ({flag(t, a)} AND NOT {flag(t, b)}) AS {self.leave_flag(i)}"
+            for i, t in enumerate(self.traits) if self.owns_flag(i)
         )
         parts, leave = [], []
         for i, t in enumerate(self.traits):
-            delta = t.sql_delta(self.flag(i), quote(f"l{i}"))
+            delta = t.sql_delta(self.flag(i), self.leave_flag(i))
             if delta is None:
-                leave.append(f"bool_or({quote(f'l{i}')})")
+                leave.append(f"bool_or({self.leave_flag(i)})")
             for suffix, sql in self.partials(i, stats=True, state=True).items():
                 parts.append(f"{(delta or {}).get(suffix, sql)} AS {self.part(i, suffix)}")
         body = ",\n        ".join(["profile_id", *parts, f"{' OR '.join(leave) or 'false'} AS _leave"])
-        changed = " OR ".join(f"{self.flag(i)} OR {quote(f'l{i}')}" for i in range(len(self.traits))) or "false"
+        changed = " OR ".join(
+            f"{self.flag(i)} OR {self.leave_flag(i)}" for i in range(len(self.traits)) if self.owns_flag(i)
+        ) or "false"
         return f"""WITH ev AS (
         {self.source_sql(stats=True, keyed=keyed, where=self.moved_sql(previous))}
     ),

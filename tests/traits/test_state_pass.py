@@ -72,3 +72,41 @@ def test_profiles_missing_from_a_group_get_empty_partials():
     examples = rows[1][6]
     assert [r[:6] + r[7:] for r in rows] == [("P", 1, 1, 0, 0, 0, 0), ("Q", 0, 0, 3, 1, 1, 3)]
     assert rows[0][6] is None and [e["m"] for e in examples] == ["b1"]
+
+
+def test_traits_selecting_the_same_events_share_one_flag():
+    """A counter and a ``last`` over one selection, and the counter repeated under another name,
+    share one flag column; values (full, values-only, incremental after a move of as_of) equal
+    the oracle's."""
+    from engine.compute import compute_traits, trait_frame
+    from tests.traits import oracle
+
+    t = AS_OF - timedelta(days=1)
+    evs = [
+        Ev(message_id=f"m{i}", profile_id=p, event="A", timestamp=t - timedelta(days=d),
+           properties={"v": v, "k": k})
+        for i, (p, d, v, k) in enumerate([("P", 0, "x", "in"), ("P", 3, "y", "in"), ("P", 10, "z", "out"),
+                                          ("Q", 1, "w", "in"), ("Q", 40, "u", "in")])
+    ]
+    inbound = [{"property": "k", "operator": "equals", "value": "in"}]
+    defs = [
+        {"name": "n", "type": "event_counter", "event": "A", "conditions": inbound, "window": {"within_days": 7}},
+        {"name": "last_v", "type": "last", "event": "A", "property": "v", "conditions": inbound,
+         "window": {"within_days": 7}},
+        {"name": "n_again", "type": "event_counter", "event": "A", "conditions": inbound,
+         "window": {"within_days": 7}},
+        {"name": "n_all", "type": "event_counter", "event": "A"},
+    ]
+    traits = parse_traits(defs, path="t.toml")
+    plan = Plan.build(traits, as_of=AS_OF)
+    flags = plan.relation_ctes(stats=False)[-1]
+    assert [plan.flag(i) for i in range(4)] == ['"f0"', '"f0"', '"f0"', '"f3"']
+    assert '"f1"' not in flags and '"f2"' not in flags
+    later = AS_OF + timedelta(days=5)
+    with make_store(evs, ["R"]) as store:
+        for at in (AS_OF, later):
+            want = oracle.compute(traits, evs, ["P", "Q", "R"], at)
+            compute_traits(store, traits, as_of=at)  # full, then incremental (as_of moved: delta_sql)
+            stored = {r.pop("profile_id"): r for r in store.con.sql("SELECT * FROM trait_values").pl().to_dicts()}
+            frame = {r.pop("profile_id"): r for r in trait_frame(store, traits, as_of=at).to_dicts()}
+            assert stored == frame == want, at
