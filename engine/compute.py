@@ -271,8 +271,10 @@ def _max_ingest(store: Store) -> int:
 
 def _full_state(store: Store, plan: Plan, top: int, mapped: str = "event_profiles") -> None:
     """``trait_events`` rebuilt from ``events`` and the map (``mapped``: the identity as of the
-    plan's instant), then ``__trait_agg``: the state of every mapped profile (fingerprint +
-    partial aggregates) from it, without a join."""
+    plan's instant), then ``trait_state``: the state of every mapped profile (fingerprint +
+    partial aggregates) from it, without a join. Written straight to ``trait_state``: a temporary
+    copy made inside the transaction stays in memory, and holds every list of the state
+    (100 traits at 1M events: ~600 MiB of the peak RSS, growing with the events)."""
     store.con.execute(
         "CREATE OR REPLACE TABLE trait_events AS "
         + _trait_events_select(
@@ -284,7 +286,7 @@ def _full_state(store: Store, plan: Plan, top: int, mapped: str = "event_profile
     )
     parts = ", ".join(["f.profile_id", "f._n", "f._fp", *(f"a.{c}" for c in plan.state_columns())])
     store.con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {_AGG} AS
+        f"""CREATE OR REPLACE TABLE trait_state AS
         WITH f AS ({_fingerprints_sql(mapped)}), a AS ({plan.agg_sql(stats=True, state=True, keyed="trait_events")})
         SELECT {parts} FROM f LEFT JOIN a ON a.profile_id = f.profile_id"""
     )
@@ -647,7 +649,6 @@ def compute_traits(
         with progress.step(step), store.transaction():
             if update is None:
                 _full_state(store, plan, top, mapped=emap.relation)
-                con.execute(f"CREATE OR REPLACE TABLE trait_state AS SELECT * FROM {_AGG}")
                 con.execute(
                     f"CREATE OR REPLACE TABLE trait_values AS {plan.values_sql('trait_state', state=True, **ident)}"
                 )
