@@ -135,3 +135,25 @@ def test_held_back_workers_read_the_shared_store_without_changing_it(big: Path) 
     assert not list(scratch.iterdir())  # its own store is gone
     assert out["mode"] == "incremental"
     assert out["events"] > 0 and out["base_events"] + out["events"] == len(message_ids(shared))
+
+
+def test_identity_run_keeps_one_extra_store_at_a_time(big: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The held-back workers get the shared store, and the private copy is gone before them."""
+    shared = datasets.shared_store(N, big)
+    seen: list[tuple[str, Path, list[Path]]] = []
+
+    def fake(name: str, store_path: Path, sample: int, scratch: Path | None = None) -> dict:
+        stores = sorted(p for p in big.rglob("*.duckdb") if p != shared)
+        seen.append((name, store_path, stores))
+        return {"events": 10, "seconds": 1.0, "cpu_seconds": 1.0, "extraction_seconds": 0.5,
+                "extraction_cpu_seconds": 0.5, "oracle_agrees": True}
+
+    monkeypatch.setattr(bench_identity, "_run_worker", fake)
+    bench_identity.run(N, oracle_sample=10)
+    assert [s[0] for s in seen] == ["profiles", "bare", "oracle", *bench_identity.HELD]
+    for name, store_path, stores in seen:
+        if name in bench_identity.HELD:
+            assert store_path == shared and stores == []
+        else:
+            assert store_path != shared and stores == [store_path]
+    assert not list(big.glob("identity-run-*"))
