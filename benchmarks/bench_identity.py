@@ -21,7 +21,16 @@ its peak RSS is its own:
   ``--oracle-sample`` events in canonical order; the engine resolves the same sample in a
   scratch store and must give the identical result (``oracle_agrees``).
 
-Workers run on a private copy of the cached store (other benchmarks read the cache too).
+``profiles``, ``bare`` and ``oracle`` run on a private copy of the cached store (``profiles`` and
+``bare`` write to it; other benchmarks read the cache too). The private copy is deleted before
+``append`` and ``late``, which only read: they attach the cached store itself read-only and copy
+its events into their own fresh store (:func:`benchmarks.datasets.copy_events`).
+
+Disk (issue 8): the cached store S, plus at most one more store at a time: first the private copy
+(S plus the identity tables ``profiles`` writes), then each held-back worker's store (about S
+plus its identity tables), plus DuckDB's spill (``<store>.tmp``). At 50M, S is about 12.5 GB:
+about 30 GB beside the 4.2 GB NDJSON, where the copy kept next to the held-back stores needed
+about 45 GB and ran out of disk.
 
 Goals: ``profiles`` within 3x of ``bare`` (components over extracted edges); >= 50x the oracle's
 events per second. Wall and CPU seconds are both reported (the machine is shared).
@@ -51,19 +60,9 @@ CACHE = Path(__file__).parent / "cache"
 def prepare(n_events: int) -> Path:
     """The shared store holding ``n_events`` generated events (built once, then reused; the
     ingest benchmark leaves it behind when it runs first: :mod:`benchmarks.datasets`)."""
-    from benchmarks.datasets import INGEST_NOW, ingested_store, ndjson
-    from engine.store import Store
-    from ingest.load import ingest_paths
+    from benchmarks.datasets import shared_store
 
-    path = ingested_store(n_events, CACHE)
-    if not path.exists():
-        source = ndjson(n_events, CACHE)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.duckdb")
-        tmp.unlink(missing_ok=True)
-        with Store.open(tmp) as store:
-            ingest_paths(store, [source], now=INGEST_NOW)
-        tmp.rename(path)
-    return path
+    return shared_store(n_events, CACHE)
 
 
 # -- workers (each in its own process) ------------------------------------------------------------
@@ -109,18 +108,20 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def work_incremental(store_path: Path, held_sql: str) -> dict[str, Any]:
+def work_incremental(store_path: Path, held_sql: str, scratch: Path | None = None) -> dict[str, Any]:
     """Resolve everything but the held-back events, append those as a new ingest, time the
-    incremental ``resolve``. The base store is a fresh copy of the other events in their stored
-    order (not a DELETE: an append-only store never has deleted rows, and rows deleted then
-    compacted by a checkpoint would move the ones after them); only row numbers and message ids
-    are windowed, so no copy of whole events is held in memory."""
+    incremental ``resolve``. ``store_path`` is only read (attached read-only: it may be the
+    cached store); the worker's own store, in ``scratch`` (default: beside it), is a fresh copy
+    of the other events in their stored order (:func:`benchmarks.datasets.copy_events`; not a
+    DELETE: an append-only store never has deleted rows); only row numbers and message ids are
+    windowed, so no copy of whole events is held in memory."""
+    from benchmarks.datasets import copy_events
     from engine.identity.resolve import resolve
     from engine.identity.rules import parse_identity
     from engine.store import Store
 
     rules = parse_identity(None)
-    base_path = store_path.with_name(f"{store_path.stem}-{os.getpid()}.incremental.duckdb")
+    base_path = (scratch or store_path.parent) / f"{store_path.stem}-{os.getpid()}.incremental.duckdb"
     try:
         with Store.open(base_path) as store:
             con = store.con
@@ -131,23 +132,18 @@ def work_incremental(store_path: Path, held_sql: str) -> dict[str, Any]:
                            row_number() OVER (ORDER BY timestamp, message_id) - 1 AS pos,
                            count(*) OVER () AS n FROM src.events) WHERE {held_sql}"""
             )
-            con.execute(
-                "INSERT INTO events SELECT * FROM src.events WHERE rowid NOT IN (SELECT r FROM _held) ORDER BY rowid"
-            )
+            copy_events(con, "src", where="rowid NOT IN (SELECT r FROM _held)")
             held = con.execute("SELECT count(*) FROM _held").fetchall()[0][0]
             base = resolve(store, rules)
-            con.execute(
-                """INSERT INTO events SELECT * REPLACE ((SELECT max(ingest_id) + 1 FROM main.events) AS ingest_id)
-                FROM src.events WHERE rowid IN (SELECT r FROM _held) ORDER BY rowid"""
-            )
+            next_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM main.events").fetchall()[0][0]
+            copy_events(con, "src", where="rowid IN (SELECT r FROM _held)", replace={"ingest_id": str(int(next_id))})
             con.execute("DETACH src")
             con.execute("CHECKPOINT")
             started, cpu = time.perf_counter(), _cpu()
             report = resolve(store, rules)
             seconds, cpu = time.perf_counter() - started, _cpu() - cpu
     finally:
-        base_path.unlink(missing_ok=True)
-        Path(str(base_path) + ".wal").unlink(missing_ok=True)
+        _delete_store(base_path)
     return {
         "events": held,
         "seconds": seconds,
@@ -260,11 +256,18 @@ def work_oracle(store_path: Path, sample: int) -> dict[str, Any]:
     }
 
 
-def _run_worker(name: str, store_path: Path, sample: int) -> dict[str, Any]:
+def _run_worker(name: str, store_path: Path, sample: int, scratch: Path | None = None) -> dict[str, Any]:
     """One contender in a fresh process (:func:`benchmarks.machine.run_worker`)."""
     cmd = [sys.executable, "-m", "benchmarks.bench_identity", "--worker", name,
-           "--store", str(store_path), "--oracle-sample", str(sample)]
+           "--store", str(store_path), "--oracle-sample", str(sample),
+           *(["--scratch", str(scratch)] if scratch else [])]
     return run_worker(cmd, name, cwd=Path(__file__).resolve().parent.parent)
+
+
+def _delete_store(path: Path) -> None:
+    """Delete a store file with its write-ahead log."""
+    path.unlink(missing_ok=True)
+    Path(str(path) + ".wal").unlink(missing_ok=True)
 
 
 def _sum(a: float | None, b: float | None) -> float | None:
@@ -286,15 +289,21 @@ def run(n_events: int, *, oracle_sample: int = 100_000, json_path: Path | None =
     started = time.perf_counter()
     store_path = prepare(n_events)
     prep = time.perf_counter() - started
-    # a private copy: the cached store may be read by other benchmarks at the same time
+    # a private copy for the contenders that write: the cached store may be read by other
+    # benchmarks at the same time
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="identity-run-") as tmp:
         private = Path(tmp) / "store.duckdb"
         shutil.copyfile(store_path, private)
         results = {}
-        for name in ("profiles", "bare", "oracle", *HELD):
+        for name in ("profiles", "bare", "oracle"):
             results[name] = _run_worker(name, private, oracle_sample)
             if "failed" in results[name]:  # killed mid-way: the next worker needs the store intact
                 shutil.copyfile(store_path, private)
+        # the held-back contenders only read the events: they attach the cached store read-only,
+        # and the private copy goes first, so the disk holds one extra store at a time (issue 8)
+        _delete_store(private)
+        for name in HELD:
+            results[name] = _run_worker(name, store_path, oracle_sample, scratch=Path(tmp))
     prof, bare, oracle = results["profiles"], results["bare"], results["oracle"]
     for r in results.values():
         r["events_per_second"] = r["events"] / r["seconds"] if r["seconds"] else None
@@ -334,10 +343,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--worker", choices=("profiles", "bare", "oracle", *HELD), help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         if args.worker in HELD:
-            out = work_incremental(args.store, HELD[args.worker])
+            out = work_incremental(args.store, HELD[args.worker], args.scratch)
         elif args.worker == "oracle":
             out = work_oracle(args.store, args.oracle_sample)
         else:

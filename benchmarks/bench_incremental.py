@@ -25,6 +25,16 @@ The base store is cached in two stages: ``incr-N-resolved-i<identity layout>.duc
 ``incr-N-base-v<trait state version>-i<identity layout>.duckdb`` (traits computed), so a state layout change only
 recomputes the traits.
 
+From ``datasets.BIG`` events on (50M: re-ingesting the 99% took about an hour, and writing it out
+4 GB of gzip), only the new 1% file is written, and the resolved base store (named
+``incr-N-resolved-shared-i<layout>.duckdb``, then ``incr-N-base-shared-...``) is derived from the
+shared ingested store (:func:`derived_base`): its events except the new file's, in stored order,
+with its ``ingest_log``; the new file is then ingested at the shared store's ingest time
+(``datasets.INGEST_NOW``). Below BIG the base is ingested from the split as before, so the 1M and
+10M numbers stay comparable. Disk at BIG: the shared store (read-only), the derived store and
+its spill; the runner must run this benchmark before ``traits``, which takes the shared store
+over at that size (``--prepare-only`` builds the resolved base store ahead).
+
     python -m benchmarks.bench_incremental --events 1000000 --json benchmarks/results/incremental-1m.json
 """
 
@@ -37,6 +47,7 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,8 +70,15 @@ def _timed(fn) -> tuple[Any, dict[str, float]]:
     return out, {"seconds": round(time.perf_counter() - wall, 4), "cpu_seconds": round(_cpu() - cpu, 4)}
 
 
-def split(n_events: int) -> tuple[Path, Path]:
-    """The 99% base and the 1% new NDJSON files (newest 0.8% + every 500th earlier line).
+def _is_new(i: int, cut: int) -> bool:
+    """Whether line ``i`` (0-based) of the shared NDJSON is in the new 1%: past ``cut`` (the newest
+    0.8%), or every 500th line before it (late events)."""
+    return i >= cut or i % 500 == 499
+
+
+def split(n_events: int, *, base: bool = True) -> tuple[Path | None, Path]:
+    """The 99% base and the 1% new NDJSON files (newest 0.8% + every 500th earlier line); with
+    ``base=False`` only the new file (the base is then None: it is derived from the shared store).
 
     Streamed from the shared NDJSON (:mod:`benchmarks.datasets`), never held in memory: at 50M
     events the file is 19 GB; from ``datasets.BIG`` on both parts are gzipped like their source.
@@ -69,37 +87,99 @@ def split(n_events: int) -> tuple[Path, Path]:
 
     source = ndjson(n_events, CACHE)
     suffix = "".join(source.suffixes[-2:])  # .ndjson or .ndjson.gz, like the source
-    base, new = CACHE / f"incr-{n_events}-base{suffix}", CACHE / f"incr-{n_events}-new{suffix}"
-    if base.exists() and new.exists():
-        return base, new
+    base_path, new = CACHE / f"incr-{n_events}-base{suffix}", CACHE / f"incr-{n_events}-new{suffix}"
+    if new.exists() and (not base or base_path.exists()):
+        return (base_path if base else None), new
     total = sum(1 for _ in lines(source))
     cut = total - total * 8 // 1000
-    tmp_base, tmp_new = (p.with_name(p.name + f".{os.getpid()}.tmp") for p in (base, new))
+    tmp_base, tmp_new = (p.with_name(p.name + f".{os.getpid()}.tmp") for p in (base_path, new))
     packed = source.suffix == ".gz"
-    with writer(tmp_base, gz=packed) as b, writer(tmp_new, gz=packed) as n:
+    with writer(tmp_new, gz=packed) as n, (writer(tmp_base, gz=packed) if base else nullcontext(None)) as b:
         for i, line in enumerate(lines(source)):
-            (n if i >= cut or i % 500 == 499 else b).write(line)
-    tmp_base.rename(base)
+            if _is_new(i, cut):
+                n.write(line)
+            elif b is not None:
+                b.write(line)
+    if base:
+        tmp_base.rename(base_path)
     tmp_new.rename(new)
-    return base, new
+    return (base_path if base else None), new
+
+
+def ingest_now(n_events: int) -> datetime:
+    """The ingest time of the new file: the base's (the shared store's from ``datasets.BIG`` on)."""
+    from benchmarks import datasets
+
+    return datasets.INGEST_NOW if n_events >= datasets.BIG else INGEST_NOW
+
+
+def _tag(n_events: int) -> str:
+    """``-shared`` in the cached store names from ``datasets.BIG`` on: those bases are derived
+    from the shared store (another ingest time), so they never mix with ingested ones."""
+    from benchmarks import datasets
+
+    return "-shared" if n_events >= datasets.BIG else ""
+
+
+def derived_base(store: Any, shared: Path, new: Path, *, now: datetime) -> int:
+    """Fill the empty ``store`` with the events of ``shared`` except those of the ``new`` file, in
+    stored order, and ``shared``'s ingest log; returns the number of events copied.
+
+    The new file's events are found by message id, as the engine derives them: the file is
+    ingested into a scratch store first (1% of the events, at the shared store's ingest time
+    ``now``). A message sent both in the base and in the new file (a re-sent duplicate, which the
+    generator renders byte-identically) is then stored by the new file's ingest: the events table
+    after it is the same as after ingesting everything. The copied ``ingest_log`` rows make the
+    next ingest take the next ``ingest_id`` (``ingest_paths`` numbers from the log) and keep the
+    engine's freshness counts (read from the log) meaningful; the quarantine and duplicate
+    conflicts are not copied (only ``profiles quarantine`` reads them).
+    """
+    from benchmarks.datasets import copy_events
+    from engine.store import Store
+    from ingest.load import ingest_paths
+
+    scratch = Path(store.path).with_suffix(".new-ids.duckdb")
+    scratch.unlink(missing_ok=True)
+    try:
+        with Store.open(scratch) as ids:
+            ingest_paths(ids, [new], now=now)
+        con = store.con
+        con.execute(f"ATTACH '{shared}' AS src (READ_ONLY)")
+        con.execute(f"ATTACH '{scratch}' AS fresh (READ_ONLY)")
+        con.execute("CREATE TEMP TABLE _new_ids AS SELECT DISTINCT message_id FROM fresh.events")
+        con.execute("DETACH fresh")
+        copied = copy_events(con, "src", where="message_id NOT IN (SELECT message_id FROM _new_ids)")
+        con.execute("INSERT INTO ingest_log BY NAME SELECT * FROM src.ingest_log ORDER BY ingest_id")
+        con.execute("DETACH src")
+        con.execute("DROP TABLE _new_ids")
+    finally:
+        scratch.unlink(missing_ok=True)
+        Path(str(scratch) + ".wal").unlink(missing_ok=True)
+    return copied
 
 
 def resolved(n_events: int) -> Path:
-    """The base store with the 99% ingested and resolved (no traits): the slow part, cached once."""
+    """The base store with the 99% ingested (from ``datasets.BIG`` on: derived from the shared
+    store) and resolved (no traits): the slow part, cached once."""
+    from benchmarks import datasets
     from engine.identity.resolve import LAYOUT_VERSION, resolve
     from engine.identity.rules import parse_identity
     from engine.store import Store
     from ingest.load import ingest_paths
 
-    base, _ = split(n_events)
+    big = n_events >= datasets.BIG
+    base, new = split(n_events, base=not big)
     # the identity layout is in the name: a store resolved by older rules would make the timed
     # "incremental" resolve a full rebuild
-    path = CACHE / f"incr-{n_events}-resolved-i{LAYOUT_VERSION}.duckdb"
+    path = CACHE / f"incr-{n_events}-resolved{_tag(n_events)}-i{LAYOUT_VERSION}.duckdb"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp.duckdb")
         tmp.unlink(missing_ok=True)
         with Store.open(tmp) as store:
-            ingest_paths(store, [base], now=INGEST_NOW)
+            if big:
+                derived_base(store, datasets.shared_store(n_events, CACHE), new, now=ingest_now(n_events))
+            else:
+                ingest_paths(store, [base], now=INGEST_NOW)
             resolve(store, parse_identity(None))
             store.con.execute("CHECKPOINT")
         tmp.rename(path)
@@ -117,8 +197,10 @@ def prepare(n_events: int) -> tuple[Path, Path]:
     from engine.identity.resolve import LAYOUT_VERSION
     from engine.store import Store
 
-    _, new = split(n_events)
-    path = CACHE / f"incr-{n_events}-base-v{STATE_VERSION}-i{LAYOUT_VERSION}.duckdb"
+    from benchmarks import datasets
+
+    _, new = split(n_events, base=n_events < datasets.BIG)
+    path = CACHE / f"incr-{n_events}-base{_tag(n_events)}-v{STATE_VERSION}-i{LAYOUT_VERSION}.duckdb"
     if not path.exists():
         from benchmarks.datasets import consume_at_big
 
@@ -144,10 +226,11 @@ def _full_resolve(store, rules) -> Any:
     return resolve(store, rules)
 
 
-def work(base: Path, new: Path, *, slide: bool = True, consume: bool = False) -> dict[str, Any]:
+def work(base: Path, new: Path, *, slide: bool = True, consume: bool = False,
+         now: datetime = INGEST_NOW) -> dict[str, Any]:
     """One run on a copy of the base store (in this fresh process); ``slide=False`` skips step 4;
     with ``consume`` (at 50M, where a copy does not fit on the disk) on the base store itself,
-    which is gone afterwards."""
+    which is gone afterwards; ``now`` is the new file's ingest time (:func:`ingest_now`)."""
     from benchmarks.bench_traits import as_of, eight_traits, parsed
     from benchmarks.datasets import move_or_copy
     from engine.compute import compute_traits
@@ -162,7 +245,7 @@ def work(base: Path, new: Path, *, slide: bool = True, consume: bool = False) ->
     traits, at, out, rules = parsed(eight_traits()), as_of(), {}, parse_identity(None)
     try:
         with Store.open(path) as store:
-            ingested, out["ingest"] = _timed(lambda: ingest_paths(store, [new], now=INGEST_NOW))
+            ingested, out["ingest"] = _timed(lambda: ingest_paths(store, [new], now=now))
             out["ingest"]["events"] = ingested.ingested
             # ingest leaves a write-ahead log; DuckDB checkpoints it at the next commit that
             # crosses its threshold, which would bill the ingest's writes to the next step
@@ -235,7 +318,8 @@ def run(n_events: int, *, json_path: Path | None = None, repeat: int = 1, slide:
     for _ in range(repeat):
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.bench_incremental", "--worker", "--base", str(base), "--new", str(new),
-             *([] if slide else ["--no-slide"]), *(["--consume"] if consume else [])],
+             "--now", ingest_now(n_events).isoformat(),
+            *([] if slide else ["--no-slide"]), *(["--consume"] if consume else [])],
             check=True, capture_output=True, text=True, cwd=ROOT,
         )
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -296,9 +380,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--new", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--consume", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--now", type=datetime.fromisoformat, default=INGEST_NOW, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(work(args.base, args.new, slide=not args.no_slide, consume=args.consume)))
+        print(json.dumps(work(args.base, args.new, slide=not args.no_slide, consume=args.consume, now=args.now)))
         return None
     if args.prepare_only:
         resolved(args.events)
