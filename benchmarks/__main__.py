@@ -14,7 +14,8 @@ per run to ``benchmarks/results/<date>-<size>.{json,md}`` with the machine's fac
 
 The benchmarks share one generated NDJSON and one ingested store per size
 (:mod:`benchmarks.datasets`), so they run in the order the data flows (ingest leaves the store
-identity reads; at 50M traits takes it over). ``--rss-budget`` kills a benchmark whose process
+identity reads and, from ``datasets.BIG`` on, incremental derives its base store from; traits runs
+last, since at 50M it takes that store over). ``--rss-budget`` kills a benchmark whose process
 tree passes that many GiB (reported as failed, the others go on), caps DuckDB at half of it
 (``PROFILES_MEMORY_LIMIT``: past that DuckDB spills to disk), and lets a benchmark cap its own
 contenders (traits reports a baseline that does not fit as failed and runs the rest).
@@ -59,7 +60,7 @@ SIZES = {"1m": 1_000_000, "10m": 10_000_000, "50m": 50_000_000}
 _TIME_KEYS = ("seconds", "wall_seconds")
 _RATE_KEYS = ("rows_per_s", "rows_per_second", "events_per_second", "events_per_s", "profiles_per_second")
 #: The order the data flows between benchmarks (the others follow, by name).
-ORDER = ("generate", "ingest", "identity", "traits", "predictions", "incremental")
+ORDER = ("generate", "ingest", "identity", "incremental", "predictions", "traits")
 _SKIP = {"machine", "goals", "goal", "predictions", "ratios", "agree", *_RATE_KEYS}
 
 
