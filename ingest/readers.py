@@ -11,9 +11,12 @@ Readers do no I/O on the database; only :mod:`ingest.load` does.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import gzip
 import json
 import math
+import re
 import shutil
 import tempfile
 import zlib
@@ -139,6 +142,95 @@ def open_binary(src: Source) -> Iterator[IO[bytes]]:
             yield _Counting(raw, src.on_bytes)  # type: ignore[misc]
 
 
+#: Byte-order marks of the Unicode encodings other than UTF-8 (UTF-32 first: its LE mark starts like UTF-16's).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _undecodable(exc: UnicodeError) -> tuple[str, int]:
+    """Error handler: a byte sequence that is not text in the file's encoding becomes byte 0xFF.
+
+    Re-encoded with ``surrogateescape``, the record holding it is then invalid UTF-8 and is
+    quarantined by that name, as in a UTF-8 file: never silently replaced.
+    """
+    assert isinstance(exc, UnicodeDecodeError)
+    return "\udcff" * (exc.end - exc.start), exc.end
+
+
+codecs.register_error("profiles-undecodable", _undecodable)
+
+
+class _AsUtf8:
+    """The text of ``stream`` (in ``encoding``, its byte-order mark already consumed) as UTF-8 bytes."""
+
+    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+        self._read = getattr(stream, "read1", stream.read)
+        self._decoder = codecs.getincrementaldecoder(encoding)("profiles-undecodable")
+        self._ready = b""
+        self._ended = False
+        self.closed = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        want = -1 if n is None else n
+        while not self._ended and (want < 0 or len(self._ready) < want):
+            data = self._read(_PIECE)
+            self._ended = not data
+            self._ready += self._decoder.decode(data, final=self._ended).encode("utf-8", "surrogateescape")
+        if want < 0:
+            out, self._ready = self._ready, b""
+        else:
+            out, self._ready = self._ready[:want], self._ready[want:]
+        return out
+
+    read1 = read
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@contextmanager
+def open_text(src: Source) -> Iterator[IO[bytes]]:
+    """The file's text as UTF-8 bytes: a UTF-16 or UTF-32 file (told by its byte-order mark) is
+    transcoded while it is read, so a spreadsheet's "Unicode" export reads as its UTF-8 twin."""
+    with open_binary(src) as stream:
+        try:
+            head = stream.read(4)
+        except _STREAM_ERRORS as exc:
+            yield _Broken(exc)  # type: ignore[misc]  # the reader reports it as for any stream error
+            return
+        for bom, encoding in _BOMS:
+            if head.startswith(bom):
+                yield _AsUtf8(_Prefixed(head[len(bom) :], stream), encoding)  # type: ignore[arg-type]
+                return
+        yield _Prefixed(head, stream)  # type: ignore[misc]
+
+
+class _Broken:
+    """A stream whose first read raises the error met while peeking at its start."""
+
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+        self.closed = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        raise self._error
+
+    read1 = read
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
 _STREAM_ERRORS = (EOFError, OSError, zlib.error)
 
 
@@ -199,7 +291,7 @@ def read_ndjson(src: Source, chunk_records: int) -> Iterator[Chunk]:
     whole lines before the break are yielded, then :class:`FileProblem` names the line it hit.
     """
     block_size = max(1, chunk_records * _BYTES_PER_RECORD)
-    with open_binary(src) as stream:
+    with open_text(src) as stream:
         read = getattr(stream, "read1", stream.read)
         parts: list[bytes] = []  # bytes after the last newline handed out, then new pieces
         pending = 0
@@ -316,15 +408,31 @@ def _dumps(record: Any) -> str:
     return text
 
 
-def _to_text(record: Any, line: int) -> str | ReadFailure:
+#: A UTF-16 surrogate code point: never text of its own (not encodable as UTF-8).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _from_a_byte(char: str, undecoded: bool) -> bool:
+    """Whether a surrogate in parsed text stands for an invalid UTF-8 byte (``surrogateescape``)."""
+    return undecoded and "\udc80" <= char <= "\udcff"
+
+
+def _to_text(record: Any, line: int, *, undecoded: bool = False) -> str | ReadFailure:
+    """``record`` as JSON text, or why it cannot be stored.
+
+    ``undecoded``: the document held invalid UTF-8, kept as ``surrogateescape`` surrogates. Any
+    other surrogate came from a lone escape (``"\\ud800"``), which NDJSON quarantines as invalid
+    JSON (DuckDB's parser rejects it): so does this reader, with the escape shown as sent.
+    """
     if isinstance(record, _TooDeep):
         return ReadFailure(line=line, raw=cut_text(record.text), reason=f"message is nested over {MAX_DEPTH} levels deep")
     text = _dumps(record)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        return ReadFailure(line=line, raw=cut_text(shown), reason=f"invalid UTF-8 (character {exc.start + 1} of the record)")
+        shown = _SURROGATE.sub(lambda m: "\ufffd" if _from_a_byte(m[0], undecoded) else f"\\u{ord(m[0]):04x}", text)
+        reason = f"invalid UTF-8 (character {exc.start + 1} of the record)" if _from_a_byte(text[exc.start], undecoded) else "invalid JSON"
+        return ReadFailure(line=line, raw=cut_text(shown), reason=reason)
     return text
 
 
@@ -353,22 +461,27 @@ def read_json(src: Source, chunk_records: int) -> Iterator[Chunk]:
     Invalid UTF-8 is kept through the parse (``surrogateescape``) so only the records holding it
     are quarantined, not the whole file.
     """
-    with open_binary(src) as stream:
+    with open_text(src) as stream:
         try:
             data = stream.read()
         except _STREAM_ERRORS as exc:
             raise FileProblem(_stream_problem(exc) + "; a JSON document cannot be read in part", line=0) from None
-    text = data.decode("utf-8", "surrogateescape").lstrip("\ufeff")
+    try:
+        text, undecoded = data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, undecoded = data.decode("utf-8", "surrogateescape"), True
+    text = text.lstrip("\ufeff")
     if not text.strip():
         return
+    to_text = functools.partial(_to_text, undecoded=undecoded)
     try:
         doc = _loads(text)
     except json.JSONDecodeError as exc:
         raise FileProblem(f"not a JSON document: {exc.msg} at line {exc.lineno} column {exc.colno}", line=0, raw=cut_text(text)) from None
     except RecursionError:
-        yield from _records_to_chunks(enumerate(_deep_records(text), start=1), chunk_records, _to_text)
+        yield from _records_to_chunks(enumerate(_deep_records(text), start=1), chunk_records, to_text)
         return
-    yield from _records_to_chunks(enumerate(_json_records(doc), start=1), chunk_records, _to_text)
+    yield from _records_to_chunks(enumerate(_json_records(doc), start=1), chunk_records, to_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +571,21 @@ def _jsonable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return expr
 
 
+def check_unique_columns(names: list[str], where: str) -> None:
+    """A column named twice is ambiguous (which value is the message's?): the file is unreadable.
+
+    Raised as a :class:`FileProblem` naming the column and its positions (1-based), before any
+    row is read, instead of whichever error the tabular library would raise on it.
+    """
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names, start=1):
+        seen.setdefault(name, []).append(i)
+    repeated = [(name, at) for name, at in seen.items() if len(at) > 1]
+    if repeated:
+        said = "; ".join(f"'{name}' (columns {', '.join(map(str, at))})" for name, at in repeated)
+        raise FileProblem(f"the {where} names a column more than once: {said}", line=0)
+
+
 def _nest(columns: list[str]) -> dict[str, Any]:
     """Dotted column names -> a tree (``{"properties": {"total": "properties.total"}}``)."""
     tree: dict[str, Any] = {}
@@ -514,7 +642,7 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
     """
     import pyarrow.csv as pacsv
 
-    with open_binary(src) as stream:
+    with open_text(src) as stream:
         body = _UpToTheBreak(stream)
         header = _csv_header(body)
         if header is None:
@@ -522,6 +650,7 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
                 raise FileProblem(_stream_problem(body.error, compressed=src.compressed), line=0)
             return
         names, head_bytes = header
+        check_unique_columns(names, "header")
         reader_input = _Prefixed(head_bytes, body)
         skipped: list[ReadFailure] = []
 
@@ -583,14 +712,17 @@ def _rows_left(first: int, count: int, skipped: set[int]) -> pl.Series:
 def _csv_header(stream: IO[bytes]) -> tuple[list[str], bytes] | None:
     """Read up to the end of the header line: pyarrow must see the column names as text."""
     buf = b""
-    while b"\n" not in buf:
+    while b"\n" not in buf and b"\r" not in buf:
         more = stream.read(1 << 16)
         if not more:
             break
         buf += more
     if not buf.strip():
         return None
-    line = buf.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace").lstrip("\ufeff")
+    head = re.split(rb"\r\n?|\n", buf, maxsplit=1)[0]  # CR alone ends lines too (Excel's "CSV (Macintosh)")
+    if b"\x00" in head:
+        raise FileProblem("the header holds NUL bytes: UTF-16 without a byte-order mark? Save the file as UTF-8", line=0)
+    line = head.decode("utf-8", "replace").lstrip("\ufeff")
     import csv
 
     names = next(csv.reader([line]))
@@ -627,7 +759,7 @@ class _UpToTheBreak:
                 self._ready, self._tail = self._ready + self._tail, None
                 break
             buf = self._tail + data
-            cut = buf.rfind(b"\n") + 1
+            cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
             self._ready, self._tail = self._ready + buf[:cut], buf[cut:]
         if want < 0:
             out, self._ready = self._ready, b""
@@ -647,7 +779,15 @@ class _Prefixed:
 
     def __init__(self, head: bytes, rest: IO[bytes]) -> None:
         self._head, self._rest = head, rest
+        self._rest_read1 = getattr(rest, "read1", rest.read)
         self.closed = False
+
+    def read1(self, n: int = -1) -> bytes:
+        """At most ``n`` bytes, with at most one read of the underlying stream (a break loses one piece)."""
+        if not self._head:
+            return self._rest_read1(n)
+        head, self._head = (self._head, b"") if n < 0 else (self._head[:n], self._head[n:])
+        return head
 
     def read(self, n: int | None = -1) -> bytes:
         if not self._head:
@@ -730,6 +870,7 @@ def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
             pf = pq.ParquetFile(f)
         except (pa.ArrowInvalid, OSError) as exc:
             raise FileProblem(f"not a Parquet file: {exc}", line=0) from None
+        check_unique_columns(pf.schema_arrow.names, "Parquet schema")
         size = src.path.stat().st_size
         total = max(1, pf.metadata.num_rows)
         row = 1
@@ -832,19 +973,59 @@ def read_avro(src: Source, chunk_records: int) -> Iterator[Chunk]:
 
 Reader = Callable[[Source, int], Iterator[Chunk]]
 
+#: Never a file's problem: the user's interrupt, the interpreter's exit, a generator being closed.
+_NOT_THE_FILE = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _guarded(reader: Reader) -> Reader:
+    """``reader``, with any unexpected failure turned into the file's :class:`FileProblem`.
+
+    A library can fail on input nobody foresaw (a polars error, even a Rust panic, which pyo3
+    raises as a ``BaseException``): that is one file's problem, recorded with its reason, and
+    the chunks read before it are kept, so it never stops the run's other files.
+    """
+
+    @functools.wraps(reader)
+    def guarded(src: Source, chunk_records: int) -> Iterator[Chunk]:
+        last = 0  # the highest record number handed out
+        try:
+            for chunk in reader(src, chunk_records):
+                numbers = [f.line for f in chunk.failures]
+                if len(chunk.lines):
+                    numbers.append(pc.max(chunk.lines).as_py())
+                last = max([last, *numbers])
+                yield chunk
+        except (FileProblem, *_NOT_THE_FILE):
+            raise
+        except BaseException as exc:  # noqa: BLE001 -- the safety net: see the docstring
+            detail = str(exc).strip().splitlines()
+            reason = f"cannot read the file: {type(exc).__name__}" + (f": {detail[0]}" if detail else "")
+            raise FileProblem(reason, line=last + 1 if last else 0) from exc
+
+    return guarded
+
+
 #: The reader of each format (keys are the formats :func:`detect_format` returns).
 READERS: dict[str, Reader] = {
-    "ndjson": read_ndjson,
-    "json": read_json,
-    "csv": read_csv,
-    "parquet": read_parquet,
-    "avro": read_avro,
+    fmt: _guarded(reader)
+    for fmt, reader in {
+        "ndjson": read_ndjson,
+        "json": read_json,
+        "csv": read_csv,
+        "parquet": read_parquet,
+        "avro": read_avro,
+    }.items()
 }
 
 
 def cut_text(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
-    """At most ``limit`` UTF-8 bytes of ``text``, never splitting a character."""
-    data = text.encode("utf-8", "replace")
+    """At most ``limit`` UTF-8 bytes of ``text``, never splitting a character; a surrogate (an
+    undecodable byte or a lone escape, not storable text) is shown as U+FFFD."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATE.sub("\ufffd", text)
+        data = text.encode("utf-8")
     if len(data) <= limit:
         return text
     return data[:limit].decode("utf-8", "ignore")
