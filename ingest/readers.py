@@ -364,12 +364,13 @@ def _json_records(doc: Any) -> list[Any]:
     return [doc]
 
 
-class _BigNumber:
-    """A JSON number beyond a double's range (``1e400``), kept as its text.
+class _NumberText:
+    """A JSON number kept as its text: beyond a double's range (``1e400``), or an exact decimal.
 
-    RFC 8259 allows it and DuckDB reads it as sent (an NDJSON line keeps it); Python's ``float``
-    would make it ``inf``, written back as ``Infinity``, which is not JSON and would be
-    quarantined. So a ``.json`` document keeps the number's text, as NDJSON does.
+    RFC 8259 allows ``1e400`` and DuckDB reads it as sent (an NDJSON line keeps it); Python's
+    ``float`` would make it ``inf``, written back as ``Infinity``, which is not JSON and would be
+    quarantined. So a ``.json`` document keeps the number's text, as NDJSON does; an Avro decimal
+    is written as its exact digits, not through a double.
     """
 
     __slots__ = ("text",)
@@ -378,27 +379,32 @@ class _BigNumber:
         self.text = text
 
 
-def _parse_float(text: str) -> float | _BigNumber:
+def _parse_float(text: str) -> float | _NumberText:
     value = float(text)
-    return value if math.isfinite(value) else _BigNumber(text)
+    return value if math.isfinite(value) else _NumberText(text)
 
 
 def _loads(text: str) -> Any:
-    """``json.loads`` keeping numbers beyond a double's range as sent (:class:`_BigNumber`)."""
+    """``json.loads`` keeping numbers beyond a double's range as sent (:class:`_NumberText`)."""
     return json.loads(text, parse_float=_parse_float)
 
 
-#: Placeholder text of a :class:`_BigNumber` while a record is serialised (never in real data: random).
+#: Placeholder text of a :class:`_NumberText` while a record is serialised (never in real data: random).
 _BIG = "\x00" + uuid4().hex + ":{}\x00"
 
 
-def _dumps(record: Any) -> str:
-    """A record as minified JSON, numbers beyond a double's range written as they were sent."""
+def _dumps(record: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """A record as minified JSON, each :class:`_NumberText` written as its text.
+
+    ``default`` turns other values JSON cannot hold into ones it can (as ``json.dumps``'s).
+    """
     big: list[str] = []
 
-    def placeholder(value: Any) -> str:
-        if not isinstance(value, _BigNumber):
-            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    def placeholder(value: Any) -> Any:
+        if not isinstance(value, _NumberText):
+            if default is None:
+                raise TypeError(f"{type(value).__name__} is not JSON serializable")
+            return default(value)
         big.append(value.text)
         return _BIG.format(len(big) - 1)
 
@@ -545,7 +551,10 @@ def _drop_absent(texts: pl.Expr) -> pl.Expr:
 
 
 def _jsonable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Make a column JSON-friendly: times as ISO-8601 UTC text, decimals as floats, bytes as base64."""
+    """Make a column JSON-friendly: times as ISO-8601 UTC text.
+
+    Decimals, non-finite floats and binary never get here: :func:`_arrow_text` made them text.
+    """
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is not None:
             expr = expr.dt.convert_time_zone("UTC")
@@ -556,17 +565,13 @@ def _jsonable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return expr.dt.strftime("%H:%M:%S%.6f")
     if isinstance(dtype, pl.Duration):
         return expr.dt.total_microseconds()
-    if isinstance(dtype, pl.Decimal):
-        return expr.cast(pl.Float64)
     if isinstance(dtype, (pl.Categorical, pl.Enum)):
         return expr.cast(pl.String)
-    if isinstance(dtype, pl.Binary):
-        return expr.bin.encode("base64")
     if isinstance(dtype, pl.Struct):
         return pl.struct([_jsonable(expr.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields])
     if isinstance(dtype, (pl.List, pl.Array)):
         inner = dtype.inner
-        if isinstance(inner, (pl.Datetime, pl.Date, pl.Time, pl.Duration, pl.Decimal, pl.Struct, pl.Binary, pl.Categorical, pl.Enum)):
+        if isinstance(inner, (pl.Datetime, pl.Date, pl.Time, pl.Duration, pl.Struct, pl.Categorical, pl.Enum)):
             return expr.list.eval(_jsonable(pl.element(), inner))
     return expr
 
@@ -613,22 +618,44 @@ def _tree_expr(tree: dict[str, Any], schema: pl.Schema) -> pl.Expr:
     return pl.struct(fields)
 
 
-def frame_to_texts(frame: pl.DataFrame) -> pl.Series:
-    """One JSON object per row: dotted names nest, nulls and empty objects are absent."""
+def frame_to_texts(frame: pl.DataFrame, *, number_texts: bool = False) -> pl.Series:
+    """One JSON object per row: dotted names nest, nulls and empty objects are absent.
+
+    ``number_texts``: some string values are marked number texts (:func:`_arrow_text`), written
+    without their quotes.
+    """
     tree = _nest(frame.columns)
-    encoded = frame.select(_drop_absent(_tree_expr(tree, frame.schema).struct.json_encode()).alias("text"))
-    return encoded.to_series()
+    text = _drop_absent(_tree_expr(tree, frame.schema).struct.json_encode())
+    if number_texts:
+        text = text.str.replace_all(_NUMBER_TEXT_MEMBER, "$1")
+    return frame.select(text.alias("text")).to_series()
 
 
 def _tabular_chunk(
-    frame: pl.DataFrame, first_row: int | pl.Series, failures: tuple[ReadFailure, ...] = (), skip: pl.Series | None = None
+    frame: pl.DataFrame,
+    first_row: int | pl.Series,
+    failures: tuple[ReadFailure, ...] = (),
+    skip: pl.Series | None = None,
+    *,
+    number_texts: bool = False,
+    unreadable: dict[int, str] | None = None,
 ) -> Chunk:
-    """``first_row``: the row number of the frame's first row, or every row's number."""
-    texts = frame_to_texts(frame)
+    """``first_row``: the row number of the frame's first row, or every row's number.
+
+    ``unreadable``: frame row index -> reason, rows quarantined with their built JSON as ``raw``.
+    """
+    texts = frame_to_texts(frame, number_texts=number_texts)
     numbers = (
         first_row if isinstance(first_row, pl.Series)
         else pl.int_range(first_row, first_row + frame.height, dtype=pl.Int64, eager=True)
     )
+    if unreadable:
+        failures += tuple(
+            ReadFailure(line=int(numbers[i]), raw=cut_text(texts[i]), reason=reason) for i, reason in sorted(unreadable.items())
+        )
+        flags = np.zeros(frame.height, dtype=bool)
+        flags[list(unreadable)] = True
+        skip = pl.Series(flags) if skip is None else skip | pl.Series(flags)
     if skip is not None:
         texts, numbers = texts.filter(~skip), numbers.filter(~skip)
     return Chunk(lines=numbers.to_arrow(), texts=texts.cast(pl.String).to_arrow().cast(pa.large_string()), failures=failures)
@@ -861,6 +888,103 @@ def _seekable(src: Source) -> Iterator[IO[bytes]]:
         yield tmp
 
 
+#: Marks a string that is a JSON number's text (an exact decimal, NaN, Infinity) until the row's
+#: JSON is built, which then loses the quotes around it. Random, so no real value holds it.
+_NUMBER_TEXT = "~" + uuid4().hex + "~"
+_NUMBER_TEXT_MEMBER = f'"{_NUMBER_TEXT}([^"\\\\]*)"'
+#: Arrow's spelling of non-finite floats -> JavaScript's, the one the contract names (not JSON: quarantined).
+_NON_FINITE = (("nan", "NaN"), ("-inf", "-Infinity"), ("inf", "Infinity"))
+
+
+def _number_text(text: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(pa.scalar(_NUMBER_TEXT), text, "")
+
+
+def _arrow_text(column: pa.Array, path: str, invalid: list[tuple[str, np.ndarray]]) -> tuple[pa.Array, bool]:
+    """``column`` with the values polars cannot turn into JSON as they are, as text.
+
+    * decimals (128 and 256 bits; polars panics on the latter and reads the former through a
+      double): their exact text, written as a JSON number;
+    * floats with NaN or an infinity (polars writes them as null, i.e. absent): every value as its
+      text, non-finite ones as ``NaN`` / ``Infinity``, which the contract quarantines as for
+      NDJSON and Avro (events.md: the record must be valid JSON);
+    * binary: its UTF-8 text; values that are not UTF-8 are recorded in ``invalid`` (path, rows)
+      and shown with U+FFFD, for their rows to be quarantined (events.md: invalid UTF-8 is a
+      quarantine reason), as CSV cells and Avro bytes are.
+
+    Structs and lists are rebuilt around changed children. Returns the column and whether it now
+    holds number texts (so the row's JSON must be unquoted there).
+    """
+    kind = column.type
+    if pa.types.is_decimal(kind):
+        return _number_text(column.cast(pa.string())), True
+    if pa.types.is_floating(kind):
+        if pc.all(pc.fill_null(pc.is_finite(column), True)).as_py():
+            return column, False
+        text = column.cast(pa.string())
+        for arrow, javascript in _NON_FINITE:
+            text = pc.if_else(pc.equal(text, arrow), javascript, text)
+        return _number_text(text), True
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        try:
+            return column.cast(pa.string()), False
+        except pa.ArrowInvalid:
+            values = column.to_pylist()  # a column holding invalid UTF-8 only: rare, so per value
+            invalid.append((path, np.array([v is not None and _not_utf8(v) for v in values], dtype=bool)))
+            return pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], pa.string()), False
+    if pa.types.is_struct(kind):
+        fields = [kind.field(i) for i in range(kind.num_fields)]
+        if not any(_may_need_text(f.type) for f in fields):
+            return column, False
+        children = [_arrow_text(child, f"{path}.{f.name}", invalid) for child, f in zip(column.flatten(), fields)]
+        rebuilt = pa.StructArray.from_arrays(
+            [c for c, _ in children], fields=[pa.field(f.name, c.type) for f, (c, _) in zip(fields, children)], mask=column.is_null()
+        )
+        return rebuilt, any(numbers for _, numbers in children)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if not _may_need_text(kind.value_type):
+            return column, False
+        inner: list[tuple[str, np.ndarray]] = []
+        values, numbers = _arrow_text(column.flatten(), path, inner)
+        parents = pc.list_parent_indices(column).to_numpy()
+        for where, bad in inner:
+            rows = np.zeros(len(column), dtype=bool)
+            rows[parents[bad]] = True
+            invalid.append((where, rows))
+        offsets = pc.subtract(column.offsets, column.offsets[0])
+        array_type = pa.ListArray if pa.types.is_list(kind) else pa.LargeListArray
+        return array_type.from_arrays(offsets, values, mask=column.is_null()), numbers
+    return column, False
+
+
+def _may_need_text(kind: pa.DataType) -> bool:
+    if pa.types.is_struct(kind):
+        return any(_may_need_text(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _may_need_text(kind.value_type)
+    return (
+        pa.types.is_decimal(kind) or pa.types.is_floating(kind) or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
+    )
+
+
+def _parquet_chunk(batch: pa.RecordBatch, first_row: int) -> Chunk:
+    """One Parquet batch as a chunk: :func:`_arrow_text` first, then the tabular JSON."""
+    invalid: list[tuple[str, np.ndarray]] = []
+    columns, numbers = [], False
+    for name, column in zip(batch.schema.names, batch.columns):
+        prepared, has_numbers = _arrow_text(column, name, invalid) if _may_need_text(column.type) else (column, False)
+        columns.append(prepared)
+        numbers = numbers or has_numbers
+    frame = pl.from_arrow(pa.RecordBatch.from_arrays(columns, names=batch.schema.names))
+    assert isinstance(frame, pl.DataFrame)
+    unreadable: dict[int, str] = {}
+    if invalid:
+        for row in np.flatnonzero(np.logical_or.reduce([bad for _, bad in invalid])):
+            unreadable[int(row)] = "invalid UTF-8 in column(s) " + ", ".join(dict.fromkeys(p for p, bad in invalid if bad[row]))
+    return _tabular_chunk(frame, first_row, number_texts=numbers, unreadable=unreadable)
+
+
 def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
     """Parquet: nested fields as structs or dotted column names; ``line`` = row (1-based)."""
     import pyarrow.parquet as pq
@@ -878,7 +1002,7 @@ def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
             for batch in pf.iter_batches(batch_size=chunk_records):
                 if batch.num_rows == 0:
                     continue
-                chunk = _tabular_chunk(pl.from_arrow(batch), row)  # type: ignore[arg-type]
+                chunk = _parquet_chunk(batch, row)
                 if not src.compressed:
                     src.on_bytes(int(size * batch.num_rows / total))
                 row += batch.num_rows
@@ -888,7 +1012,12 @@ def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
 
 
 # -- Avro ------------------------------------------------------------------------------------------
-def _avro_default(value: Any) -> Any:
+def _avro_default(value: Any, *, shown: bool = False) -> Any:
+    """JSON for fastavro's logical types: decimals exactly, ``bytes`` / ``fixed`` as UTF-8 text.
+
+    Bytes that are not UTF-8 raise ``UnicodeDecodeError`` (the record is quarantined, as for a
+    Parquet binary or a CSV cell), unless ``shown``: then U+FFFD, for the quarantine's ``raw``.
+    """
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -896,12 +1025,21 @@ def _avro_default(value: Any) -> Any:
     if isinstance(value, (date, time)):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return float(value)
+        return _NumberText(str(value))
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8", "replace")
+        return value.decode("utf-8", "replace" if shown else "strict")
     raise TypeError(f"cannot represent {type(value).__name__} as JSON")
+
+
+def _not_utf8_fields(value: Any, path: str = "") -> list[str]:
+    """The dotted paths of the ``bytes`` values of a record that are not UTF-8."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _not_utf8_fields(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for v in value for p in _not_utf8_fields(v, path)]
+    return [path] if isinstance(value, (bytes, bytearray)) and _not_utf8(bytes(value)) else []
 
 
 def _strip_none(value: Any) -> Any:
@@ -915,8 +1053,13 @@ def _strip_none(value: Any) -> Any:
 def _avro_text(record: Any, line: int) -> str | ReadFailure:
     if isinstance(record, ReadFailure):
         return record
+    record = _strip_none(record)
     try:
-        return json.dumps(_strip_none(record), ensure_ascii=False, separators=(",", ":"), default=_avro_default)
+        return _dumps(record, default=_avro_default)
+    except UnicodeDecodeError:
+        fields = ", ".join(dict.fromkeys(_not_utf8_fields(record)))
+        shown = _dumps(record, default=functools.partial(_avro_default, shown=True))
+        return ReadFailure(line=line, raw=cut_text(shown), reason=f"invalid UTF-8 in field(s) {fields}")
     except (TypeError, ValueError) as exc:
         return ReadFailure(line=line, raw=cut_text(repr(record)), reason=f"record cannot be represented as JSON: {exc}")
 
