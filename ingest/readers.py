@@ -11,9 +11,12 @@ Readers do no I/O on the database; only :mod:`ingest.load` does.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import gzip
 import json
 import math
+import re
 import shutil
 import tempfile
 import zlib
@@ -139,6 +142,95 @@ def open_binary(src: Source) -> Iterator[IO[bytes]]:
             yield _Counting(raw, src.on_bytes)  # type: ignore[misc]
 
 
+#: Byte-order marks of the Unicode encodings other than UTF-8 (UTF-32 first: its LE mark starts like UTF-16's).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _undecodable(exc: UnicodeError) -> tuple[str, int]:
+    """Error handler: a byte sequence that is not text in the file's encoding becomes byte 0xFF.
+
+    Re-encoded with ``surrogateescape``, the record holding it is then invalid UTF-8 and is
+    quarantined by that name, as in a UTF-8 file: never silently replaced.
+    """
+    assert isinstance(exc, UnicodeDecodeError)
+    return "\udcff" * (exc.end - exc.start), exc.end
+
+
+codecs.register_error("profiles-undecodable", _undecodable)
+
+
+class _AsUtf8:
+    """The text of ``stream`` (in ``encoding``, its byte-order mark already consumed) as UTF-8 bytes."""
+
+    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+        self._read = getattr(stream, "read1", stream.read)
+        self._decoder = codecs.getincrementaldecoder(encoding)("profiles-undecodable")
+        self._ready = b""
+        self._ended = False
+        self.closed = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        want = -1 if n is None else n
+        while not self._ended and (want < 0 or len(self._ready) < want):
+            data = self._read(_PIECE)
+            self._ended = not data
+            self._ready += self._decoder.decode(data, final=self._ended).encode("utf-8", "surrogateescape")
+        if want < 0:
+            out, self._ready = self._ready, b""
+        else:
+            out, self._ready = self._ready[:want], self._ready[want:]
+        return out
+
+    read1 = read
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@contextmanager
+def open_text(src: Source) -> Iterator[IO[bytes]]:
+    """The file's text as UTF-8 bytes: a UTF-16 or UTF-32 file (told by its byte-order mark) is
+    transcoded while it is read, so a spreadsheet's "Unicode" export reads as its UTF-8 twin."""
+    with open_binary(src) as stream:
+        try:
+            head = stream.read(4)
+        except _STREAM_ERRORS as exc:
+            yield _Broken(exc)  # type: ignore[misc]  # the reader reports it as for any stream error
+            return
+        for bom, encoding in _BOMS:
+            if head.startswith(bom):
+                yield _AsUtf8(_Prefixed(head[len(bom) :], stream), encoding)  # type: ignore[arg-type]
+                return
+        yield _Prefixed(head, stream)  # type: ignore[misc]
+
+
+class _Broken:
+    """A stream whose first read raises the error met while peeking at its start."""
+
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+        self.closed = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        raise self._error
+
+    read1 = read
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
 _STREAM_ERRORS = (EOFError, OSError, zlib.error)
 
 
@@ -199,7 +291,7 @@ def read_ndjson(src: Source, chunk_records: int) -> Iterator[Chunk]:
     whole lines before the break are yielded, then :class:`FileProblem` names the line it hit.
     """
     block_size = max(1, chunk_records * _BYTES_PER_RECORD)
-    with open_binary(src) as stream:
+    with open_text(src) as stream:
         read = getattr(stream, "read1", stream.read)
         parts: list[bytes] = []  # bytes after the last newline handed out, then new pieces
         pending = 0
@@ -272,12 +364,13 @@ def _json_records(doc: Any) -> list[Any]:
     return [doc]
 
 
-class _BigNumber:
-    """A JSON number beyond a double's range (``1e400``), kept as its text.
+class _NumberText:
+    """A JSON number kept as its text: beyond a double's range (``1e400``), or an exact decimal.
 
-    RFC 8259 allows it and DuckDB reads it as sent (an NDJSON line keeps it); Python's ``float``
-    would make it ``inf``, written back as ``Infinity``, which is not JSON and would be
-    quarantined. So a ``.json`` document keeps the number's text, as NDJSON does.
+    RFC 8259 allows ``1e400`` and DuckDB reads it as sent (an NDJSON line keeps it); Python's
+    ``float`` would make it ``inf``, written back as ``Infinity``, which is not JSON and would be
+    quarantined. So a ``.json`` document keeps the number's text, as NDJSON does; an Avro decimal
+    is written as its exact digits, not through a double.
     """
 
     __slots__ = ("text",)
@@ -286,27 +379,32 @@ class _BigNumber:
         self.text = text
 
 
-def _parse_float(text: str) -> float | _BigNumber:
+def _parse_float(text: str) -> float | _NumberText:
     value = float(text)
-    return value if math.isfinite(value) else _BigNumber(text)
+    return value if math.isfinite(value) else _NumberText(text)
 
 
 def _loads(text: str) -> Any:
-    """``json.loads`` keeping numbers beyond a double's range as sent (:class:`_BigNumber`)."""
+    """``json.loads`` keeping numbers beyond a double's range as sent (:class:`_NumberText`)."""
     return json.loads(text, parse_float=_parse_float)
 
 
-#: Placeholder text of a :class:`_BigNumber` while a record is serialised (never in real data: random).
+#: Placeholder text of a :class:`_NumberText` while a record is serialised (never in real data: random).
 _BIG = "\x00" + uuid4().hex + ":{}\x00"
 
 
-def _dumps(record: Any) -> str:
-    """A record as minified JSON, numbers beyond a double's range written as they were sent."""
+def _dumps(record: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """A record as minified JSON, each :class:`_NumberText` written as its text.
+
+    ``default`` turns other values JSON cannot hold into ones it can (as ``json.dumps``'s).
+    """
     big: list[str] = []
 
-    def placeholder(value: Any) -> str:
-        if not isinstance(value, _BigNumber):
-            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    def placeholder(value: Any) -> Any:
+        if not isinstance(value, _NumberText):
+            if default is None:
+                raise TypeError(f"{type(value).__name__} is not JSON serializable")
+            return default(value)
         big.append(value.text)
         return _BIG.format(len(big) - 1)
 
@@ -316,15 +414,31 @@ def _dumps(record: Any) -> str:
     return text
 
 
-def _to_text(record: Any, line: int) -> str | ReadFailure:
+#: A UTF-16 surrogate code point: never text of its own (not encodable as UTF-8).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _from_a_byte(char: str, undecoded: bool) -> bool:
+    """Whether a surrogate in parsed text stands for an invalid UTF-8 byte (``surrogateescape``)."""
+    return undecoded and "\udc80" <= char <= "\udcff"
+
+
+def _to_text(record: Any, line: int, *, undecoded: bool = False) -> str | ReadFailure:
+    """``record`` as JSON text, or why it cannot be stored.
+
+    ``undecoded``: the document held invalid UTF-8, kept as ``surrogateescape`` surrogates. Any
+    other surrogate came from a lone escape (``"\\ud800"``), which NDJSON quarantines as invalid
+    JSON (DuckDB's parser rejects it): so does this reader, with the escape shown as sent.
+    """
     if isinstance(record, _TooDeep):
         return ReadFailure(line=line, raw=cut_text(record.text), reason=f"message is nested over {MAX_DEPTH} levels deep")
     text = _dumps(record)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        return ReadFailure(line=line, raw=cut_text(shown), reason=f"invalid UTF-8 (character {exc.start + 1} of the record)")
+        shown = _SURROGATE.sub(lambda m: "\ufffd" if _from_a_byte(m[0], undecoded) else f"\\u{ord(m[0]):04x}", text)
+        reason = f"invalid UTF-8 (character {exc.start + 1} of the record)" if _from_a_byte(text[exc.start], undecoded) else "invalid JSON"
+        return ReadFailure(line=line, raw=cut_text(shown), reason=reason)
     return text
 
 
@@ -353,22 +467,27 @@ def read_json(src: Source, chunk_records: int) -> Iterator[Chunk]:
     Invalid UTF-8 is kept through the parse (``surrogateescape``) so only the records holding it
     are quarantined, not the whole file.
     """
-    with open_binary(src) as stream:
+    with open_text(src) as stream:
         try:
             data = stream.read()
         except _STREAM_ERRORS as exc:
             raise FileProblem(_stream_problem(exc) + "; a JSON document cannot be read in part", line=0) from None
-    text = data.decode("utf-8", "surrogateescape").lstrip("\ufeff")
+    try:
+        text, undecoded = data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, undecoded = data.decode("utf-8", "surrogateescape"), True
+    text = text.lstrip("\ufeff")
     if not text.strip():
         return
+    to_text = functools.partial(_to_text, undecoded=undecoded)
     try:
         doc = _loads(text)
     except json.JSONDecodeError as exc:
         raise FileProblem(f"not a JSON document: {exc.msg} at line {exc.lineno} column {exc.colno}", line=0, raw=cut_text(text)) from None
     except RecursionError:
-        yield from _records_to_chunks(enumerate(_deep_records(text), start=1), chunk_records, _to_text)
+        yield from _records_to_chunks(enumerate(_deep_records(text), start=1), chunk_records, to_text)
         return
-    yield from _records_to_chunks(enumerate(_json_records(doc), start=1), chunk_records, _to_text)
+    yield from _records_to_chunks(enumerate(_json_records(doc), start=1), chunk_records, to_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,7 +551,10 @@ def _drop_absent(texts: pl.Expr) -> pl.Expr:
 
 
 def _jsonable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Make a column JSON-friendly: times as ISO-8601 UTC text, decimals as floats, bytes as base64."""
+    """Make a column JSON-friendly: times as ISO-8601 UTC text.
+
+    Decimals, non-finite floats and binary never get here: :func:`_arrow_text` made them text.
+    """
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is not None:
             expr = expr.dt.convert_time_zone("UTC")
@@ -443,19 +565,30 @@ def _jsonable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return expr.dt.strftime("%H:%M:%S%.6f")
     if isinstance(dtype, pl.Duration):
         return expr.dt.total_microseconds()
-    if isinstance(dtype, pl.Decimal):
-        return expr.cast(pl.Float64)
     if isinstance(dtype, (pl.Categorical, pl.Enum)):
         return expr.cast(pl.String)
-    if isinstance(dtype, pl.Binary):
-        return expr.bin.encode("base64")
     if isinstance(dtype, pl.Struct):
         return pl.struct([_jsonable(expr.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields])
     if isinstance(dtype, (pl.List, pl.Array)):
         inner = dtype.inner
-        if isinstance(inner, (pl.Datetime, pl.Date, pl.Time, pl.Duration, pl.Decimal, pl.Struct, pl.Binary, pl.Categorical, pl.Enum)):
+        if isinstance(inner, (pl.Datetime, pl.Date, pl.Time, pl.Duration, pl.Struct, pl.Categorical, pl.Enum)):
             return expr.list.eval(_jsonable(pl.element(), inner))
     return expr
+
+
+def check_unique_columns(names: list[str], where: str) -> None:
+    """A column named twice is ambiguous (which value is the message's?): the file is unreadable.
+
+    Raised as a :class:`FileProblem` naming the column and its positions (1-based), before any
+    row is read, instead of whichever error the tabular library would raise on it.
+    """
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names, start=1):
+        seen.setdefault(name, []).append(i)
+    repeated = [(name, at) for name, at in seen.items() if len(at) > 1]
+    if repeated:
+        said = "; ".join(f"'{name}' (columns {', '.join(map(str, at))})" for name, at in repeated)
+        raise FileProblem(f"the {where} names a column more than once: {said}", line=0)
 
 
 def _nest(columns: list[str]) -> dict[str, Any]:
@@ -485,22 +618,44 @@ def _tree_expr(tree: dict[str, Any], schema: pl.Schema) -> pl.Expr:
     return pl.struct(fields)
 
 
-def frame_to_texts(frame: pl.DataFrame) -> pl.Series:
-    """One JSON object per row: dotted names nest, nulls and empty objects are absent."""
+def frame_to_texts(frame: pl.DataFrame, *, number_texts: bool = False) -> pl.Series:
+    """One JSON object per row: dotted names nest, nulls and empty objects are absent.
+
+    ``number_texts``: some string values are marked number texts (:func:`_arrow_text`), written
+    without their quotes.
+    """
     tree = _nest(frame.columns)
-    encoded = frame.select(_drop_absent(_tree_expr(tree, frame.schema).struct.json_encode()).alias("text"))
-    return encoded.to_series()
+    text = _drop_absent(_tree_expr(tree, frame.schema).struct.json_encode())
+    if number_texts:
+        text = text.str.replace_all(_NUMBER_TEXT_MEMBER, "$1")
+    return frame.select(text.alias("text")).to_series()
 
 
 def _tabular_chunk(
-    frame: pl.DataFrame, first_row: int | pl.Series, failures: tuple[ReadFailure, ...] = (), skip: pl.Series | None = None
+    frame: pl.DataFrame,
+    first_row: int | pl.Series,
+    failures: tuple[ReadFailure, ...] = (),
+    skip: pl.Series | None = None,
+    *,
+    number_texts: bool = False,
+    unreadable: dict[int, str] | None = None,
 ) -> Chunk:
-    """``first_row``: the row number of the frame's first row, or every row's number."""
-    texts = frame_to_texts(frame)
+    """``first_row``: the row number of the frame's first row, or every row's number.
+
+    ``unreadable``: frame row index -> reason, rows quarantined with their built JSON as ``raw``.
+    """
+    texts = frame_to_texts(frame, number_texts=number_texts)
     numbers = (
         first_row if isinstance(first_row, pl.Series)
         else pl.int_range(first_row, first_row + frame.height, dtype=pl.Int64, eager=True)
     )
+    if unreadable:
+        failures += tuple(
+            ReadFailure(line=int(numbers[i]), raw=cut_text(texts[i]), reason=reason) for i, reason in sorted(unreadable.items())
+        )
+        flags = np.zeros(frame.height, dtype=bool)
+        flags[list(unreadable)] = True
+        skip = pl.Series(flags) if skip is None else skip | pl.Series(flags)
     if skip is not None:
         texts, numbers = texts.filter(~skip), numbers.filter(~skip)
     return Chunk(lines=numbers.to_arrow(), texts=texts.cast(pl.String).to_arrow().cast(pa.large_string()), failures=failures)
@@ -514,7 +669,7 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
     """
     import pyarrow.csv as pacsv
 
-    with open_binary(src) as stream:
+    with open_text(src) as stream:
         body = _UpToTheBreak(stream)
         header = _csv_header(body)
         if header is None:
@@ -522,6 +677,7 @@ def read_csv(src: Source, chunk_records: int) -> Iterator[Chunk]:
                 raise FileProblem(_stream_problem(body.error, compressed=src.compressed), line=0)
             return
         names, head_bytes = header
+        check_unique_columns(names, "header")
         reader_input = _Prefixed(head_bytes, body)
         skipped: list[ReadFailure] = []
 
@@ -583,14 +739,17 @@ def _rows_left(first: int, count: int, skipped: set[int]) -> pl.Series:
 def _csv_header(stream: IO[bytes]) -> tuple[list[str], bytes] | None:
     """Read up to the end of the header line: pyarrow must see the column names as text."""
     buf = b""
-    while b"\n" not in buf:
+    while b"\n" not in buf and b"\r" not in buf:
         more = stream.read(1 << 16)
         if not more:
             break
         buf += more
     if not buf.strip():
         return None
-    line = buf.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace").lstrip("\ufeff")
+    head = re.split(rb"\r\n?|\n", buf, maxsplit=1)[0]  # CR alone ends lines too (Excel's "CSV (Macintosh)")
+    if b"\x00" in head:
+        raise FileProblem("the header holds NUL bytes: UTF-16 without a byte-order mark? Save the file as UTF-8", line=0)
+    line = head.decode("utf-8", "replace").lstrip("\ufeff")
     import csv
 
     names = next(csv.reader([line]))
@@ -627,7 +786,7 @@ class _UpToTheBreak:
                 self._ready, self._tail = self._ready + self._tail, None
                 break
             buf = self._tail + data
-            cut = buf.rfind(b"\n") + 1
+            cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
             self._ready, self._tail = self._ready + buf[:cut], buf[cut:]
         if want < 0:
             out, self._ready = self._ready, b""
@@ -647,7 +806,15 @@ class _Prefixed:
 
     def __init__(self, head: bytes, rest: IO[bytes]) -> None:
         self._head, self._rest = head, rest
+        self._rest_read1 = getattr(rest, "read1", rest.read)
         self.closed = False
+
+    def read1(self, n: int = -1) -> bytes:
+        """At most ``n`` bytes, with at most one read of the underlying stream (a break loses one piece)."""
+        if not self._head:
+            return self._rest_read1(n)
+        head, self._head = (self._head, b"") if n < 0 else (self._head[:n], self._head[n:])
+        return head
 
     def read(self, n: int | None = -1) -> bytes:
         if not self._head:
@@ -721,6 +888,103 @@ def _seekable(src: Source) -> Iterator[IO[bytes]]:
         yield tmp
 
 
+#: Marks a string that is a JSON number's text (an exact decimal, NaN, Infinity) until the row's
+#: JSON is built, which then loses the quotes around it. Random, so no real value holds it.
+_NUMBER_TEXT = "~" + uuid4().hex + "~"
+_NUMBER_TEXT_MEMBER = f'"{_NUMBER_TEXT}([^"\\\\]*)"'
+#: Arrow's spelling of non-finite floats -> JavaScript's, the one the contract names (not JSON: quarantined).
+_NON_FINITE = (("nan", "NaN"), ("-inf", "-Infinity"), ("inf", "Infinity"))
+
+
+def _number_text(text: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(pa.scalar(_NUMBER_TEXT), text, "")
+
+
+def _arrow_text(column: pa.Array, path: str, invalid: list[tuple[str, np.ndarray]]) -> tuple[pa.Array, bool]:
+    """``column`` with the values polars cannot turn into JSON as they are, as text.
+
+    * decimals (128 and 256 bits; polars panics on the latter and reads the former through a
+      double): their exact text, written as a JSON number;
+    * floats with NaN or an infinity (polars writes them as null, i.e. absent): every value as its
+      text, non-finite ones as ``NaN`` / ``Infinity``, which the contract quarantines as for
+      NDJSON and Avro (events.md: the record must be valid JSON);
+    * binary: its UTF-8 text; values that are not UTF-8 are recorded in ``invalid`` (path, rows)
+      and shown with U+FFFD, for their rows to be quarantined (events.md: invalid UTF-8 is a
+      quarantine reason), as CSV cells and Avro bytes are.
+
+    Structs and lists are rebuilt around changed children. Returns the column and whether it now
+    holds number texts (so the row's JSON must be unquoted there).
+    """
+    kind = column.type
+    if pa.types.is_decimal(kind):
+        return _number_text(column.cast(pa.string())), True
+    if pa.types.is_floating(kind):
+        if pc.all(pc.fill_null(pc.is_finite(column), True)).as_py():
+            return column, False
+        text = column.cast(pa.string())
+        for arrow, javascript in _NON_FINITE:
+            text = pc.if_else(pc.equal(text, arrow), javascript, text)
+        return _number_text(text), True
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        try:
+            return column.cast(pa.string()), False
+        except pa.ArrowInvalid:
+            values = column.to_pylist()  # a column holding invalid UTF-8 only: rare, so per value
+            invalid.append((path, np.array([v is not None and _not_utf8(v) for v in values], dtype=bool)))
+            return pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], pa.string()), False
+    if pa.types.is_struct(kind):
+        fields = [kind.field(i) for i in range(kind.num_fields)]
+        if not any(_may_need_text(f.type) for f in fields):
+            return column, False
+        children = [_arrow_text(child, f"{path}.{f.name}", invalid) for child, f in zip(column.flatten(), fields)]
+        rebuilt = pa.StructArray.from_arrays(
+            [c for c, _ in children], fields=[pa.field(f.name, c.type) for f, (c, _) in zip(fields, children)], mask=column.is_null()
+        )
+        return rebuilt, any(numbers for _, numbers in children)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if not _may_need_text(kind.value_type):
+            return column, False
+        inner: list[tuple[str, np.ndarray]] = []
+        values, numbers = _arrow_text(column.flatten(), path, inner)
+        parents = pc.list_parent_indices(column).to_numpy()
+        for where, bad in inner:
+            rows = np.zeros(len(column), dtype=bool)
+            rows[parents[bad]] = True
+            invalid.append((where, rows))
+        offsets = pc.subtract(column.offsets, column.offsets[0])
+        array_type = pa.ListArray if pa.types.is_list(kind) else pa.LargeListArray
+        return array_type.from_arrays(offsets, values, mask=column.is_null()), numbers
+    return column, False
+
+
+def _may_need_text(kind: pa.DataType) -> bool:
+    if pa.types.is_struct(kind):
+        return any(_may_need_text(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _may_need_text(kind.value_type)
+    return (
+        pa.types.is_decimal(kind) or pa.types.is_floating(kind) or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
+    )
+
+
+def _parquet_chunk(batch: pa.RecordBatch, first_row: int) -> Chunk:
+    """One Parquet batch as a chunk: :func:`_arrow_text` first, then the tabular JSON."""
+    invalid: list[tuple[str, np.ndarray]] = []
+    columns, numbers = [], False
+    for name, column in zip(batch.schema.names, batch.columns):
+        prepared, has_numbers = _arrow_text(column, name, invalid) if _may_need_text(column.type) else (column, False)
+        columns.append(prepared)
+        numbers = numbers or has_numbers
+    frame = pl.from_arrow(pa.RecordBatch.from_arrays(columns, names=batch.schema.names))
+    assert isinstance(frame, pl.DataFrame)
+    unreadable: dict[int, str] = {}
+    if invalid:
+        for row in np.flatnonzero(np.logical_or.reduce([bad for _, bad in invalid])):
+            unreadable[int(row)] = "invalid UTF-8 in column(s) " + ", ".join(dict.fromkeys(p for p, bad in invalid if bad[row]))
+    return _tabular_chunk(frame, first_row, number_texts=numbers, unreadable=unreadable)
+
+
 def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
     """Parquet: nested fields as structs or dotted column names; ``line`` = row (1-based)."""
     import pyarrow.parquet as pq
@@ -730,6 +994,7 @@ def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
             pf = pq.ParquetFile(f)
         except (pa.ArrowInvalid, OSError) as exc:
             raise FileProblem(f"not a Parquet file: {exc}", line=0) from None
+        check_unique_columns(pf.schema_arrow.names, "Parquet schema")
         size = src.path.stat().st_size
         total = max(1, pf.metadata.num_rows)
         row = 1
@@ -737,7 +1002,7 @@ def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
             for batch in pf.iter_batches(batch_size=chunk_records):
                 if batch.num_rows == 0:
                     continue
-                chunk = _tabular_chunk(pl.from_arrow(batch), row)  # type: ignore[arg-type]
+                chunk = _parquet_chunk(batch, row)
                 if not src.compressed:
                     src.on_bytes(int(size * batch.num_rows / total))
                 row += batch.num_rows
@@ -747,7 +1012,12 @@ def read_parquet(src: Source, chunk_records: int) -> Iterator[Chunk]:
 
 
 # -- Avro ------------------------------------------------------------------------------------------
-def _avro_default(value: Any) -> Any:
+def _avro_default(value: Any, *, shown: bool = False) -> Any:
+    """JSON for fastavro's logical types: decimals exactly, ``bytes`` / ``fixed`` as UTF-8 text.
+
+    Bytes that are not UTF-8 raise ``UnicodeDecodeError`` (the record is quarantined, as for a
+    Parquet binary or a CSV cell), unless ``shown``: then U+FFFD, for the quarantine's ``raw``.
+    """
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -755,12 +1025,21 @@ def _avro_default(value: Any) -> Any:
     if isinstance(value, (date, time)):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return float(value)
+        return _NumberText(str(value))
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8", "replace")
+        return value.decode("utf-8", "replace" if shown else "strict")
     raise TypeError(f"cannot represent {type(value).__name__} as JSON")
+
+
+def _not_utf8_fields(value: Any, path: str = "") -> list[str]:
+    """The dotted paths of the ``bytes`` values of a record that are not UTF-8."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _not_utf8_fields(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for v in value for p in _not_utf8_fields(v, path)]
+    return [path] if isinstance(value, (bytes, bytearray)) and _not_utf8(bytes(value)) else []
 
 
 def _strip_none(value: Any) -> Any:
@@ -774,8 +1053,13 @@ def _strip_none(value: Any) -> Any:
 def _avro_text(record: Any, line: int) -> str | ReadFailure:
     if isinstance(record, ReadFailure):
         return record
+    record = _strip_none(record)
     try:
-        return json.dumps(_strip_none(record), ensure_ascii=False, separators=(",", ":"), default=_avro_default)
+        return _dumps(record, default=_avro_default)
+    except UnicodeDecodeError:
+        fields = ", ".join(dict.fromkeys(_not_utf8_fields(record)))
+        shown = _dumps(record, default=functools.partial(_avro_default, shown=True))
+        return ReadFailure(line=line, raw=cut_text(shown), reason=f"invalid UTF-8 in field(s) {fields}")
     except (TypeError, ValueError) as exc:
         return ReadFailure(line=line, raw=cut_text(repr(record)), reason=f"record cannot be represented as JSON: {exc}")
 
@@ -832,19 +1116,59 @@ def read_avro(src: Source, chunk_records: int) -> Iterator[Chunk]:
 
 Reader = Callable[[Source, int], Iterator[Chunk]]
 
+#: Never a file's problem: the user's interrupt, the interpreter's exit, a generator being closed.
+_NOT_THE_FILE = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def _guarded(reader: Reader) -> Reader:
+    """``reader``, with any unexpected failure turned into the file's :class:`FileProblem`.
+
+    A library can fail on input nobody foresaw (a polars error, even a Rust panic, which pyo3
+    raises as a ``BaseException``): that is one file's problem, recorded with its reason, and
+    the chunks read before it are kept, so it never stops the run's other files.
+    """
+
+    @functools.wraps(reader)
+    def guarded(src: Source, chunk_records: int) -> Iterator[Chunk]:
+        last = 0  # the highest record number handed out
+        try:
+            for chunk in reader(src, chunk_records):
+                numbers = [f.line for f in chunk.failures]
+                if len(chunk.lines):
+                    numbers.append(pc.max(chunk.lines).as_py())
+                last = max([last, *numbers])
+                yield chunk
+        except (FileProblem, *_NOT_THE_FILE):
+            raise
+        except BaseException as exc:  # noqa: BLE001 -- the safety net: see the docstring
+            detail = str(exc).strip().splitlines()
+            reason = f"cannot read the file: {type(exc).__name__}" + (f": {detail[0]}" if detail else "")
+            raise FileProblem(reason, line=last + 1 if last else 0) from exc
+
+    return guarded
+
+
 #: The reader of each format (keys are the formats :func:`detect_format` returns).
 READERS: dict[str, Reader] = {
-    "ndjson": read_ndjson,
-    "json": read_json,
-    "csv": read_csv,
-    "parquet": read_parquet,
-    "avro": read_avro,
+    fmt: _guarded(reader)
+    for fmt, reader in {
+        "ndjson": read_ndjson,
+        "json": read_json,
+        "csv": read_csv,
+        "parquet": read_parquet,
+        "avro": read_avro,
+    }.items()
 }
 
 
 def cut_text(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
-    """At most ``limit`` UTF-8 bytes of ``text``, never splitting a character."""
-    data = text.encode("utf-8", "replace")
+    """At most ``limit`` UTF-8 bytes of ``text``, never splitting a character; a surrogate (an
+    undecodable byte or a lone escape, not storable text) is shown as U+FFFD."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATE.sub("\ufffd", text)
+        data = text.encode("utf-8")
     if len(data) <= limit:
         return text
     return data[:limit].decode("utf-8", "ignore")
