@@ -338,6 +338,9 @@ def _merge_under(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
 
 #: Batch-level fields merged under each message of a Segment batch envelope.
 BATCH_MERGED = ("context", "integrations")
+#: Batch-level fields a message without its own inherits as they are: Segment's HTTP API sends
+#: ``sentAt`` once per batch, and the clock-skew correction needs it on each message.
+BATCH_INHERITED = ("sentAt",)
 
 
 def _json_records(doc: Any) -> list[Any]:
@@ -348,9 +351,11 @@ def _json_records(doc: Any) -> list[Any]:
                 if not isinstance(doc[key], dict):
                     raise FileProblem(f"the batch-level '{key}' is not an object", line=0)
                 shared[key] = doc[key]
+        inherited = {k: doc[k] for k in BATCH_INHERITED if doc.get(k) is not None}
         out = []
         for msg in doc["batch"]:
             if isinstance(msg, dict):
+                msg = {**msg, **{k: v for k, v in inherited.items() if msg.get(k) is None}}
                 for key, value in shared.items():
                     own = msg.get(key)
                     if own is None:

@@ -324,3 +324,18 @@ def test_numbers_beyond_a_double_are_json_in_json_documents_as_in_ndjson(store, 
     assert stored["m"] == stored["j"] and "1e400" in stored["m"] and "-1E+400" in stored["m"]
     assert "1e400" in rows(store, "SELECT raw FROM events WHERE message_id = 'j'")[0][0]
     assert set(reasons(store).values()) == {"invalid JSON: NaN and Infinity are not JSON numbers"}
+
+
+def test_a_batch_level_sent_at_corrects_the_clock_skew_of_its_messages(store, tmp_path):
+    """Segment's HTTP API sends ``sentAt`` once per batch; a message with its own keeps it."""
+    doc = {"sentAt": "2024-03-01T10:00:00Z", "batch": [
+        {"type": "track", "event": "E", "userId": "u", "messageId": "inherits",
+         "originalTimestamp": "2024-03-01T09:59:30Z", "receivedAt": "2024-03-01T10:01:00Z"},
+        {"type": "track", "event": "E", "userId": "u", "messageId": "own", "sentAt": "2024-03-01T09:59:50Z",
+         "originalTimestamp": "2024-03-01T09:59:30Z", "receivedAt": "2024-03-01T10:01:00Z"},
+    ]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(doc))
+    ingest(store, path)
+    got = dict(rows(store, "SELECT message_id, strftime(timestamp, '%H:%M:%S') FROM events"))
+    assert got == {"inherits": "10:00:30", "own": "10:00:40"}
