@@ -394,8 +394,11 @@ def _loads(text: str) -> Any:
     return json.loads(text, parse_float=_parse_float)
 
 
-#: Placeholder text of a :class:`_NumberText` while a record is serialised (never in real data: random).
-_BIG = "\x00" + uuid4().hex + ":{}\x00"
+#: Marks a string that is a JSON number's text (a :class:`_NumberText`; in tabular files an exact
+#: decimal, NaN, Infinity) until the record's JSON is built, which then loses the quotes around
+#: it (:data:`_NUMBER_TEXT_MEMBER`). Random, so no real value holds it.
+_NUMBER_TEXT = "~" + uuid4().hex + "~"
+_NUMBER_TEXT_MEMBER = f'"{_NUMBER_TEXT}([^"\\\\]*)"'
 
 
 def _dumps(record: Any, default: Callable[[Any], Any] | None = None) -> str:
@@ -403,20 +406,19 @@ def _dumps(record: Any, default: Callable[[Any], Any] | None = None) -> str:
 
     ``default`` turns other values JSON cannot hold into ones it can (as ``json.dumps``'s).
     """
-    big: list[str] = []
+    marked = False
 
     def placeholder(value: Any) -> Any:
+        nonlocal marked
         if not isinstance(value, _NumberText):
             if default is None:
                 raise TypeError(f"{type(value).__name__} is not JSON serializable")
             return default(value)
-        big.append(value.text)
-        return _BIG.format(len(big) - 1)
+        marked = True
+        return _NUMBER_TEXT + value.text
 
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=placeholder)
-    for i, number in enumerate(big):
-        text = text.replace(json.dumps(_BIG.format(i)), number, 1)
-    return text
+    return re.sub(_NUMBER_TEXT_MEMBER, r"\1", text) if marked else text
 
 
 #: A UTF-16 surrogate code point: never text of its own (not encodable as UTF-8).
@@ -893,10 +895,6 @@ def _seekable(src: Source) -> Iterator[IO[bytes]]:
         yield tmp
 
 
-#: Marks a string that is a JSON number's text (an exact decimal, NaN, Infinity) until the row's
-#: JSON is built, which then loses the quotes around it. Random, so no real value holds it.
-_NUMBER_TEXT = "~" + uuid4().hex + "~"
-_NUMBER_TEXT_MEMBER = f'"{_NUMBER_TEXT}([^"\\\\]*)"'
 #: Arrow's spelling of non-finite floats -> JavaScript's, the one the contract names (not JSON: quarantined).
 _NON_FINITE = (("nan", "NaN"), ("-inf", "-Infinity"), ("inf", "Infinity"))
 
